@@ -1,0 +1,138 @@
+"""The HTTP application: mounts each capability's router and maps ConsentryError to statuses.
+
+This is the only place that turns a domain error into an HTTP status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from consentry import __version__
+from consentry.commerce import service as commerce
+from consentry.config import Settings, get_settings
+from consentry.deps import AnyToken, CommerceRead, DbDep
+from consentry.errors import (
+    Conflict,
+    ConsentryError,
+    FieldError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    Unauthorized,
+)
+from consentry.ingest import service as ingest
+from consentry.ingest.routes import router as ingest_router
+from consentry.platform import tenancy
+from consentry.platform.db import Database
+from consentry.profiles import service as profiles
+from consentry.profiles.routes import router as profiles_router
+
+STATUS: list[tuple[type[ConsentryError], int]] = [
+    (Invalid, 400),  # LimitExceeded included: the ingestion contract answers 400
+    (Unauthorized, 401),
+    (Forbidden, 403),
+    (NotFound, 404),
+    (Conflict, 409),
+]
+
+
+def _status(exc: ConsentryError) -> int:
+    return next((code for kind, code in STATUS if isinstance(exc, kind)), 500)
+
+
+def _error_body(code: str, message: str, errors: list[FieldError]) -> dict[str, Any]:
+    return {"code": code, "message": message, "errors": [e.as_dict() for e in errors]}
+
+
+async def _on_consentry_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ConsentryError)
+    headers = {"WWW-Authenticate": "Basic, Bearer"} if isinstance(exc, Unauthorized) else None
+    return JSONResponse(
+        _error_body(exc.code, exc.message, exc.errors), status_code=_status(exc), headers=headers
+    )
+
+
+async def _on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        FieldError(
+            field=".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query")),
+            reason=str(err.get("msg", "invalid")),
+        )
+        for err in exc.errors()
+    ]
+    return JSONResponse(_error_body("invalid", "the request is malformed", errors), 400)
+
+
+async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return JSONResponse(
+        _error_body("http_error", str(exc.detail), []),
+        status_code=exc.status_code,
+        headers=getattr(exc, "headers", None),
+    )
+
+
+def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+    """Build the application around a store; nothing connects before the first request."""
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="consentry",
+        version=__version__,
+        description="Customer data platform for e-commerce, governed by consent. "
+        "Ingestion is wire-compatible with the Segment HTTP tracking API.",
+    )
+    app.state.settings = settings
+    app.state.db = db or Database.from_url(settings.database_url)
+    app.add_exception_handler(ConsentryError, _on_consentry_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.include_router(ingest_router)
+    app.include_router(profiles_router)
+    _mount_core(app)
+    _mount_web(app)
+    return app
+
+
+def _mount_web(app: FastAPI) -> None:
+    from consentry.web.routes import mount
+
+    mount(app)
+
+
+def _mount_core(app: FastAPI) -> None:
+    @app.get("/health", tags=["platform"])
+    def health(db: DbDep) -> dict[str, Any]:
+        """Liveness and store check."""
+        return {"status": "ok", "database": db.dialect, "version": __version__}
+
+    @app.get("/v1/workspace", tags=["platform"])
+    def workspace(principal: AnyToken, db: DbDep) -> dict[str, Any]:
+        """The caller's workspace, role and scopes, with counts of what it holds."""
+        with db.read() as session:
+            ws = tenancy.get_workspace(session=session, workspace_id=principal.workspace_id)
+            counts = commerce.counts(session=session, workspace_id=ws.id)
+            counts["events"] = ingest.count_events(session=session, workspace_id=ws.id)
+            counts["profiles"] = profiles.count_profiles(session=session, workspace_id=ws.id)
+        return {
+            "id": ws.id,
+            "name": ws.name,
+            "role": principal.role,
+            "scopes": sorted(principal.scopes),
+            "counts": counts,
+        }
+
+    @app.get("/v1/orders/{order_id}", tags=["commerce"])
+    def get_order(order_id: str, principal: CommerceRead, db: DbDep) -> dict[str, Any]:
+        """One order with its items."""
+        with db.read() as session:
+            order = commerce.get_order(
+                session=session, workspace_id=principal.workspace_id, order_id=order_id
+            )
+        return asdict(order)

@@ -1,0 +1,1 @@
+"""Commerce: products, carts and orders, filled from e-commerce events and CSV imports."""

@@ -1,0 +1,340 @@
+"""Use cases of commerce: keep products, carts and orders in step with e-commerce events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from consentry.commerce.models import (
+    CART_EVENTS,
+    ECOMMERCE_EVENTS,
+    LineItem,
+    OrderFacts,
+    line_item,
+    line_items,
+    money,
+    order_facts,
+    order_total,
+    refund_status,
+)
+from consentry.commerce.tables import CartRow, OrderItemRow, OrderRow, ProductRow
+from consentry.errors import NotFound
+
+
+@dataclass(frozen=True, slots=True)
+class OrderView:
+    order_id: str
+    profile_id: str | None
+    status: str
+    total: Decimal
+    refunded: Decimal
+    currency: str
+    channel: str | None
+    source: str
+    placed_at: datetime
+    items: list[dict[str, Any]]
+
+
+def is_commerce_event(event: str | None) -> bool:
+    """True for the e-commerce spec events that change products, carts or orders."""
+    return event in ECOMMERCE_EVENTS
+
+
+def apply_event(
+    *,
+    session: Session,
+    workspace_id: str,
+    profile_id: str | None,
+    event: str,
+    properties: Mapping[str, Any],
+    at: datetime,
+    source: str = "event",
+) -> None:
+    """Apply one e-commerce event: upsert products, move the cart, record the order."""
+    items = line_items(properties)
+    single = line_item(properties)
+    upsert_products(
+        session=session,
+        workspace_id=workspace_id,
+        items=[*items, *([single] if single else [])],
+        at=at,
+    )
+    if event in CART_EVENTS:
+        _apply_cart(session, workspace_id, profile_id, event, properties, single, items, at)
+    facts = order_facts(event, properties)
+    if facts is not None:
+        _apply_order(session, workspace_id, profile_id, facts, at, source)
+
+
+def upsert_products(
+    *, session: Session, workspace_id: str, items: Iterable[LineItem], at: datetime
+) -> None:
+    """Create or refresh products; newer facts fill in or replace older ones."""
+    by_id = {i.product_id: i for i in items}
+    if not by_id:
+        return
+    existing = {
+        p.product_id: p
+        for p in session.scalars(
+            select(ProductRow).where(
+                ProductRow.workspace_id == workspace_id, ProductRow.product_id.in_(list(by_id))
+            )
+        )
+    }
+    for product_id, item in by_id.items():
+        row = existing.get(product_id)
+        if row is None:
+            row = ProductRow(workspace_id=workspace_id, product_id=product_id, updated_at=at)
+            session.add(row)
+        elif at < row.updated_at:
+            continue
+        for attr in ("sku", "name", "category", "brand", "price", "url", "image_url"):
+            value = getattr(item, attr)
+            if value is not None:
+                setattr(row, attr, value)
+        row.updated_at = at
+    session.flush()
+
+
+def _apply_cart(
+    session: Session,
+    workspace_id: str,
+    profile_id: str | None,
+    event: str,
+    props: Mapping[str, Any],
+    single: LineItem | None,
+    items: list[LineItem],
+    at: datetime,
+) -> None:
+    cart_id = props.get("cart_id") or props.get("checkout_id")
+    if not cart_id:
+        return
+    cart = session.get(CartRow, (workspace_id, str(cart_id)[:200]))
+    if cart is None:
+        cart = CartRow(
+            workspace_id=workspace_id,
+            cart_id=str(cart_id)[:200],
+            status="open",
+            items=[],
+            created_at=at,
+            updated_at=at,
+            currency="USD",
+        )
+        session.add(cart)
+    if cart.status == "converted":
+        return
+    contents = {i["product_id"]: i for i in cart.items}
+    if items:
+        contents = {i.product_id: i.as_json() for i in items}
+    elif single is not None and event == "Product Added":
+        contents[single.product_id] = single.as_json()
+    elif single is not None and event == "Product Removed":
+        contents.pop(single.product_id, None)
+    cart.items = list(contents.values())
+    cart.value = money(props.get("value") or props.get("revenue")) or _sum(cart.items)
+    cart.currency = str(props.get("currency") or cart.currency)[:3].upper()
+    cart.profile_id = profile_id or cart.profile_id
+    cart.status = "checkout" if event == "Checkout Started" else cart.status
+    cart.updated_at = max(cart.updated_at, at)
+    session.flush()
+
+
+def _sum(items: Sequence[Mapping[str, Any]]) -> Decimal:
+    total = Decimal("0.00")
+    for item in items:
+        total += (money(item.get("price")) or Decimal(0)) * int(item.get("quantity") or 1)
+    return total
+
+
+def _apply_order(
+    session: Session,
+    workspace_id: str,
+    profile_id: str | None,
+    facts: OrderFacts,
+    at: datetime,
+    source: str,
+) -> None:
+    order = session.scalar(
+        select(OrderRow).where(
+            OrderRow.workspace_id == workspace_id, OrderRow.order_id == facts.order_id
+        )
+    )
+    if facts.status in ("refunded", "cancelled") and order is not None:
+        _refund_or_cancel(order, facts, at)
+    elif facts.status == "completed":
+        order = _upsert_order(session, workspace_id, profile_id, facts, order, at, source)
+        _convert_cart(session, workspace_id, facts)
+    elif order is None:
+        # a refund or cancellation of an order we never saw: keep what we know of it
+        order = _upsert_order(session, workspace_id, profile_id, facts, None, at, source)
+        _refund_or_cancel(order, facts, at)
+    session.flush()
+
+
+def _upsert_order(
+    session: Session,
+    workspace_id: str,
+    profile_id: str | None,
+    facts: OrderFacts,
+    order: OrderRow | None,
+    at: datetime,
+    source: str,
+) -> OrderRow:
+    if order is None:
+        order = OrderRow(
+            workspace_id=workspace_id,
+            order_id=facts.order_id,
+            status="completed",
+            placed_at=at,
+            refunded=Decimal("0.00"),
+            source=source,
+        )
+        session.add(order)
+    order.profile_id = profile_id or order.profile_id
+    order.total = order_total(facts)
+    order.revenue, order.shipping, order.tax = facts.revenue, facts.shipping, facts.tax
+    order.discount, order.coupon, order.currency = facts.discount, facts.coupon, facts.currency
+    order.channel = facts.channel or order.channel
+    order.placed_at = min(order.placed_at, at)
+    order.updated_at = at
+    session.flush()
+    if facts.items:
+        session.execute(delete(OrderItemRow).where(OrderItemRow.order_pk == order.id))
+        session.add_all(
+            OrderItemRow(
+                order_pk=order.id,
+                workspace_id=workspace_id,
+                product_id=i.product_id,
+                sku=i.sku,
+                name=i.name,
+                category=i.category,
+                price=i.price,
+                quantity=i.quantity,
+            )
+            for i in facts.items
+        )
+    return order
+
+
+def _refund_or_cancel(order: OrderRow, facts: OrderFacts, at: datetime) -> None:
+    if facts.status == "cancelled":
+        order.status = "cancelled"
+    else:
+        if facts.total is not None:
+            amount = facts.total
+        elif facts.items:
+            amount = _sum([i.as_json() for i in facts.items])
+        else:
+            amount = order.total
+        order.refunded = min(order.total, (order.refunded or Decimal(0)) + abs(amount))
+        order.status = refund_status(order.total, order.refunded)
+    order.updated_at = at
+
+
+def _convert_cart(session: Session, workspace_id: str, facts: OrderFacts) -> None:
+    if not facts.checkout_id:
+        return
+    cart = session.get(CartRow, (workspace_id, facts.checkout_id))
+    if cart is not None:
+        cart.status, cart.order_id = "converted", facts.order_id
+
+
+def _order_view(row: OrderRow, items: list[OrderItemRow]) -> OrderView:
+    return OrderView(
+        order_id=row.order_id,
+        profile_id=row.profile_id,
+        status=row.status,
+        total=row.total,
+        refunded=row.refunded,
+        currency=row.currency,
+        channel=row.channel,
+        source=row.source,
+        placed_at=row.placed_at,
+        items=[
+            {
+                "product_id": i.product_id,
+                "sku": i.sku,
+                "name": i.name,
+                "category": i.category,
+                "price": i.price,
+                "quantity": i.quantity,
+            }
+            for i in items
+        ],
+    )
+
+
+def orders_of(
+    *, session: Session, workspace_id: str, profile_ids: Sequence[str], limit: int = 100
+) -> list[OrderView]:
+    """Orders of the given profiles, newest first, with their items."""
+    rows = list(
+        session.scalars(
+            select(OrderRow)
+            .where(OrderRow.workspace_id == workspace_id, OrderRow.profile_id.in_(profile_ids))
+            .order_by(OrderRow.placed_at.desc())
+            .limit(limit)
+        )
+    )
+    items: dict[int, list[OrderItemRow]] = {r.id: [] for r in rows}
+    for item in session.scalars(
+        select(OrderItemRow).where(OrderItemRow.order_pk.in_(list(items))).order_by(OrderItemRow.id)
+    ):
+        items[item.order_pk].append(item)
+    return [_order_view(r, items[r.id]) for r in rows]
+
+
+def get_order(*, session: Session, workspace_id: str, order_id: str) -> OrderView:
+    """One order by its shop id."""
+    row = session.scalar(
+        select(OrderRow).where(OrderRow.workspace_id == workspace_id, OrderRow.order_id == order_id)
+    )
+    if row is None:
+        raise NotFound(f"no order {order_id!r} in this workspace")
+    items = list(session.scalars(select(OrderItemRow).where(OrderItemRow.order_pk == row.id)))
+    return _order_view(row, items)
+
+
+def open_carts(
+    *, session: Session, workspace_id: str, profile_ids: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Carts of these profiles that did not become an order, newest first."""
+    rows = session.scalars(
+        select(CartRow)
+        .where(
+            CartRow.workspace_id == workspace_id,
+            CartRow.profile_id.in_(profile_ids),
+            CartRow.status != "converted",
+        )
+        .order_by(CartRow.updated_at.desc())
+    )
+    return [
+        {
+            "cart_id": r.cart_id,
+            "status": r.status,
+            "items": r.items,
+            "value": r.value,
+            "currency": r.currency,
+            "updated_at": r.updated_at,
+        }
+        for r in rows
+    ]
+
+
+def counts(*, session: Session, workspace_id: str) -> dict[str, int]:
+    """How many products, carts and orders the workspace has."""
+    out = {}
+    for name, table in (("products", ProductRow), ("carts", CartRow), ("orders", OrderRow)):
+        out[name] = int(
+            session.scalar(
+                select(func.count()).select_from(table).where(table.workspace_id == workspace_id)
+            )
+            or 0
+        )
+    return out

@@ -1,0 +1,81 @@
+"""Settings, read from the environment (prefix ``CONSENTRY_``) and an optional ``.env`` file.
+
+Only ``api.py`` and ``cli.py`` call :func:`get_settings`; everything else receives what it needs as
+arguments. Sections are nested models; a nested value is set with a double underscore, for example
+``CONSENTRY_INGEST__MAX_BATCH_MESSAGES=1000``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///consentry.db"
+PLACEHOLDER_SECRET = "change-me"  # noqa: S105 - the placeholder that is refused outside development
+
+
+class IngestSettings(BaseModel):
+    """Limits of the Segment-compatible ingestion API."""
+
+    max_message_bytes: int = Field(32 * 1024, description="Largest single message, in bytes.")
+    max_batch_bytes: int = Field(500 * 1024, description="Largest request body after gunzip.")
+    max_batch_messages: int = Field(2500, description="Most messages in one batch.")
+
+
+class IdentitySettings(BaseModel):
+    """Caps on identifiers per unified profile; a merge that would break one is refused."""
+
+    max_user_ids: int = Field(1, ge=1, description="userIds per profile (1 keeps people apart).")
+    max_emails: int = Field(5, ge=1)
+    max_phones: int = Field(5, ge=1)
+    max_anonymous_ids: int = Field(100, ge=1)
+    max_external_ids: int = Field(10, ge=1, description="Per external id type.")
+
+    def cap(self, identifier_type: str) -> int:
+        """Return the cap for an identifier type."""
+        return {
+            "user_id": self.max_user_ids,
+            "email": self.max_emails,
+            "phone": self.max_phones,
+            "anonymous_id": self.max_anonymous_ids,
+        }.get(identifier_type, self.max_external_ids)
+
+
+class Settings(BaseSettings):
+    """All of consentry's settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CONSENTRY_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    environment: Literal["development", "test", "production"] = Field(
+        "development", description="Placeholder secrets are refused outside development and test."
+    )
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL,
+        description="SQLAlchemy URL: sqlite:///path.db (WAL) or postgresql+psycopg://user@host/db.",
+    )
+    secret_key: str = Field(PLACEHOLDER_SECRET, description="Signs links and derives token hashes.")
+    default_phone_region: str = Field("US", description="Region for phone numbers without +.")
+    ingest: IngestSettings = IngestSettings()
+    identity: IdentitySettings = IdentitySettings()
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        if self.environment == "production" and self.secret_key == PLACEHOLDER_SECRET:
+            raise ValueError(
+                "CONSENTRY_SECRET_KEY is still the placeholder; set a random value in production"
+            )
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Return the process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Collect: the Segment/RudderStack-compatible ingestion API, validation, de-duplication."""

@@ -1,0 +1,272 @@
+"""The Segment spec as pydantic models, and the pure rules of ingestion.
+
+Parsing turns a request body into :class:`Envelope` objects or a list of field errors naming the
+message index and field, so the API can answer 400 without storing anything.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+from consentry.errors import FieldError
+
+MESSAGE_TYPES = ("identify", "track", "page", "screen", "group", "alias")
+
+
+def _stringify_id(value: Any) -> Any:
+    """SDKs send numeric ids; the spec treats them as strings."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return str(int(value)) if float(value).is_integer() else str(value)
+    return value
+
+
+Id = Annotated[str, BeforeValidator(_stringify_id), Field(max_length=512)]
+JsonObject = dict[str, Any]
+
+
+class Message(BaseModel):
+    """One call of the Segment spec. Unknown top-level fields are kept as they came."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["identify", "track", "page", "screen", "group", "alias"]
+    messageId: Id | None = None
+    userId: Id | None = None
+    anonymousId: Id | None = None
+    previousId: Id | None = None
+    groupId: Id | None = None
+    event: str | None = Field(None, max_length=512)
+    name: str | None = Field(None, max_length=512)
+    category: str | None = Field(None, max_length=512)
+    timestamp: datetime | None = None
+    originalTimestamp: datetime | None = None
+    sentAt: datetime | None = None
+    context: JsonObject | None = None
+    integrations: JsonObject | None = None
+    properties: JsonObject | None = None
+    traits: JsonObject | None = None
+
+    @model_validator(mode="after")
+    def _required_by_type(self) -> Message:
+        if self.type == "alias":
+            if not self.previousId:
+                raise ValueError("previousId: required for alias")
+            if not self.userId:
+                raise ValueError("userId: required for alias")
+        elif not (self.userId or self.anonymousId):
+            raise ValueError("userId: userId or anonymousId is required")
+        if self.type == "track" and not self.event:
+            raise ValueError("event: required for track")
+        if self.type == "group" and not self.groupId:
+            raise ValueError("groupId: required for group")
+        return self
+
+
+class Batch(BaseModel):
+    """The body of ``POST /v1/batch``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    batch: list[JsonObject] = Field(..., description="Messages, each a Segment call.")
+    context: JsonObject | None = None
+    integrations: JsonObject | None = None
+    sentAt: datetime | None = None
+    writeKey: str | None = None
+
+
+@dataclass(slots=True)
+class Envelope:
+    """A validated message with server-side fields filled in."""
+
+    index: int
+    message_id: str
+    type: str
+    user_id: str | None
+    anonymous_id: str | None
+    event: str | None
+    original_timestamp: datetime | None
+    sent_at: datetime | None
+    received_at: datetime
+    timestamp: datetime
+    payload: dict[str, Any]
+    profile_id: str | None = field(default=None)
+
+    @property
+    def name(self) -> str | None:
+        """The event name, or the page/screen name."""
+        return self.event or self.payload.get("name")
+
+
+_MESSAGE = TypeAdapter(Message)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def corrected_timestamp(
+    original: datetime | None, sent_at: datetime | None, received_at: datetime
+) -> datetime:
+    """Correct client clock skew: ``receivedAt - (sentAt - originalTimestamp)``."""
+    if original is None:
+        return received_at
+    if sent_at is None:
+        return original
+    return received_at - (sent_at - original)
+
+
+def deep_merge(base: dict[str, Any] | None, override: dict[str, Any] | None) -> dict[str, Any]:
+    """Merge ``override`` into ``base``; nested objects merge, the override wins."""
+    out: dict[str, Any] = dict(base or {})
+    for key, value in (override or {}).items():
+        current = out.get(key)
+        if isinstance(current, dict) and isinstance(value, dict):
+            out[key] = deep_merge(current, value)
+        else:
+            out[key] = value
+    return out
+
+
+def _field_errors(index: int | None, exc: ValidationError) -> list[FieldError]:
+    errors = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"])
+        reason = str(err["msg"]).removeprefix("Value error, ")
+        if not loc and ": " in reason:  # our own rules name the field first
+            loc, reason = reason.split(": ", 1)
+        errors.append(FieldError(field=loc or "(message)", reason=reason, index=index))
+    return errors
+
+
+def parse_message(
+    raw: Any,
+    *,
+    index: int,
+    received_at: datetime,
+    batch_context: dict[str, Any] | None = None,
+    batch_integrations: dict[str, Any] | None = None,
+    batch_sent_at: datetime | None = None,
+    max_bytes: int | None = None,
+) -> Envelope | list[FieldError]:
+    """Validate one message and fill server-side fields, or return what is wrong with it."""
+    if not isinstance(raw, dict):
+        return [FieldError(field="(message)", reason="must be a JSON object", index=index)]
+    if max_bytes is not None:
+        size = len(json.dumps(raw, separators=(",", ":"), default=str).encode())
+        if size > max_bytes:
+            reason = f"message is {size} bytes, over the limit of {max_bytes}"
+            return [FieldError(field="(message)", reason=reason, index=index, over_limit=True)]
+    try:
+        msg = _MESSAGE.validate_python(raw)
+    except ValidationError as exc:
+        return _field_errors(index, exc)
+    return _envelope(msg, raw, index, received_at, batch_context, batch_integrations, batch_sent_at)
+
+
+def _envelope(
+    msg: Message,
+    raw: dict[str, Any],
+    index: int,
+    received_at: datetime,
+    batch_context: dict[str, Any] | None,
+    batch_integrations: dict[str, Any] | None,
+    batch_sent_at: datetime | None,
+) -> Envelope:
+    original = _aware(msg.originalTimestamp or msg.timestamp)
+    sent_at = _aware(msg.sentAt) or _aware(batch_sent_at)
+    timestamp = corrected_timestamp(original, sent_at, received_at)
+    message_id = msg.messageId or str(uuid.uuid4())
+    payload = {k: v for k, v in raw.items() if k != "writeKey"}  # never store a secret
+    payload.update(
+        messageId=message_id,
+        context=deep_merge(batch_context, msg.context),
+        integrations=deep_merge(batch_integrations, msg.integrations),
+        receivedAt=_iso(received_at),
+        timestamp=_iso(timestamp),
+    )
+    for key, value in (("userId", msg.userId), ("anonymousId", msg.anonymousId)):
+        if value is not None:
+            payload[key] = value
+    if original is not None:
+        payload["originalTimestamp"] = _iso(original)
+    if sent_at is not None:
+        payload["sentAt"] = _iso(sent_at)
+    return Envelope(
+        index=index,
+        message_id=message_id,
+        type=msg.type,
+        user_id=msg.userId,
+        anonymous_id=msg.anonymousId,
+        event=msg.event,
+        original_timestamp=original,
+        sent_at=sent_at,
+        received_at=received_at,
+        timestamp=timestamp,
+        payload=payload,
+    )
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_batch(
+    body: Any,
+    *,
+    received_at: datetime,
+    max_messages: int,
+    max_message_bytes: int,
+) -> tuple[list[Envelope], list[FieldError]]:
+    """Validate a ``/v1/batch`` body; any error means the whole batch is refused."""
+    if not isinstance(body, dict):
+        return [], [FieldError(field="(body)", reason="must be a JSON object")]
+    try:
+        batch = Batch.model_validate(body)
+    except ValidationError as exc:
+        return [], _field_errors(None, exc)
+    if len(batch.batch) > max_messages:
+        reason = f"{len(batch.batch)} messages, over the limit of {max_messages}"
+        return [], [FieldError(field="batch", reason=reason, over_limit=True)]
+    if not batch.batch:
+        return [], [FieldError(field="batch", reason="must hold at least one message")]
+    return _parse_all(batch, received_at, max_message_bytes)
+
+
+def _parse_all(
+    batch: Batch, received_at: datetime, max_message_bytes: int
+) -> tuple[list[Envelope], list[FieldError]]:
+    envelopes: list[Envelope] = []
+    errors: list[FieldError] = []
+    for index, raw in enumerate(batch.batch):
+        parsed = parse_message(
+            raw,
+            index=index,
+            received_at=received_at,
+            batch_context=batch.context,
+            batch_integrations=batch.integrations,
+            batch_sent_at=_aware(batch.sentAt),
+            max_bytes=max_message_bytes,
+        )
+        if isinstance(parsed, list):
+            errors.extend(parsed)
+        else:
+            envelopes.append(parsed)
+    return envelopes, errors

@@ -1,0 +1,143 @@
+"""The Segment/RudderStack-compatible HTTP tracking API: ``/v1/batch`` and the single calls."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+
+from consentry.config import Settings
+from consentry.deps import DbDep, SettingsDep, authenticate_write_key, basic_username
+from consentry.errors import FieldError, Invalid, LimitExceeded
+from consentry.ingest import service
+from consentry.ingest.models import Batch, Envelope, Message, parse_batch, parse_message
+from consentry.platform.db import Database, utcnow
+
+router = APIRouter(prefix="/v1", tags=["ingest"])
+
+_ACK = {"description": "Every message is durably stored (duplicates of a messageId once)."}
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _ACK,
+    400: {"description": "Malformed or over a limit: `{code, message, errors:[...]}`."},
+    401: {"description": "Missing or unknown write key."},
+}
+
+
+def _body_schema(model: type[Message] | type[Batch]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise LimitExceeded(
+                f"request body is over the limit of {limit} bytes",
+                [FieldError("(body)", f"over {limit} bytes")],
+            )
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if request.headers.get("content-encoding", "").lower() in ("gzip", "x-gzip"):
+        raw = _gunzip(raw, limit)
+    return raw
+
+
+def _gunzip(raw: bytes, limit: int) -> bytes:
+    inflater = zlib.decompressobj(wbits=47)  # gzip or zlib, detected from the header
+    try:
+        out = inflater.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise Invalid("body is not valid gzip", [FieldError("(body)", str(exc))]) from exc
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise LimitExceeded(
+            f"decompressed body is over the limit of {limit} bytes",
+            [FieldError("(body)", f"over {limit} bytes once decompressed")],
+        )
+    return out
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise Invalid("body is not valid JSON", [FieldError("(body)", str(exc))]) from exc
+
+
+def _write_key(request: Request, body: Any) -> str | None:
+    from_header = basic_username(request.headers.get("authorization"))
+    if from_header:
+        return from_header
+    key = body.get("writeKey") if isinstance(body, dict) else None
+    return key if isinstance(key, str) else None
+
+
+def _store(
+    db: Database, settings: Settings, workspace_id: str, envelopes: list[Envelope]
+) -> dict[str, Any]:
+    with db.write() as session:
+        result = service.ingest(
+            session=session,
+            workspace_id=workspace_id,
+            envelopes=envelopes,
+            identity=settings.identity,
+            default_region=settings.default_phone_region,
+        )
+    return {"success": True, "accepted": result.accepted, "duplicates": result.duplicates}
+
+
+@router.post("/batch", responses=_RESPONSES, openapi_extra=_body_schema(Batch))
+async def batch(request: Request, db: DbDep, settings: SettingsDep) -> dict[str, Any]:
+    """Accept a batch of Segment messages; all are stored or none is."""
+    limits = settings.ingest
+    body = _json(await _read_body(request, limits.max_batch_bytes))
+    principal = await run_in_threadpool(authenticate_write_key, db, _write_key(request, body))
+    envelopes, errors = parse_batch(
+        body,
+        received_at=utcnow(),
+        max_messages=limits.max_batch_messages,
+        max_message_bytes=limits.max_message_bytes,
+    )
+    if errors:
+        kind = LimitExceeded if any(e.over_limit for e in errors) else Invalid
+        raise kind(f"{len(errors)} problem(s) in the batch; nothing was stored", errors)
+    return await run_in_threadpool(_store, db, settings, principal.workspace_id, envelopes)
+
+
+async def _single(request: Request, db: Database, settings: Settings, kind: str) -> dict[str, Any]:
+    limits = settings.ingest
+    body = _json(await _read_body(request, limits.max_message_bytes))
+    principal = await run_in_threadpool(authenticate_write_key, db, _write_key(request, body))
+    if isinstance(body, dict):
+        if body.setdefault("type", kind) != kind:
+            raise Invalid(
+                "type does not match the endpoint",
+                [FieldError("type", f"must be {kind!r} on /v1/{kind}", 0)],
+            )
+        body.pop("writeKey", None)
+    parsed = parse_message(body, index=0, received_at=utcnow(), max_bytes=limits.max_message_bytes)
+    if isinstance(parsed, list):
+        kind = LimitExceeded if any(e.over_limit for e in parsed) else Invalid
+        raise kind("the message is malformed; nothing was stored", parsed)
+    return await run_in_threadpool(_store, db, settings, principal.workspace_id, [parsed])
+
+
+def _register(kind: str) -> None:
+    async def endpoint(request: Request, db: DbDep, settings: SettingsDep) -> dict[str, Any]:
+        return await _single(request, db, settings, kind)
+
+    endpoint.__name__ = kind
+    endpoint.__doc__ = f"Accept one Segment {kind} call."
+    router.post(f"/{kind}", responses=_RESPONSES, openapi_extra=_body_schema(Message))(endpoint)
+
+
+for _kind in ("identify", "track", "page", "screen", "group", "alias"):
+    _register(_kind)

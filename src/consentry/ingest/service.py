@@ -1,0 +1,226 @@
+"""Use cases of ingestion: store a validated batch once, then resolve identity and apply it.
+
+:func:`ingest` runs inside the caller's unit of work, so the client is answered only after the
+transaction that holds its events has committed. Writers of one workspace are serialised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select
+from sqlalchemy.orm import Session
+
+from consentry.commerce import service as commerce
+from consentry.config import IdentitySettings
+from consentry.ingest.models import Envelope
+from consentry.ingest.tables import EventRow
+from consentry.platform.db import lock_workspace
+from consentry.profiles import service as profiles
+from consentry.profiles.models import (
+    ANONYMOUS_ID,
+    USER_ID,
+    Identifier,
+    extract_identifiers,
+    normalize_id,
+)
+
+
+@dataclass(slots=True)
+class IngestResult:
+    """What happened to a batch."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    profiles_created: int = 0
+    merges: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class EventView:
+    id: int
+    message_id: str
+    type: str
+    event: str | None
+    profile_id: str | None
+    timestamp: datetime
+    received_at: datetime
+    payload: dict[str, Any]
+
+
+def ingest(
+    *,
+    session: Session,
+    workspace_id: str,
+    envelopes: Sequence[Envelope],
+    identity: IdentitySettings,
+    default_region: str = "US",
+) -> IngestResult:
+    """Store each new message once and apply it to profiles and commerce."""
+    lock_workspace(session, workspace_id)
+    result = IngestResult()
+    fresh = _new_messages(session, workspace_id, envelopes)
+    result.duplicates = len(envelopes) - len(fresh)
+    for env in fresh:
+        _resolve(session, workspace_id, env, identity, default_region, result)
+    if fresh:
+        session.execute(insert(EventRow), [_row(workspace_id, env) for env in fresh])
+    for env in fresh:
+        _apply(session, workspace_id, env)
+    result.accepted = len(fresh)
+    return result
+
+
+def _new_messages(
+    session: Session, workspace_id: str, envelopes: Sequence[Envelope]
+) -> list[Envelope]:
+    unique = list({env.message_id: env for env in reversed(envelopes)}.values())[::-1]
+    ids = [env.message_id for env in unique]
+    seen: set[str] = set()
+    for chunk in range(0, len(ids), 500):
+        seen.update(
+            session.scalars(
+                select(EventRow.message_id).where(
+                    EventRow.workspace_id == workspace_id,
+                    EventRow.message_id.in_(ids[chunk : chunk + 500]),
+                )
+            )
+        )
+    return [env for env in unique if env.message_id not in seen]
+
+
+def _identifiers(
+    session: Session, workspace_id: str, env: Envelope, default_region: str
+) -> list[Identifier]:
+    found = extract_identifiers(env.payload, default_region)
+    if env.type == "alias":
+        previous = normalize_id(env.payload.get("previousId"))
+        if previous is not None:
+            found.append(_alias_target(session, workspace_id, previous))
+    return list(dict.fromkeys(found))
+
+
+def _alias_target(session: Session, workspace_id: str, previous: str) -> Identifier:
+    """``previousId`` names a known userId if there is one, else an anonymousId."""
+    as_user = Identifier(USER_ID, previous)
+    hits = profiles.search_identifiers(session=session, workspace_id=workspace_id, user_id=previous)
+    return as_user if hits else Identifier(ANONYMOUS_ID, previous)
+
+
+def _resolve(
+    session: Session,
+    workspace_id: str,
+    env: Envelope,
+    identity: IdentitySettings,
+    default_region: str,
+    result: IngestResult,
+) -> None:
+    resolution = profiles.resolve(
+        session=session,
+        workspace_id=workspace_id,
+        identifiers=_identifiers(session, workspace_id, env, default_region),
+        seen_at=env.timestamp,
+        cap=identity.cap,
+        message_id=env.message_id,
+    )
+    env.profile_id = resolution.profile_id
+    result.profiles_created += int(resolution.created)
+    result.merges += len(resolution.merges)
+    result.warnings.extend(f"message {env.index}: {w}" for w in resolution.warnings)
+
+
+def _row(workspace_id: str, env: Envelope) -> dict[str, Any]:
+    return {
+        "workspace_id": workspace_id,
+        "message_id": env.message_id,
+        "type": env.type,
+        "event": env.name,
+        "user_id": env.user_id,
+        "anonymous_id": env.anonymous_id,
+        "profile_id": env.profile_id,
+        "original_timestamp": env.original_timestamp,
+        "sent_at": env.sent_at,
+        "received_at": env.received_at,
+        "timestamp": env.timestamp,
+        "payload": env.payload,
+    }
+
+
+def _apply(session: Session, workspace_id: str, env: Envelope) -> None:
+    if env.type == "identify" and env.profile_id is not None:
+        traits = env.payload.get("traits")
+        if isinstance(traits, dict) and traits:
+            profiles.record_traits(
+                session=session,
+                workspace_id=workspace_id,
+                profile_id=env.profile_id,
+                traits=traits,
+                observed_at=env.timestamp,
+                message_id=env.message_id,
+            )
+    if env.type == "track" and commerce.is_commerce_event(env.event):
+        props = env.payload.get("properties")
+        commerce.apply_event(
+            session=session,
+            workspace_id=workspace_id,
+            profile_id=env.profile_id,
+            event=env.event or "",
+            properties=props if isinstance(props, dict) else {},
+            at=env.timestamp,
+        )
+
+
+def events_of(
+    *,
+    session: Session,
+    workspace_id: str,
+    profile_ids: Sequence[str],
+    limit: int = 50,
+    before: tuple[datetime, int] | None = None,
+) -> list[EventView]:
+    """A page of the timeline of these profiles, newest event time first.
+
+    ``before`` is the (timestamp, id) of the last event of the previous page.
+    """
+    query = select(EventRow).where(
+        EventRow.workspace_id == workspace_id, EventRow.profile_id.in_(profile_ids)
+    )
+    if before is not None:
+        ts, event_id = before
+        query = query.where(
+            or_(EventRow.timestamp < ts, and_(EventRow.timestamp == ts, EventRow.id < event_id))
+        )
+    order = (EventRow.timestamp.desc(), EventRow.id.desc())
+    rows = session.scalars(query.order_by(*order).limit(limit))
+    return [
+        EventView(
+            r.id, r.message_id, r.type, r.event, r.profile_id, r.timestamp, r.received_at, r.payload
+        )
+        for r in rows
+    ]
+
+
+def count_events(*, session: Session, workspace_id: str) -> int:
+    """How many events the workspace holds."""
+    total = session.scalar(
+        select(func.count()).select_from(EventRow).where(EventRow.workspace_id == workspace_id)
+    )
+    return int(total or 0)
+
+
+def get_event(*, session: Session, workspace_id: str, message_id: str) -> EventView | None:
+    """One stored event by its messageId."""
+    r = session.scalar(
+        select(EventRow).where(
+            EventRow.workspace_id == workspace_id, EventRow.message_id == message_id
+        )
+    )
+    if r is None:
+        return None
+    return EventView(
+        r.id, r.message_id, r.type, r.event, r.profile_id, r.timestamp, r.received_at, r.payload
+    )

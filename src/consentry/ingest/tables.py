@@ -1,0 +1,37 @@
+"""Tables of the ingest capability. Only ``ingest.service`` touches them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from consentry.platform.db import Base, JSONType, UTCDateTime
+from consentry.profiles.tables import BigId
+
+
+class EventRow(Base):
+    """One accepted message, stored once per ``messageId`` (de-duplication without a window)."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "message_id"),
+        Index("ix_events_profile_ts", "profile_id", "timestamp"),
+        Index("ix_events_ws_ts", "workspace_id", "timestamp"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
+    message_id: Mapped[str] = mapped_column(String(128))
+    type: Mapped[str] = mapped_column(String(16))
+    event: Mapped[str | None] = mapped_column(String(512))
+    user_id: Mapped[str | None] = mapped_column(String(512))
+    anonymous_id: Mapped[str | None] = mapped_column(String(512))
+    profile_id: Mapped[str | None] = mapped_column(String(36))
+    original_timestamp: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime())
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)

@@ -1,0 +1,49 @@
+"""Alembic migrations, shipped inside the package so an installed ``consentry`` can upgrade."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import MetaData
+
+HERE = Path(__file__).parent
+
+
+def metadata() -> MetaData:
+    """The metadata of every table, each capability's tables imported."""
+    from consentry.commerce import tables as _commerce  # noqa: F401
+    from consentry.ingest import tables as _ingest  # noqa: F401
+    from consentry.platform import tenancy as _tenancy  # noqa: F401
+    from consentry.platform.db import Base
+    from consentry.profiles import tables as _profiles  # noqa: F401
+
+    return Base.metadata
+
+
+def alembic_config(url: str) -> Config:
+    """An Alembic config pointing at these migrations and the store at ``url``."""
+    config = Config()
+    config.set_main_option("script_location", str(HERE))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Bring the store at ``url`` to ``revision``."""
+    command.upgrade(alembic_config(url), revision)
+
+
+def current(url: str) -> str | None:
+    """The revision the store at ``url`` is at, or None for an empty store."""
+    from alembic.runtime.migration import MigrationContext
+
+    from consentry.platform.db import create_db_engine
+
+    engine = create_db_engine(url)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()

@@ -1,0 +1,1 @@
+"""Shared infrastructure: database, tenancy, and (later) crypto and audit."""

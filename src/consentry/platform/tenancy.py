@@ -1,0 +1,206 @@
+"""Workspaces (one per brand or region), write keys, admin tokens, roles and scopes.
+
+A write key authenticates ingestion only. An admin token carries a role; a role grants scopes, and
+each admin route asks for the scopes it needs. Keys and tokens are random, shown once, and stored
+as SHA-256 digests; a presented secret is hashed and compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import ForeignKey, String, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from consentry.errors import Conflict, Invalid, NotFound, Unauthorized
+from consentry.platform.db import Base, JSONType, UTCDateTime, utcnow
+
+WRITE_KEY_PREFIX = "csw_"
+TOKEN_PREFIX = "cst_"
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+
+
+class Role(StrEnum):
+    """Roles of admin tokens."""
+
+    ADMIN = "admin"
+    MARKETER = "marketer"
+    ANALYST = "analyst"
+    SUPPORT = "support"
+    PRIVACY_OFFICER = "privacy_officer"
+
+
+class Scope(StrEnum):
+    """What a route may need. Admins hold every scope."""
+
+    PROFILES_READ = "profiles:read"
+    PROFILES_WRITE = "profiles:write"
+    EVENTS_READ = "events:read"
+    IMPORTS_WRITE = "imports:write"
+    COMMERCE_READ = "commerce:read"
+    WORKSPACE_ADMIN = "workspace:admin"
+
+
+ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
+    Role.ADMIN: frozenset(Scope),
+    Role.MARKETER: frozenset({Scope.PROFILES_READ, Scope.EVENTS_READ, Scope.COMMERCE_READ}),
+    Role.ANALYST: frozenset({Scope.EVENTS_READ, Scope.COMMERCE_READ}),
+    Role.SUPPORT: frozenset(
+        {Scope.PROFILES_READ, Scope.PROFILES_WRITE, Scope.EVENTS_READ, Scope.COMMERCE_READ}
+    ),
+    Role.PRIVACY_OFFICER: frozenset(
+        {Scope.PROFILES_READ, Scope.PROFILES_WRITE, Scope.EVENTS_READ, Scope.COMMERCE_READ}
+    ),
+}
+
+
+class WorkspaceRow(Base):
+    __tablename__ = "workspaces"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ApiKeyRow(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # write | token
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str | None] = mapped_column(String(32))
+    scopes: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    display_prefix: Mapped[str] = mapped_column(String(16))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    id: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: a workspace and what the credential may do."""
+
+    workspace_id: str
+    key_id: str
+    kind: str
+    role: Role | None
+    scopes: frozenset[Scope]
+
+    def allows(self, scope: Scope) -> bool:
+        """Return True when the credential holds ``scope``."""
+        return scope in self.scopes
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    """A new key; ``secret`` is shown once and never stored."""
+
+    id: str
+    workspace_id: str
+    kind: str
+    name: str
+    role: Role | None
+    secret: str
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_workspace(*, session: Session, workspace_id: str, name: str | None = None) -> Workspace:
+    """Create a workspace with a slug id such as ``acme-eu``."""
+    if not _SLUG.match(workspace_id):
+        raise Invalid(
+            "workspace id must be 2-63 lower-case letters, digits or dashes",
+        )
+    if session.get(WorkspaceRow, workspace_id) is not None:
+        raise Conflict(f"workspace {workspace_id!r} already exists")
+    row = WorkspaceRow(id=workspace_id, name=name or workspace_id, created_at=utcnow())
+    session.add(row)
+    session.flush()
+    return Workspace(row.id, row.name, row.created_at)
+
+
+def get_workspace(*, session: Session, workspace_id: str) -> Workspace:
+    """Return a workspace or raise NotFound."""
+    row = session.get(WorkspaceRow, workspace_id)
+    if row is None:
+        raise NotFound(f"no workspace {workspace_id!r}")
+    return Workspace(row.id, row.name, row.created_at)
+
+
+def list_workspaces(*, session: Session) -> list[Workspace]:
+    """Return every workspace, oldest first."""
+    rows = session.scalars(select(WorkspaceRow).order_by(WorkspaceRow.created_at))
+    return [Workspace(r.id, r.name, r.created_at) for r in rows]
+
+
+def issue_key(
+    *, session: Session, workspace_id: str, kind: str, name: str, role: Role | None = None
+) -> IssuedKey:
+    """Issue a write key (``kind='write'``) or an admin token (``kind='token'`` with a role)."""
+    get_workspace(session=session, workspace_id=workspace_id)
+    if kind not in ("write", "token"):
+        raise Invalid("kind must be 'write' or 'token'")
+    if kind == "token" and role is None:
+        raise Invalid("an admin token needs a role")
+    secret = (WRITE_KEY_PREFIX if kind == "write" else TOKEN_PREFIX) + secrets.token_urlsafe(32)
+    scopes = sorted(ROLE_SCOPES[role]) if kind == "token" and role else []
+    row = ApiKeyRow(
+        id=str(uuid.uuid4()),
+        workspace_id=workspace_id,
+        kind=kind,
+        name=name,
+        role=role.value if kind == "token" and role else None,
+        scopes=scopes,
+        display_prefix=secret[:10],
+        secret_hash=_digest(secret),
+        created_at=utcnow(),
+    )
+    session.add(row)
+    session.flush()
+    return IssuedKey(row.id, workspace_id, kind, name, role if kind == "token" else None, secret)
+
+
+def revoke_key(*, session: Session, workspace_id: str, key_id: str) -> None:
+    """Revoke a key or token of this workspace."""
+    row = session.get(ApiKeyRow, key_id)
+    if row is None or row.workspace_id != workspace_id:
+        raise NotFound(f"no key {key_id!r} in this workspace")
+    row.revoked_at = utcnow()
+
+
+def authenticate(*, session: Session, secret: str, kind: str) -> Principal:
+    """Return the principal of a presented secret, or raise Unauthorized."""
+    expected_prefix = WRITE_KEY_PREFIX if kind == "write" else TOKEN_PREFIX
+    digest = _digest(secret)
+    row = session.scalars(
+        select(ApiKeyRow).where(ApiKeyRow.secret_hash == digest, ApiKeyRow.kind == kind)
+    ).first()
+    stored = row.secret_hash if row is not None else _digest("")
+    valid = hmac.compare_digest(stored, digest) and secret.startswith(expected_prefix)
+    if row is None or not valid or row.revoked_at is not None:
+        raise Unauthorized("unknown or revoked credentials")
+    role = Role(row.role) if row.role else None
+    return Principal(
+        workspace_id=row.workspace_id,
+        key_id=row.id,
+        kind=row.kind,
+        role=role,
+        scopes=frozenset(Scope(s) for s in row.scopes),
+    )

@@ -1,0 +1,1 @@
+"""Unify: customers, identifiers, the identity graph, merge and unmerge."""

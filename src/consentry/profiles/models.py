@@ -1,0 +1,180 @@
+"""Identifiers and the pure rules of deterministic identity resolution.
+
+An identifier is a (type, value) pair: ``user_id``, ``anonymous_id``, ``email``, ``phone`` or an
+external id type from ``context.externalIds``. Values are normalised before they are compared, and
+junk values (``null``, ``guest``, ``0``, all zeros, ...) never link anything.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import phonenumbers
+
+USER_ID = "user_id"
+ANONYMOUS_ID = "anonymous_id"
+EMAIL = "email"
+PHONE = "phone"
+
+# Lower number wins: the identifier that names a profile when several profiles match.
+PRIORITY = {USER_ID: 0, EMAIL: 1, PHONE: 2, ANONYMOUS_ID: 9}
+
+JUNK_VALUES = frozenset(
+    {
+        "",
+        "null",
+        "none",
+        "nil",
+        "undefined",
+        "nan",
+        "anonymous",
+        "anon",
+        "guest",
+        "unknown",
+        "n/a",
+        "na",
+        "-1",
+        "test",
+        "[object object]",
+        "false",
+        "true",
+    }
+)
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_EXTERNAL_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Identifier:
+    """A normalised identifier."""
+
+    type: str
+    value: str
+
+    @property
+    def priority(self) -> int:
+        """Lower is stronger evidence of who the person is."""
+        return PRIORITY.get(self.type, 3)
+
+
+def is_junk(value: str) -> bool:
+    """True for values that must never link profiles: placeholders, zeros, -1, empty."""
+    text = value.strip().lower()
+    if text in JUNK_VALUES:
+        return True
+    alnum = re.sub(r"[^0-9a-z]", "", text)
+    return alnum == "" or set(alnum) == {"0"}
+
+
+def normalize_text(value: str) -> str:
+    """Unicode NFKC and trimmed."""
+    return unicodedata.normalize("NFKC", value).strip()
+
+
+def normalize_email(value: Any) -> str | None:
+    """Trimmed, lower-cased email, or None when it is not an email address."""
+    if not isinstance(value, str):
+        return None
+    email = normalize_text(value).lower()
+    if not _EMAIL.match(email) or len(email) > 320 or is_junk(email.split("@", 1)[0]):
+        return None
+    return email
+
+
+def normalize_phone(value: Any, default_region: str = "US") -> str | None:
+    """E.164 form of a valid phone number, or None."""
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        return None
+    text = normalize_text(str(value))
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    try:
+        number = phonenumbers.parse(text, default_region.upper())
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+def normalize_id(value: Any) -> str | None:
+    """A userId/anonymousId as text, or None when it is junk."""
+    if value is None or isinstance(value, bool):
+        return None
+    text = normalize_text(str(value))
+    if not text or is_junk(text) or len(text) > 512:
+        return None
+    return text
+
+
+def _region_of(traits: Mapping[str, Any], default_region: str) -> str:
+    address = traits.get("address")
+    country = address.get("country") if isinstance(address, Mapping) else None
+    country = country or traits.get("country")
+    if isinstance(country, str) and len(country.strip()) == 2:
+        return country.strip().upper()
+    return default_region
+
+
+def _external_ids(context: Mapping[str, Any]) -> Iterable[Identifier]:
+    entries = context.get("externalIds")
+    if not isinstance(entries, list):
+        return
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            continue
+        kind = str(entry.get("type", "")).strip().lower()
+        value = normalize_id(entry.get("id"))
+        if value and _EXTERNAL_TYPE.match(kind) and kind not in PRIORITY:
+            yield Identifier(kind, value)
+
+
+def extract_identifiers(payload: Mapping[str, Any], default_region: str = "US") -> list[Identifier]:
+    """Every usable identifier a message carries, strongest first, without duplicates."""
+    raw_context = payload.get("context")
+    context: Mapping[str, Any] = raw_context if isinstance(raw_context, Mapping) else {}
+    traits: dict[str, Any] = {}
+    for source in (context.get("traits"), payload.get("traits")):
+        if isinstance(source, Mapping):
+            traits.update(source)
+    found: set[Identifier] = set()
+    if (user_id := normalize_id(payload.get("userId"))) is not None:
+        found.add(Identifier(USER_ID, user_id))
+    if (anonymous_id := normalize_id(payload.get("anonymousId"))) is not None:
+        found.add(Identifier(ANONYMOUS_ID, anonymous_id))
+    if (email := normalize_email(traits.get("email"))) is not None:
+        found.add(Identifier(EMAIL, email))
+    phone = normalize_phone(traits.get("phone"), _region_of(traits, default_region))
+    if phone is not None:
+        found.add(Identifier(PHONE, phone))
+    found.update(_external_ids(context))
+    return sorted(found, key=lambda i: (i.priority, i.type, i.value))
+
+
+def merge_allowed(
+    counts_a: Mapping[str, int], counts_b: Mapping[str, int], cap: Callable[[str], int]
+) -> str | None:
+    """None when two profiles may merge, else the reason: the union would break a cap."""
+    union = Counter(counts_a) + Counter(counts_b)
+    for kind, count in sorted(union.items()):
+        if count > cap(kind):
+            return f"merge would give {count} {kind} identifiers, over the cap of {cap(kind)}"
+    return None
+
+
+def latest_traits(history: Iterable[tuple[str, Any, Any, int]]) -> dict[str, tuple[Any, Any]]:
+    """Current trait values from history rows ``(key, value, observed_at, seq)``.
+
+    The latest observation by event time wins; ties go to the later write (``seq``).
+    """
+    best: dict[str, tuple[Any, Any, int]] = {}
+    for key, value, observed_at, seq in history:
+        current = best.get(key)
+        if current is None or (observed_at, seq) >= (current[1], current[2]):
+            best[key] = (value, observed_at, seq)
+    return {k: (v[0], v[1]) for k, v in best.items()}
