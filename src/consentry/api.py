@@ -5,6 +5,8 @@ This is the only place that turns a domain error into an HTTP status.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import Any
 
@@ -28,6 +30,7 @@ from consentry.errors import (
 )
 from consentry.ingest import service as ingest
 from consentry.ingest.routes import router as ingest_router
+from consentry.ingest.writer import GroupCommitWriter
 from consentry.platform import tenancy
 from consentry.platform.db import Database
 from consentry.profiles import service as profiles
@@ -82,14 +85,24 @@ async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
 def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
     """Build the application around a store; nothing connects before the first request."""
     settings = settings or get_settings()
+    store = db or Database.from_url(settings.database_url)
+    writer = GroupCommitWriter(store, settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        writer.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="consentry",
         version=__version__,
         description="Customer data platform for e-commerce, governed by consent. "
         "Ingestion is wire-compatible with the Segment HTTP tracking API.",
     )
     app.state.settings = settings
-    app.state.db = db or Database.from_url(settings.database_url)
+    app.state.db = store
+    app.state.ingest_writer = writer
     app.add_exception_handler(ConsentryError, _on_consentry_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)

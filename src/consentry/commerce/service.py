@@ -46,6 +46,17 @@ def is_commerce_event(event: str | None) -> bool:
     return event in ECOMMERCE_EVENTS
 
 
+@dataclass(frozen=True, slots=True)
+class CommerceEvent:
+    """An e-commerce spec event, attributed to a profile."""
+
+    profile_id: str | None
+    event: str
+    properties: Mapping[str, Any]
+    at: datetime
+    source: str = "event"
+
+
 def apply_event(
     *,
     session: Session,
@@ -57,19 +68,34 @@ def apply_event(
     source: str = "event",
 ) -> None:
     """Apply one e-commerce event: upsert products, move the cart, record the order."""
-    items = line_items(properties)
-    single = line_item(properties)
-    upsert_products(
+    apply_events(
         session=session,
         workspace_id=workspace_id,
-        items=[*items, *([single] if single else [])],
-        at=at,
+        events=[CommerceEvent(profile_id, event, properties, at, source)],
     )
-    if event in CART_EVENTS:
-        _apply_cart(session, workspace_id, profile_id, event, properties, single, items, at)
-    facts = order_facts(event, properties)
-    if facts is not None:
-        _apply_order(session, workspace_id, profile_id, facts, at, source)
+
+
+def apply_events(*, session: Session, workspace_id: str, events: Sequence[CommerceEvent]) -> None:
+    """Apply e-commerce events in order; products are upserted once for the whole batch."""
+    products: list[LineItem] = []
+    parsed = []
+    for e in events:
+        items, single = line_items(e.properties), line_item(e.properties)
+        products.extend(items)
+        if single is not None:
+            products.append(single)
+        parsed.append((e, items, single))
+    latest = max((e.at for e in events), default=None)
+    if latest is not None:
+        upsert_products(session=session, workspace_id=workspace_id, items=products, at=latest)
+    for e, items, single in parsed:
+        if e.event in CART_EVENTS:
+            _apply_cart(
+                session, workspace_id, e.profile_id, e.event, e.properties, single, items, e.at
+            )
+        facts = order_facts(e.event, e.properties)
+        if facts is not None:
+            _apply_order(session, workspace_id, e.profile_id, facts, e.at, e.source)
 
 
 def upsert_products(
@@ -94,11 +120,15 @@ def upsert_products(
             session.add(row)
         elif at < row.updated_at:
             continue
-        for attr in ("sku", "name", "category", "brand", "price", "url", "image_url"):
-            value = getattr(item, attr)
-            if value is not None:
-                setattr(row, attr, value)
-        row.updated_at = at
+        changes = {
+            attr: value
+            for attr in ("sku", "name", "category", "brand", "price", "url", "image_url")
+            if (value := getattr(item, attr)) is not None and getattr(row, attr) != value
+        }
+        for attr, value in changes.items():
+            setattr(row, attr, value)
+        if changes or row.updated_at is None:
+            row.updated_at = at
     session.flush()
 
 

@@ -234,8 +234,13 @@ def parse_batch(
     received_at: datetime,
     max_messages: int,
     max_message_bytes: int,
+    body_bytes: int | None = None,
 ) -> tuple[list[Envelope], list[FieldError]]:
-    """Validate a ``/v1/batch`` body; any error means the whole batch is refused."""
+    """Validate a ``/v1/batch`` body; any error means the whole batch is refused.
+
+    ``body_bytes`` is the size of the body; when it is within the message limit no message can
+    be over it, and the per-message size check is skipped.
+    """
     if not isinstance(body, dict):
         return [], [FieldError(field="(body)", reason="must be a JSON object")]
     try:
@@ -247,11 +252,12 @@ def parse_batch(
         return [], [FieldError(field="batch", reason=reason, over_limit=True)]
     if not batch.batch:
         return [], [FieldError(field="batch", reason="must hold at least one message")]
-    return _parse_all(batch, received_at, max_message_bytes)
+    small = body_bytes is not None and body_bytes <= max_message_bytes
+    return _parse_all(batch, received_at, None if small else max_message_bytes)
 
 
 def _parse_all(
-    batch: Batch, received_at: datetime, max_message_bytes: int
+    batch: Batch, received_at: datetime, max_message_bytes: int | None
 ) -> tuple[list[Envelope], list[FieldError]]:
     envelopes: list[Envelope] = []
     errors: list[FieldError] = []

@@ -12,8 +12,8 @@ from fastapi.concurrency import run_in_threadpool
 from consentry.config import Settings
 from consentry.deps import DbDep, SettingsDep, authenticate_write_key, basic_username
 from consentry.errors import FieldError, Invalid, LimitExceeded
-from consentry.ingest import service
 from consentry.ingest.models import Batch, Envelope, Message, parse_batch, parse_message
+from consentry.ingest.writer import GroupCommitWriter
 from consentry.platform.db import Database, utcnow
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
@@ -80,17 +80,9 @@ def _write_key(request: Request, body: Any) -> str | None:
     return key if isinstance(key, str) else None
 
 
-def _store(
-    db: Database, settings: Settings, workspace_id: str, envelopes: list[Envelope]
-) -> dict[str, Any]:
-    with db.write() as session:
-        result = service.ingest(
-            session=session,
-            workspace_id=workspace_id,
-            envelopes=envelopes,
-            identity=settings.identity,
-            default_region=settings.default_phone_region,
-        )
+async def _store(request: Request, workspace_id: str, envelopes: list[Envelope]) -> dict[str, Any]:
+    writer: GroupCommitWriter = request.app.state.ingest_writer
+    result = await writer.write(workspace_id, envelopes)
     return {"success": True, "accepted": result.accepted, "duplicates": result.duplicates}
 
 
@@ -98,18 +90,20 @@ def _store(
 async def batch(request: Request, db: DbDep, settings: SettingsDep) -> dict[str, Any]:
     """Accept a batch of Segment messages; all are stored or none is."""
     limits = settings.ingest
-    body = _json(await _read_body(request, limits.max_batch_bytes))
+    raw = await _read_body(request, limits.max_batch_bytes)
+    body = _json(raw)
     principal = await run_in_threadpool(authenticate_write_key, db, _write_key(request, body))
     envelopes, errors = parse_batch(
         body,
         received_at=utcnow(),
         max_messages=limits.max_batch_messages,
         max_message_bytes=limits.max_message_bytes,
+        body_bytes=len(raw),
     )
     if errors:
         kind = LimitExceeded if any(e.over_limit for e in errors) else Invalid
         raise kind(f"{len(errors)} problem(s) in the batch; nothing was stored", errors)
-    return await run_in_threadpool(_store, db, settings, principal.workspace_id, envelopes)
+    return await _store(request, principal.workspace_id, envelopes)
 
 
 async def _single(request: Request, db: Database, settings: Settings, kind: str) -> dict[str, Any]:
@@ -125,9 +119,9 @@ async def _single(request: Request, db: Database, settings: Settings, kind: str)
         body.pop("writeKey", None)
     parsed = parse_message(body, index=0, received_at=utcnow(), max_bytes=limits.max_message_bytes)
     if isinstance(parsed, list):
-        kind = LimitExceeded if any(e.over_limit for e in parsed) else Invalid
-        raise kind("the message is malformed; nothing was stored", parsed)
-    return await run_in_threadpool(_store, db, settings, principal.workspace_id, [parsed])
+        error = LimitExceeded if any(e.over_limit for e in parsed) else Invalid
+        raise error("the message is malformed; nothing was stored", parsed)
+    return await _store(request, principal.workspace_id, [parsed])
 
 
 def _register(kind: str) -> None:

@@ -60,17 +60,16 @@ def ingest(
     identity: IdentitySettings,
     default_region: str = "US",
 ) -> IngestResult:
-    """Store each new message once and apply it to profiles and commerce."""
+    """Store each new message once and apply it to profiles and commerce, in one transaction."""
     lock_workspace(session, workspace_id)
     result = IngestResult()
     fresh = _new_messages(session, workspace_id, envelopes)
     result.duplicates = len(envelopes) - len(fresh)
-    for env in fresh:
-        _resolve(session, workspace_id, env, identity, default_region, result)
-    if fresh:
-        session.execute(insert(EventRow), [_row(workspace_id, env) for env in fresh])
-    for env in fresh:
-        _apply(session, workspace_id, env)
+    if not fresh:
+        return result
+    _resolve(session, workspace_id, fresh, identity, default_region, result)
+    session.execute(insert(EventRow), [_row(workspace_id, env) for env in fresh])
+    _apply(session, workspace_id, fresh)
     result.accepted = len(fresh)
     return result
 
@@ -114,23 +113,27 @@ def _alias_target(session: Session, workspace_id: str, previous: str) -> Identif
 def _resolve(
     session: Session,
     workspace_id: str,
-    env: Envelope,
+    envelopes: Sequence[Envelope],
     identity: IdentitySettings,
     default_region: str,
     result: IngestResult,
 ) -> None:
-    resolution = profiles.resolve(
-        session=session,
-        workspace_id=workspace_id,
-        identifiers=_identifiers(session, workspace_id, env, default_region),
-        seen_at=env.timestamp,
-        cap=identity.cap,
-        message_id=env.message_id,
+    sightings = [
+        profiles.Sighting(
+            identifiers=_identifiers(session, workspace_id, env, default_region),
+            seen_at=env.timestamp,
+            message_id=env.message_id,
+        )
+        for env in envelopes
+    ]
+    resolutions = profiles.resolve_batch(
+        session=session, workspace_id=workspace_id, sightings=sightings, cap=identity.cap
     )
-    env.profile_id = resolution.profile_id
-    result.profiles_created += int(resolution.created)
-    result.merges += len(resolution.merges)
-    result.warnings.extend(f"message {env.index}: {w}" for w in resolution.warnings)
+    for env, resolution in zip(envelopes, resolutions, strict=True):
+        env.profile_id = resolution.profile_id
+        result.profiles_created += int(resolution.created)
+        result.merges += len(resolution.merges)
+        result.warnings.extend(f"message {env.index}: {w}" for w in resolution.warnings)
 
 
 def _row(workspace_id: str, env: Envelope) -> dict[str, Any]:
@@ -150,28 +153,36 @@ def _row(workspace_id: str, env: Envelope) -> dict[str, Any]:
     }
 
 
-def _apply(session: Session, workspace_id: str, env: Envelope) -> None:
-    if env.type == "identify" and env.profile_id is not None:
-        traits = env.payload.get("traits")
-        if isinstance(traits, dict) and traits:
-            profiles.record_traits(
-                session=session,
-                workspace_id=workspace_id,
-                profile_id=env.profile_id,
-                traits=traits,
-                observed_at=env.timestamp,
-                message_id=env.message_id,
-            )
-    if env.type == "track" and commerce.is_commerce_event(env.event):
-        props = env.payload.get("properties")
-        commerce.apply_event(
-            session=session,
-            workspace_id=workspace_id,
-            profile_id=env.profile_id,
-            event=env.event or "",
-            properties=props if isinstance(props, dict) else {},
-            at=env.timestamp,
-        )
+def _apply(session: Session, workspace_id: str, envelopes: Sequence[Envelope]) -> None:
+    """Traits of identify calls and e-commerce events, each kind in one pass."""
+    canonical = profiles.canonical_map(
+        session=session,
+        workspace_id=workspace_id,
+        profile_ids=[e.profile_id for e in envelopes if e.profile_id and e.type == "identify"],
+    )
+    observations = [
+        profiles.TraitObservation(canonical[e.profile_id], traits, e.timestamp, e.message_id)
+        for e in envelopes
+        if e.type == "identify"
+        and e.profile_id in canonical
+        and isinstance(traits := e.payload.get("traits"), dict)
+        and traits
+    ]
+    profiles.record_traits_batch(
+        session=session, workspace_id=workspace_id, observations=observations
+    )
+    commerce_events = [
+        commerce.CommerceEvent(e.profile_id, e.event or "", _properties(e), e.timestamp)
+        for e in envelopes
+        if e.type == "track" and commerce.is_commerce_event(e.event)
+    ]
+    if commerce_events:
+        commerce.apply_events(session=session, workspace_id=workspace_id, events=commerce_events)
+
+
+def _properties(env: Envelope) -> dict[str, Any]:
+    props = env.payload.get("properties")
+    return props if isinstance(props, dict) else {}
 
 
 def events_of(

@@ -1,0 +1,177 @@
+"""Traits: an append-only history per profile and the current value per unified profile.
+
+The latest observation by event time wins; the history keeps every value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
+
+from consentry.profiles.graph import canonical_of, members_query
+from consentry.profiles.models import (
+    latest_traits,
+)
+from consentry.profiles.tables import (
+    CurrentTraitRow,
+    TraitHistoryRow,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TraitObservation:
+    """Traits a message said a unified profile has, at the message's time."""
+
+    profile_id: str
+    traits: Mapping[str, Any]
+    observed_at: datetime
+    message_id: str | None = None
+
+
+def record_traits(
+    *,
+    session: Session,
+    workspace_id: str,
+    profile_id: str,
+    traits: Mapping[str, Any],
+    observed_at: datetime,
+    message_id: str | None = None,
+) -> None:
+    """Append traits to the history; a value becomes current unless a later one is known."""
+    if not traits:
+        return
+    keys = [str(k)[:200] for k in traits]
+    session.add_all(
+        TraitHistoryRow(
+            workspace_id=workspace_id,
+            profile_id=profile_id,
+            key=key,
+            value=value,
+            observed_at=observed_at,
+            source_message_id=message_id,
+        )
+        for key, value in zip(keys, traits.values(), strict=True)
+    )
+    current = {
+        row.key: row
+        for row in session.scalars(
+            select(CurrentTraitRow).where(
+                CurrentTraitRow.canonical_id == profile_id, CurrentTraitRow.key.in_(keys)
+            )
+        )
+    }
+    for key, value in zip(keys, traits.values(), strict=True):
+        row = current.get(key)
+        if row is None:
+            session.add(
+                CurrentTraitRow(
+                    canonical_id=profile_id,
+                    key=key,
+                    workspace_id=workspace_id,
+                    value=value,
+                    observed_at=observed_at,
+                )
+            )
+        elif observed_at >= row.observed_at:
+            row.value, row.observed_at = value, observed_at
+    session.flush()
+
+
+def record_traits_batch(
+    *, session: Session, workspace_id: str, observations: Sequence[TraitObservation]
+) -> None:
+    """Record the traits of many identify calls at once, in order."""
+    observations = [o for o in observations if o.traits]
+    if not observations:
+        return
+    session.execute(
+        insert(TraitHistoryRow),
+        [
+            {
+                "workspace_id": workspace_id,
+                "profile_id": o.profile_id,
+                "key": str(k)[:200],
+                "value": v,
+                "observed_at": o.observed_at,
+                "source_message_id": o.message_id,
+            }
+            for o in observations
+            for k, v in o.traits.items()
+        ],
+    )
+    profile_ids = sorted({o.profile_id for o in observations})
+    current = {
+        (row.canonical_id, row.key): row
+        for row in session.scalars(
+            select(CurrentTraitRow).where(CurrentTraitRow.canonical_id.in_(profile_ids))
+        )
+    }
+    for o in observations:
+        for raw_key, value in o.traits.items():
+            key = str(raw_key)[:200]
+            row = current.get((o.profile_id, key))
+            if row is None:
+                row = CurrentTraitRow(
+                    canonical_id=o.profile_id,
+                    key=key,
+                    workspace_id=workspace_id,
+                    value=value,
+                    observed_at=o.observed_at,
+                )
+                session.add(row)
+                current[(o.profile_id, key)] = row
+            elif o.observed_at >= row.observed_at:
+                row.value, row.observed_at = value, o.observed_at
+    session.flush()
+
+
+def rebuild_traits(session: Session, workspace_id: str, canonical_ids: Iterable[str]) -> None:
+    ids = list(dict.fromkeys(canonical_ids))
+    session.execute(delete(CurrentTraitRow).where(CurrentTraitRow.canonical_id.in_(ids)))
+    for canonical_id in ids:
+        history = session.execute(
+            select(
+                TraitHistoryRow.key,
+                TraitHistoryRow.value,
+                TraitHistoryRow.observed_at,
+                TraitHistoryRow.id,
+            ).where(TraitHistoryRow.profile_id.in_(members_query(workspace_id, canonical_id)))
+        )
+        for key, (value, observed_at) in latest_traits(history.tuples()).items():
+            session.add(
+                CurrentTraitRow(
+                    canonical_id=canonical_id,
+                    key=key,
+                    workspace_id=workspace_id,
+                    value=value,
+                    observed_at=observed_at,
+                )
+            )
+    session.flush()
+
+
+def trait_history(
+    *, session: Session, workspace_id: str, profile_id: str, key: str | None = None
+) -> list[dict[str, Any]]:
+    """Every observed value of a unified profile's traits, newest first."""
+    canonical = canonical_of(session=session, workspace_id=workspace_id, profile_id=profile_id)
+    query = select(TraitHistoryRow).where(
+        TraitHistoryRow.profile_id.in_(members_query(workspace_id, canonical))
+    )
+    if key is not None:
+        query = query.where(TraitHistoryRow.key == key)
+    rows = session.scalars(query.order_by(TraitHistoryRow.observed_at.desc(), TraitHistoryRow.id))
+    return [
+        {
+            "key": r.key,
+            "value": r.value,
+            "observed_at": r.observed_at,
+            "message_id": r.source_message_id,
+        }
+        for r in rows
+    ]
