@@ -24,6 +24,7 @@ from pydantic import (
 
 from consentry.errors import FieldError
 
+_PROBLEM_SEPARATOR = "; "  # our own rules report "field: reason" items joined by this
 MESSAGE_TYPES = ("identify", "track", "page", "screen", "group", "alias")
 
 
@@ -64,17 +65,19 @@ class Message(BaseModel):
 
     @model_validator(mode="after")
     def _required_by_type(self) -> Message:
+        problems = []
         if self.type == "alias":
-            if not self.previousId:
-                raise ValueError("previousId: required for alias")
-            if not self.userId:
-                raise ValueError("userId: required for alias")
+            problems += [
+                f"{f}: required for alias" for f in ("previousId", "userId") if not getattr(self, f)
+            ]
         elif not (self.userId or self.anonymousId):
-            raise ValueError("userId: userId or anonymousId is required")
+            problems.append("userId: userId or anonymousId is required")
         if self.type == "track" and not self.event:
-            raise ValueError("event: required for track")
+            problems.append("event: required for track")
         if self.type == "group" and not self.groupId:
-            raise ValueError("groupId: required for group")
+            problems.append("groupId: required for group")
+        if problems:
+            raise ValueError(_PROBLEM_SEPARATOR.join(problems))
         return self
 
 
@@ -150,9 +153,12 @@ def _field_errors(index: int | None, exc: ValidationError) -> list[FieldError]:
     for err in exc.errors(include_url=False):
         loc = ".".join(str(p) for p in err["loc"])
         reason = str(err["msg"]).removeprefix("Value error, ")
-        if not loc and ": " in reason:  # our own rules name the field first
-            loc, reason = reason.split(": ", 1)
-        errors.append(FieldError(field=loc or "(message)", reason=reason, index=index))
+        if loc or ": " not in reason:
+            errors.append(FieldError(field=loc or "(message)", reason=reason, index=index))
+            continue
+        for problem in reason.split(_PROBLEM_SEPARATOR):  # our rules name the field first
+            field_name, _, why = problem.partition(": ")
+            errors.append(FieldError(field=field_name, reason=why, index=index))
     return errors
 
 

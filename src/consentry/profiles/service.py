@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from consentry.errors import Invalid
+from consentry.errors import FieldError, Invalid
 from consentry.profiles.graph import (
     canonical_map,
     canonical_of,
@@ -150,15 +150,18 @@ def search_identifiers(
         if raw is not None:
             value = norm(raw)
             if value is None:
-                raise Invalid(f"{kind} is not a usable identifier")
+                raise Invalid(f"{kind} is not a usable identifier", [FieldError(kind, "unusable")])
             wanted.append(Identifier(kind, value))
     if phone is not None:
         value = normalize_phone(phone, default_region)
         if value is None:
-            raise Invalid("phone is not a valid phone number")
+            raise Invalid("phone is not a valid phone number", [FieldError("phone", "invalid")])
         wanted.append(Identifier(PHONE, value))
     if not wanted:
-        raise Invalid("give at least one of email, phone, user_id, anonymous_id")
+        raise Invalid(
+            "give at least one of email, phone, user_id, anonymous_id",
+            [FieldError("email", "one identifier is required")],
+        )
     return list(dict.fromkeys(known_canonicals(session, workspace_id, wanted).values()))
 
 

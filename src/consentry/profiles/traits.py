@@ -142,7 +142,9 @@ def rebuild_traits(session: Session, workspace_id: str, canonical_ids: Iterable[
                 TraitHistoryRow.id,
             ).where(TraitHistoryRow.profile_id.in_(members_query(workspace_id, canonical_id)))
         )
-        for key, (value, observed_at) in latest_traits(history.tuples()).items():
+        for key, (value, observed_at) in latest_traits(
+            (k, v, o, i) for k, v, o, i in history
+        ).items():
             session.add(
                 CurrentTraitRow(
                     canonical_id=canonical_id,
