@@ -42,6 +42,7 @@ from consentry.platform import tenancy  # noqa: E402
 from consentry.platform.db import Database  # noqa: E402
 
 BATCH = 100
+WORKERS = int(os.environ.get("CONSENTRY_BENCH_WORKERS", "1"))
 EVENTS = ["Product Viewed", "Product List Viewed", "Page Scrolled", "Video Played", "Signed In"]
 
 
@@ -122,7 +123,14 @@ def _workspace(url: str) -> str:
 def _serve(url: str, port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "CONSENTRY_DATABASE_URL": url}
     proc = subprocess.Popen(
-        [str(ROOT / ".venv/bin/consentry"), "serve", "--port", str(port)],
+        [
+            str(ROOT / ".venv/bin/consentry"),
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(WORKERS),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -141,10 +149,12 @@ def _serve(url: str, port: int) -> subprocess.Popen[bytes]:
 
 
 def _peak_rss(pid: int, stop: threading.Event, out: list[int]) -> None:
+    """Sample the RSS of the server and its worker processes, summed."""
     proc = psutil.Process(pid)
     while not stop.is_set():
         try:
-            out.append(proc.memory_info().rss)
+            family = [proc, *proc.children(recursive=True)]
+            out.append(sum(p.memory_info().rss for p in family))
         except psutil.Error:
             return
         time.sleep(0.05)

@@ -10,6 +10,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -93,7 +94,18 @@ def admin_token(db: Database, workspace: str) -> str:
         ).secret
 
 
+class SettlingTestClient(TestClient):
+    """A TestClient that, after an accepted ingestion call, waits until the writer has applied
+    the events, so a test reads what a client sees once processing caught up (milliseconds)."""
+
+    def request(self, method: str, url: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().request(method, url, *args, **kwargs)
+        if method.upper() == "POST" and str(url).startswith("/v1/") and response.status_code == 200:
+            self.app.state.ingest_writer.settle()  # type: ignore[attr-defined]
+        return response
+
+
 @pytest.fixture
 def client(settings: Settings, db: Database) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, db)) as test_client:
+    with SettlingTestClient(create_app(settings, db)) as test_client:
         yield test_client

@@ -30,7 +30,7 @@ from consentry.errors import (
 )
 from consentry.ingest import service as ingest
 from consentry.ingest.routes import router as ingest_router
-from consentry.ingest.writer import GroupCommitWriter
+from consentry.ingest.writer import IngestWriter
 from consentry.platform import tenancy
 from consentry.platform.db import Database
 from consentry.profiles import service as profiles
@@ -86,10 +86,11 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     """Build the application around a store; nothing connects before the first request."""
     settings = settings or get_settings()
     store = db or Database.from_url(settings.database_url)
-    writer = GroupCommitWriter(store, settings)
+    writer = IngestWriter(store, settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        writer.start()  # applies events a previous run stored but did not process
         yield
         writer.close()
 
@@ -140,6 +141,13 @@ def _mount_core(app: FastAPI) -> None:
             "scopes": sorted(principal.scopes),
             "counts": counts,
         }
+
+    @app.get("/v1/ingest/status", tags=["ingest"])
+    def ingest_status(principal: AnyToken, db: DbDep) -> dict[str, Any]:
+        """Events stored but not yet applied to profiles and commerce (normally near 0)."""
+        with db.read() as session:
+            pending = ingest.pending_count(session=session, workspace_id=principal.workspace_id)
+        return {"pending": pending}
 
     @app.get("/v1/orders/{order_id}", tags=["commerce"])
     def get_order(order_id: str, principal: CommerceRead, db: DbDep) -> dict[str, Any]:

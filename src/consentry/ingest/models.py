@@ -6,7 +6,6 @@ message index and field, so the API can answer 400 without storing anything.
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from pydantic import (
 )
 
 from consentry.errors import FieldError
+from consentry.platform.jsoncodec import json_bytes
 
 _PROBLEM_SEPARATOR = "; "  # our own rules report "field: reason" items joined by this
 MESSAGE_TYPES = ("identify", "track", "page", "screen", "group", "alias")
@@ -176,7 +176,7 @@ def parse_message(
     if not isinstance(raw, dict):
         return [FieldError(field="(message)", reason="must be a JSON object", index=index)]
     if max_bytes is not None:
-        size = len(json.dumps(raw, separators=(",", ":"), default=str).encode())
+        size = len(json_bytes(raw))
         if size > max_bytes:
             reason = f"message is {size} bytes, over the limit of {max_bytes}"
             return [FieldError(field="(message)", reason=reason, index=index, over_limit=True)]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import zlib
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
@@ -13,7 +13,7 @@ from consentry.config import Settings
 from consentry.deps import DbDep, SettingsDep, authenticate_write_key, basic_username
 from consentry.errors import FieldError, Invalid, LimitExceeded
 from consentry.ingest.models import Batch, Envelope, Message, parse_batch, parse_message
-from consentry.ingest.writer import GroupCommitWriter
+from consentry.ingest.writer import IngestWriter
 from consentry.platform.db import Database, utcnow
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
@@ -67,8 +67,8 @@ def _gunzip(raw: bytes, limit: int) -> bytes:
 
 def _json(raw: bytes) -> Any:
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
         raise Invalid("body is not valid JSON", [FieldError("(body)", str(exc))]) from exc
 
 
@@ -81,7 +81,7 @@ def _write_key(request: Request, body: Any) -> str | None:
 
 
 async def _store(request: Request, workspace_id: str, envelopes: list[Envelope]) -> dict[str, Any]:
-    writer: GroupCommitWriter = request.app.state.ingest_writer
+    writer: IngestWriter = request.app.state.ingest_writer
     result = await writer.write(workspace_id, envelopes)
     return {"success": True, "accepted": result.accepted, "duplicates": result.duplicates}
 

@@ -1,7 +1,11 @@
-"""Use cases of ingestion: store a validated batch once, then resolve identity and apply it.
+"""Use cases of ingestion: store a validated batch once, then apply it to profiles and commerce.
 
-:func:`ingest` runs inside the caller's unit of work, so the client is answered only after the
-transaction that holds its events has committed. Writers of one workspace are serialised.
+Ingestion has two steps. :func:`store` writes the messages that are new (one row per
+``messageId``) and is all a client waits for: once its transaction commits, the events are
+durable. :func:`process_pending` then applies stored events in id order (identity resolution,
+traits, e-commerce) and moves the workspace's cursor in the same transaction, so every event is
+applied exactly once, also after a crash. :func:`ingest` does both in one unit of work, for
+imports and the demo. Writers of one workspace are serialised, so ids commit in order.
 """
 
 from __future__ import annotations
@@ -9,16 +13,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, func, insert, or_, select
+from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from consentry.commerce import service as commerce
 from consentry.config import IdentitySettings
 from consentry.ingest.models import Envelope
-from consentry.ingest.tables import EventRow
-from consentry.platform.db import lock_workspace
+from consentry.ingest.tables import EventRow, IngestCursorRow
+from consentry.platform.db import lock_workspace, utcnow
 from consentry.profiles import service as profiles
 from consentry.profiles.models import (
     ANONYMOUS_ID,
@@ -35,6 +39,7 @@ class IngestResult:
 
     accepted: int = 0
     duplicates: int = 0
+    processed: int = 0
     profiles_created: int = 0
     merges: int = 0
     warnings: list[str] = field(default_factory=list)
@@ -52,6 +57,47 @@ class EventView:
     payload: dict[str, Any]
 
 
+def store(*, session: Session, workspace_id: str, envelopes: Sequence[Envelope]) -> IngestResult:
+    """Write each message that is new; a retried ``messageId`` is stored once."""
+    lock_workspace(session, workspace_id)
+    fresh = _new_messages(session, workspace_id, envelopes)
+    if fresh:  # Core executemany: no ORM bookkeeping on the hot path
+        events = cast(Table, EventRow.__table__)
+        session.connection().execute(insert(events), [_row(workspace_id, e) for e in fresh])
+    return IngestResult(accepted=len(fresh), duplicates=len(envelopes) - len(fresh))
+
+
+def process_pending(
+    *,
+    session: Session,
+    workspace_id: str,
+    identity: IdentitySettings,
+    default_region: str = "US",
+    limit: int = 1000,
+) -> IngestResult:
+    """Apply up to ``limit`` stored events after the workspace's cursor, in id order."""
+    lock_workspace(session, workspace_id)
+    cursor = _cursor(session, workspace_id)
+    rows = list(
+        session.scalars(
+            select(EventRow)
+            .where(EventRow.workspace_id == workspace_id, EventRow.id > cursor.last_event_id)
+            .order_by(EventRow.id)
+            .limit(limit)
+        )
+    )
+    result = IngestResult(processed=len(rows))
+    if not rows:
+        return result
+    envelopes = [_envelope(i, row) for i, row in enumerate(rows)]
+    _resolve(session, workspace_id, envelopes, identity, default_region, result)
+    _link_events(session, rows, envelopes)
+    _apply(session, workspace_id, envelopes)
+    cursor.last_event_id, cursor.updated_at = rows[-1].id, utcnow()
+    session.flush()
+    return result
+
+
 def ingest(
     *,
     session: Session,
@@ -60,18 +106,96 @@ def ingest(
     identity: IdentitySettings,
     default_region: str = "US",
 ) -> IngestResult:
-    """Store each new message once and apply it to profiles and commerce, in one transaction."""
-    lock_workspace(session, workspace_id)
-    result = IngestResult()
-    fresh = _new_messages(session, workspace_id, envelopes)
-    result.duplicates = len(envelopes) - len(fresh)
-    if not fresh:
-        return result
-    _resolve(session, workspace_id, fresh, identity, default_region, result)
-    session.execute(insert(EventRow), [_row(workspace_id, env) for env in fresh])
-    _apply(session, workspace_id, fresh)
-    result.accepted = len(fresh)
-    return result
+    """Store and apply in one unit of work (imports, the demo, tests)."""
+    result = store(session=session, workspace_id=workspace_id, envelopes=envelopes)
+    while True:
+        step = process_pending(
+            session=session,
+            workspace_id=workspace_id,
+            identity=identity,
+            default_region=default_region,
+            limit=5000,
+        )
+        result.processed += step.processed
+        result.profiles_created += step.profiles_created
+        result.merges += step.merges
+        result.warnings += step.warnings
+        if step.processed == 0:
+            return result
+
+
+def pending_count(*, session: Session, workspace_id: str) -> int:
+    """How many stored events the processor has not applied yet."""
+    cursor = session.get(IngestCursorRow, workspace_id)
+    after = cursor.last_event_id if cursor is not None else 0
+    total = session.scalar(
+        select(func.count())
+        .select_from(EventRow)
+        .where(EventRow.workspace_id == workspace_id, EventRow.id > after)
+    )
+    return int(total or 0)
+
+
+def workspaces_with_pending(*, session: Session) -> list[str]:
+    """Workspaces that have stored events the processor has not applied (after a restart)."""
+    last = (
+        select(EventRow.workspace_id, func.max(EventRow.id).label("last"))
+        .group_by(EventRow.workspace_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(last.c.workspace_id)
+        .outerjoin(IngestCursorRow, IngestCursorRow.workspace_id == last.c.workspace_id)
+        .where(
+            or_(
+                IngestCursorRow.last_event_id.is_(None), IngestCursorRow.last_event_id < last.c.last
+            )
+        )
+    )
+    return [w for (w,) in rows]
+
+
+def _cursor(session: Session, workspace_id: str) -> IngestCursorRow:
+    cursor = session.get(IngestCursorRow, workspace_id)
+    if cursor is None:
+        cursor = IngestCursorRow(workspace_id=workspace_id, last_event_id=0, updated_at=utcnow())
+        session.add(cursor)
+        session.flush()
+    return cursor
+
+
+def _envelope(index: int, row: EventRow) -> Envelope:
+    return Envelope(
+        index=index,
+        message_id=row.message_id,
+        type=row.type,
+        user_id=row.user_id,
+        anonymous_id=row.anonymous_id,
+        event=row.event if row.type == "track" else None,
+        original_timestamp=row.original_timestamp,
+        sent_at=row.sent_at,
+        received_at=row.received_at,
+        timestamp=row.timestamp,
+        payload=row.payload,
+    )
+
+
+def _link_events(session: Session, rows: Sequence[EventRow], envelopes: Sequence[Envelope]) -> None:
+    table = cast(Table, EventRow.__table__)
+    params = [
+        {"event_pk": row.id, "pid": env.profile_id}
+        for row, env in zip(rows, envelopes, strict=True)
+        if env.profile_id is not None
+    ]
+    for row in rows:  # read only to be applied: keep the identity map small
+        session.expunge(row)
+    if params:
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("event_pk"))
+            .values(profile_id=bindparam("pid")),
+            params,
+        )
 
 
 def _new_messages(

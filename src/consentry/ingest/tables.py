@@ -35,3 +35,16 @@ class EventRow(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
     timestamp: Mapped[datetime] = mapped_column(UTCDateTime())
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
+class IngestCursorRow(Base):
+    """How far the processor has applied a workspace's events (by event id).
+
+    Writers of a workspace are serialised, so ids are committed in order and nothing is skipped.
+    """
+
+    __tablename__ = "ingest_cursors"
+
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), primary_key=True)
+    last_event_id: Mapped[int] = mapped_column(BigId, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,10 +1,16 @@
-"""Group commit: one writer thread per process applies every batch that is waiting in one
-transaction, so a single commit (one fsync) makes many requests durable at once.
+"""The ingest writer: one thread per process that stores requests with group commit and, when no
+request is waiting, applies stored events to profiles and commerce.
 
-Each request is applied inside its own savepoint: a request that fails is rolled back alone and
-its caller gets the error; the others still commit. A caller is answered only after the commit
-that holds its events, so an acknowledged event is always durable. SQLite allows one writer at a
-time anyway; queueing here instead of on the database lock keeps the threads from spinning.
+Storing: every request waiting is written in one transaction, each in its own savepoint, so a
+single commit (one fsync) makes many requests durable at once; a request that fails is rolled
+back alone and its caller gets the error. A caller is answered only after the commit that holds
+its events.
+
+Processing: between groups, the thread applies pending events in small chunks (each chunk one
+transaction that also moves the workspace's cursor), and goes back to storing as soon as a
+request arrives. Under load, acknowledgement comes first and processing catches up in the
+slack; at rest, events are applied milliseconds after they were acknowledged. One thread does
+both, so SQLite's single writer never waits on itself.
 """
 
 from __future__ import annotations
@@ -32,33 +38,44 @@ log = logging.getLogger(__name__)
 class _Job:
     workspace_id: str
     envelopes: Sequence[Envelope]
-    future: Future[service.IngestResult] = field(default_factory=Future)
+    future: Future[IngestResult] = field(default_factory=Future)
+    barrier: bool = False  # resolves once everything queued before it is stored and applied
 
 
-class GroupCommitWriter:
-    """Serialises ingestion writes of one process and commits them in groups."""
+class IngestWriter:
+    """Serialises the ingestion writes of one process; see the module docstring."""
 
-    def __init__(self, db: Database, settings: Settings, max_group_messages: int = 5000) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        max_group_messages: int = 5000,
+        chunk: int = 200,
+        quiet: float = 0.01,
+    ) -> None:
         self._db = db
         self._settings = settings
         self._max = max_group_messages
+        self._chunk = chunk
+        self._quiet = quiet
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._dirty: set[str] = set()
 
-    def _ensure_started(self) -> None:
+    def start(self) -> None:
+        """Start the thread (idempotent); leftovers of an earlier run are processed first."""
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="consentry-ingest-writer", daemon=True
-                )
-                self._thread.start()
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._thread = threading.Thread(
+                target=self._run, name="consentry-ingest-writer", daemon=True
+            )
+            self._thread.start()
 
-    def submit(
-        self, workspace_id: str, envelopes: Sequence[Envelope]
-    ) -> Future[service.IngestResult]:
-        """Queue a validated batch; the future resolves after its transaction committed."""
-        self._ensure_started()
+    def submit(self, workspace_id: str, envelopes: Sequence[Envelope]) -> Future[IngestResult]:
+        """Queue a validated batch; the future resolves once its events are durable."""
+        self.start()
         job = _Job(workspace_id, envelopes)
         self._queue.put(job)
         return job.future
@@ -67,23 +84,51 @@ class GroupCommitWriter:
         """Queue a batch and wait, without blocking the event loop, until it is durable."""
         return await asyncio.wrap_future(self.submit(workspace_id, envelopes))
 
+    def settle(self, timeout: float = 60.0) -> None:
+        """Block until everything submitted so far is stored and applied (tests, shutdown)."""
+        self.start()
+        job = _Job("", [], barrier=True)
+        self._queue.put(job)
+        job.future.result(timeout)
+
     def close(self, timeout: float = 30.0) -> None:
-        """Finish what is queued and stop the thread."""
+        """Store what is queued, then stop; unprocessed events wait for the next start."""
         with self._lock:
             thread = self._thread
         if thread is not None and thread.is_alive():
             self._queue.put(None)
             thread.join(timeout)
 
+    # --- the thread -------------------------------------------------------------------------
+
     def _run(self) -> None:
+        self._recover()
         while True:
-            first = self._queue.get()
-            if first is None:
+            job = self._next_job()
+            if job is None:
                 return
-            group, stop = self._drain(first)
-            self._commit(group)
+            group, stop = self._drain(job)
+            self._store(group)
             if stop:
                 return
+
+    def _recover(self) -> None:
+        try:
+            with self._db.read() as session:
+                self._dirty.update(service.workspaces_with_pending(session=session))
+        except Exception:  # noqa: BLE001 - the store may not be migrated yet; retried later
+            log.warning("could not list pending workspaces at start")
+
+    def _next_job(self) -> _Job | None:
+        """The next request. Pending events are processed a chunk at a time only after the
+        queue stayed empty for ``quiet`` seconds, so acknowledgement always comes first."""
+        while True:
+            try:
+                return self._queue.get(timeout=self._quiet)
+            except queue.Empty:
+                pass
+            if not self._process_one_chunk():
+                return self._queue.get()
 
     def _drain(self, first: _Job) -> tuple[list[_Job], bool]:
         group, size = [first], len(first.envelopes)
@@ -98,29 +143,57 @@ class GroupCommitWriter:
             size += len(job.envelopes)
         return group, False
 
-    def _commit(self, group: list[_Job]) -> None:
-        results: list[tuple[_Job, service.IngestResult]] = []
+    def _store(self, jobs: list[_Job]) -> None:
+        group = [j for j in jobs if not j.barrier]
+        if group:
+            self._store_group(group)
+        for barrier in (j for j in jobs if j.barrier):
+            while self._process_one_chunk():
+                pass
+            barrier.future.set_result(IngestResult())
+
+    def _store_group(self, group: list[_Job]) -> None:
+        results: list[tuple[_Job, IngestResult]] = []
         try:
             with self._db.write() as session:
                 for job in group:
                     try:
                         with session.begin_nested():
-                            results.append((job, self._apply(session, job)))
+                            results.append((job, self._store_one(session, job)))
                     except Exception as exc:  # noqa: BLE001 - handed to that request's caller
                         job.future.set_exception(exc)
-        except Exception as exc:  # noqa: BLE001 - the commit failed: nobody was stored
+        except Exception as exc:  # noqa: BLE001 - the commit failed: nothing was stored
             log.exception("ingest group commit failed")
             for job, _ in results:
                 job.future.set_exception(exc)
             return
         for job, result in results:
+            self._dirty.add(job.workspace_id)
             job.future.set_result(result)
 
-    def _apply(self, session: Session, job: _Job) -> service.IngestResult:
-        return service.ingest(
-            session=session,
-            workspace_id=job.workspace_id,
-            envelopes=job.envelopes,
-            identity=self._settings.identity,
-            default_region=self._settings.default_phone_region,
+    def _store_one(self, session: Session, job: _Job) -> IngestResult:
+        return service.store(
+            session=session, workspace_id=job.workspace_id, envelopes=job.envelopes
         )
+
+    def _process_one_chunk(self) -> bool:
+        """Apply one chunk of one dirty workspace; False when nothing is pending."""
+        while self._dirty:
+            workspace_id = next(iter(self._dirty))
+            try:
+                with self._db.write() as session:
+                    done = service.process_pending(
+                        session=session,
+                        workspace_id=workspace_id,
+                        identity=self._settings.identity,
+                        default_region=self._settings.default_phone_region,
+                        limit=self._chunk,
+                    ).processed
+            except Exception:  # noqa: BLE001 - kept pending; retried when new events arrive
+                log.exception("processing stored events failed; they stay pending")
+                self._dirty.discard(workspace_id)
+                continue
+            if done:
+                return True
+            self._dirty.discard(workspace_id)
+        return False

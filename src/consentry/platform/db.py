@@ -21,6 +21,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from consentry.platform.jsoncodec import json_dumps, json_loads
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -84,15 +86,20 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
 def create_db_engine(url: str, *, sqlite_synchronous: str = "FULL", echo: bool = False) -> Engine:
     """Create an engine for ``url``; SQLite files get WAL and their folder is created."""
     parsed = make_url(url)
+    common: dict[str, Any] = {
+        "echo": echo,
+        "json_serializer": json_dumps,
+        "json_deserializer": json_loads,
+    }
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}
+            url, connect_args={"check_same_thread": False, "timeout": 30}, **common
         )
         _configure_sqlite(engine, sqlite_synchronous)
         return engine
-    return create_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, **common)
 
 
 class Database:
