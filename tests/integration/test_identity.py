@@ -308,3 +308,41 @@ def test_merge_by_hand_respects_caps_and_reads_both_ids(db: Database, workspace:
             actor="agent",
             cap=cap,
         )
+
+
+def test_unmerge_splits_traits_even_when_one_batch_created_and_merged(
+    db: Database, workspace: str
+) -> None:
+    send(
+        db,
+        workspace,
+        identify(userId="kim", traits={"first_name": "Kim"}, timestamp=at(0)),
+        identify(anonymousId="tab-9", traits={"colour": "blue"}, timestamp=at(1)),
+        identify(userId="kim", anonymousId="tab-9", timestamp=at(2)),
+    )
+    merged = profile_of(db, workspace, user_id="kim")
+    assert merged.traits == {"first_name": "Kim", "colour": "blue"}
+    with db.write() as session:
+        profiles.unmerge(
+            session=session, workspace_id=workspace, merge_id=merged.merges[0].id, actor="t"
+        )
+    assert profile_of(db, workspace, user_id="kim").traits == {"first_name": "Kim"}
+    assert profile_of(db, workspace, anonymous_id="tab-9").traits == {"colour": "blue"}
+
+
+def test_numeric_traits_round_trip(db: Database, workspace: str) -> None:
+    send(
+        db,
+        workspace,
+        identify(
+            userId="num",
+            traits={"visits": 3, "score": 2.5, "vip": True, "tags": ["a"], "none": None},
+        ),
+    )
+    assert profile_of(db, workspace, user_id="num").traits == {
+        "visits": 3,
+        "score": 2.5,
+        "vip": True,
+        "tags": ["a"],
+        "none": None,
+    }

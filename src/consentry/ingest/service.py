@@ -285,7 +285,9 @@ def _apply(session: Session, workspace_id: str, envelopes: Sequence[Envelope]) -
         profile_ids=[e.profile_id for e in envelopes if e.profile_id and e.type == "identify"],
     )
     observations = [
-        profiles.TraitObservation(canonical[e.profile_id], traits, e.timestamp, e.message_id)
+        profiles.TraitObservation(
+            e.profile_id, canonical[e.profile_id], traits, e.timestamp, e.message_id
+        )
         for e in envelopes
         if e.type == "identify"
         and e.profile_id in canonical

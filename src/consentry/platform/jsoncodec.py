@@ -22,6 +22,9 @@ def json_dumps(value: Any) -> str:
     return json_bytes(value).decode()
 
 
-def json_loads(data: str | bytes) -> Any:
-    """Parse JSON text."""
+def json_loads(data: Any) -> Any:
+    """Parse JSON text. SQLite may hand back a stored scalar already converted (a JSON column
+    has numeric affinity), so anything that is not text is returned as it is."""
+    if not isinstance(data, str | bytes | bytearray | memoryview):
+        return data
     return orjson.loads(data)

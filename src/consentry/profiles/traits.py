@@ -25,9 +25,15 @@ from consentry.profiles.tables import (
 
 @dataclass(frozen=True, slots=True)
 class TraitObservation:
-    """Traits a message said a unified profile has, at the message's time."""
+    """Traits a message said a profile has, at the message's time.
+
+    ``profile_id`` is the profile the message resolved to (the history is kept there, so an
+    unmerge can give each side its own); ``canonical_id`` is the unified profile it belongs to
+    now (the current value is kept there).
+    """
 
     profile_id: str
+    canonical_id: str
     traits: Mapping[str, Any]
     observed_at: datetime
     message_id: str | None = None
@@ -104,7 +110,7 @@ def record_traits_batch(
             for k, v in o.traits.items()
         ],
     )
-    profile_ids = sorted({o.profile_id for o in observations})
+    profile_ids = sorted({o.canonical_id for o in observations})
     current = {
         (row.canonical_id, row.key): row
         for row in session.scalars(
@@ -114,17 +120,17 @@ def record_traits_batch(
     for o in observations:
         for raw_key, value in o.traits.items():
             key = str(raw_key)[:200]
-            row = current.get((o.profile_id, key))
+            row = current.get((o.canonical_id, key))
             if row is None:
                 row = CurrentTraitRow(
-                    canonical_id=o.profile_id,
+                    canonical_id=o.canonical_id,
                     key=key,
                     workspace_id=workspace_id,
                     value=value,
                     observed_at=o.observed_at,
                 )
                 session.add(row)
-                current[(o.profile_id, key)] = row
+                current[(o.canonical_id, key)] = row
             elif o.observed_at >= row.observed_at:
                 row.value, row.observed_at = value, o.observed_at
     session.flush()
