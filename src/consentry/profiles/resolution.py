@@ -13,7 +13,12 @@ from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy.orm import Session
 
 from consentry.platform.db import utcnow
-from consentry.profiles.graph import identifier_counts, is_blocked, known_canonicals
+from consentry.profiles.graph import (
+    identifier_counts,
+    identifier_counts_many,
+    is_blocked,
+    known_canonicals,
+)
 from consentry.profiles.merging import merge_canonicals
 from consentry.profiles.models import (
     Identifier,
@@ -37,6 +42,8 @@ class Resolution:
     merges: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     warnings_recorded: bool = False
+    absorbed: list[str] = field(default_factory=list)  # unified profiles merged away
+    attached: list[Identifier] = field(default_factory=list)  # identifiers newly linked
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,39 +123,36 @@ def resolve_batch(
 ) -> list[Resolution]:
     """Resolve many messages in order, with one look-up for the whole batch.
 
-    The common cases (identifiers all new, or all naming one profile) are decided in memory and
-    written in bulk; a message that would attach new identifiers to a known profile or join
-    several profiles takes the careful path of :func:`resolve`.
+    A message whose identifiers are new or name one profile is decided in memory (its counts of
+    identifiers per type are loaded in one query for the batch and kept current) and written in
+    bulk; only a message that joins several profiles takes the careful path of :func:`resolve`.
     """
     batch = _Batch(workspace_id)
     wanted = {i for s in sightings for i in s.identifiers}
     known = known_canonicals(session, workspace_id, wanted)
-    fresh: dict[str, Counter[str]] = {}  # profiles created in this batch -> identifier counts
+    counts = _Counts(session, workspace_id)
+    counts.preload(set(known.values()))
     out: list[Resolution] = []
     for s in sightings:
         candidates = list(dict.fromkeys(known[i] for i in s.identifiers if i in known))
-        new = [i for i in s.identifiers if i not in known]
         if not s.identifiers:
             out.append(_unresolvable(session, workspace_id, s))
-        elif not candidates or (len(candidates) == 1 and candidates[0] in fresh):
-            out.append(_in_memory(batch, fresh, known, candidates, new, s, cap))
-        elif len(candidates) == 1 and not new:
-            batch.saw(candidates[0], s.seen_at)
-            out.append(Resolution(profile_id=candidates[0]))
+        elif len(candidates) <= 1:
+            new = [i for i in s.identifiers if i not in known]
+            out.append(_in_memory(batch, counts, known, candidates, new, s, cap))
         else:
             batch.write(session)
-            out.append(
-                resolve(
-                    session=session,
-                    workspace_id=workspace_id,
-                    identifiers=s.identifiers,
-                    seen_at=s.seen_at,
-                    cap=cap,
-                    message_id=s.message_id,
-                )
+            res = resolve(
+                session=session,
+                workspace_id=workspace_id,
+                identifiers=s.identifiers,
+                seen_at=s.seen_at,
+                cap=cap,
+                message_id=s.message_id,
             )
-            fresh.clear()
-            known = known_canonicals(session, workspace_id, wanted)
+            out.append(res)
+            counts.forget([res.profile_id, *res.absorbed])
+            _remap(known, res)
     batch.write(session)
     batch.write_seen(session)
     for res, s in zip(out, sightings, strict=True):
@@ -156,6 +160,50 @@ def resolve_batch(
             for reason in res.warnings:
                 _warn(session, workspace_id, res.profile_id, s.message_id, reason)
     return out
+
+
+class _Counts:
+    """Identifiers per type of each unified profile a batch touches, kept current in memory.
+
+    Loaded from the store when first needed; everything the batch attached before a load was
+    written by then (the careful path writes the batch first).
+    """
+
+    def __init__(self, session: Session, workspace_id: str) -> None:
+        self._session = session
+        self._workspace_id = workspace_id
+        self._counts: dict[str, Counter[str]] = {}
+
+    def preload(self, canonical_ids: set[str]) -> None:
+        self._counts.update(
+            identifier_counts_many(self._session, self._workspace_id, canonical_ids)
+        )
+
+    def of(self, canonical_id: str) -> Counter[str]:
+        if canonical_id not in self._counts:
+            self.preload({canonical_id})
+        return self._counts[canonical_id]
+
+    def created(self, canonical_id: str) -> None:
+        self._counts[canonical_id] = Counter()
+
+    def forget(self, canonical_ids: Sequence[str | None]) -> None:
+        for canonical_id in canonical_ids:
+            if canonical_id is not None:
+                self._counts.pop(canonical_id, None)
+
+
+def _remap(known: dict[Identifier, str], res: Resolution) -> None:
+    """Keep the batch's look-up true after the careful path merged or attached; identifiers a
+    cap refused stay unknown."""
+    if res.profile_id is None:
+        return
+    gone = set(res.absorbed)
+    for ident, canonical in known.items():
+        if canonical in gone:
+            known[ident] = res.profile_id
+    for ident in res.attached:
+        known[ident] = res.profile_id
 
 
 def _unresolvable(session: Session, workspace_id: str, s: Sighting) -> Resolution:
@@ -166,7 +214,7 @@ def _unresolvable(session: Session, workspace_id: str, s: Sighting) -> Resolutio
 
 def _in_memory(
     batch: _Batch,
-    fresh: dict[str, Counter[str]],
+    counts: _Counts,
     known: dict[Identifier, str],
     candidates: list[str],
     new: list[Identifier],
@@ -176,19 +224,19 @@ def _in_memory(
     created = not candidates
     if created:
         profile_id = batch.new_profile(s.seen_at)
-        fresh[profile_id] = Counter()
+        counts.created(profile_id)
     else:
         profile_id = candidates[0]
         _extend_seen(batch, profile_id, s.seen_at)
-    counts = fresh[profile_id]
+    have = counts.of(profile_id)
     result = Resolution(profile_id=profile_id, created=created)
     for ident in new:
-        if counts[ident.type] >= cap(ident.type):
+        if have[ident.type] >= cap(ident.type):
             result.warnings.append(
                 f"{ident.type} not linked: the profile already has {cap(ident.type)}"
             )
             continue
-        counts[ident.type] += 1
+        have[ident.type] += 1
         known[ident] = profile_id
         batch.add_identifier(profile_id, ident, s)
     return result
@@ -274,6 +322,7 @@ def _merge_candidates(
             message_id,
         )
         result.merges.append(merge.id)
+        result.absorbed.append(merge.loser_id)
         root = merge.winner_id
     return root
 
@@ -308,6 +357,7 @@ def _attach(
             )
             continue
         counts[ident.type] = counts.get(ident.type, 0) + 1
+        result.attached.append(ident)
         session.add(
             IdentifierRow(
                 workspace_id=workspace_id,
