@@ -3,12 +3,15 @@ also when the process stopped between the two steps."""
 
 from __future__ import annotations
 
+import time
+
 from fastapi.testclient import TestClient
 
 from consentry.api import create_app
 from consentry.config import IdentitySettings, Settings
 from consentry.ingest import service as ingest
 from consentry.ingest.models import Envelope, parse_message
+from consentry.ingest.writer import IngestWriter
 from consentry.platform.db import Database, utcnow
 from tests.support.segment import bearer, identify, track
 from tests.support.store import maybe_profile
@@ -77,3 +80,24 @@ def test_a_restarted_server_applies_what_it_had_only_stored(
         ).json()["profiles"]
     assert status == {"pending": 0}
     assert [p["traits"] for p in found] == [{"plan": "gold"}]
+
+
+def test_processing_is_not_starved_by_a_steady_stream(
+    settings: Settings, db: Database, workspace: str
+) -> None:
+    # quiet is longer than the whole test: only the max_lag rule can apply anything
+    writer = IngestWriter(db, settings, quiet=30.0, max_lag=0.1, chunk=20)
+    sent = 0
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            batch = _envelopes(*[track("Tick", anonymousId=f"s-{sent + i}") for i in range(10)])
+            writer.submit(workspace, batch).result(10)
+            sent += 10
+            with db.read() as session:
+                if ingest.pending_count(session=session, workspace_id=workspace) < sent:
+                    break  # something was applied while requests kept coming
+        with db.read() as session:
+            assert ingest.pending_count(session=session, workspace_id=workspace) < sent
+    finally:
+        writer.close()

@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from consentry.commerce.models import (
@@ -76,26 +76,95 @@ def apply_event(
 
 
 def apply_events(*, session: Session, workspace_id: str, events: Sequence[CommerceEvent]) -> None:
-    """Apply e-commerce events in order; products are upserted once for the whole batch."""
-    products: list[LineItem] = []
-    parsed = []
-    for e in events:
-        items, single = line_items(e.properties), line_item(e.properties)
-        products.extend(items)
-        if single is not None:
-            products.append(single)
-        parsed.append((e, items, single))
-    latest = max((e.at for e in events), default=None)
-    if latest is not None:
+    """Apply e-commerce events in order: products upserted once, the batch's carts and orders
+    loaded in one query each, one flush, order lines written in bulk."""
+    parsed = [(e, line_items(e.properties), line_item(e.properties)) for e in events]
+    products = [p for _, items, single in parsed for p in (*items, *([single] if single else []))]
+    if events:
+        latest = max(e.at for e in events)
         upsert_products(session=session, workspace_id=workspace_id, items=products, at=latest)
+    books = _Books.load(session, workspace_id, events)
     for e, items, single in parsed:
         if e.event in CART_EVENTS:
-            _apply_cart(
-                session, workspace_id, e.profile_id, e.event, e.properties, single, items, e.at
-            )
+            _apply_cart(books, e, single, items)
         facts = order_facts(e.event, e.properties)
         if facts is not None:
-            _apply_order(session, workspace_id, e.profile_id, facts, e.at, e.source)
+            _apply_order(books, e, facts)
+    books.write(session)
+
+
+class _Books:
+    """The carts and orders one batch touches, and the order lines it replaces."""
+
+    def __init__(self, workspace_id: str, carts: dict[str, CartRow], orders: dict[str, OrderRow]):
+        self.workspace_id = workspace_id
+        self.carts = carts
+        self.orders = orders
+        self.new: list[CartRow | OrderRow] = []
+        self.lines: dict[str, list[LineItem]] = {}
+
+    @classmethod
+    def load(cls, session: Session, workspace_id: str, events: Sequence[CommerceEvent]) -> _Books:
+        cart_ids = {str(c)[:200] for e in events if (c := _cart_id(e.properties))}
+        order_ids = {str(o)[:200] for e in events if (o := e.properties.get("order_id"))}
+        carts = (
+            {
+                c.cart_id: c
+                for c in session.scalars(
+                    select(CartRow).where(
+                        CartRow.workspace_id == workspace_id, CartRow.cart_id.in_(sorted(cart_ids))
+                    )
+                )
+            }
+            if cart_ids
+            else {}
+        )
+        orders = (
+            {
+                o.order_id: o
+                for o in session.scalars(
+                    select(OrderRow).where(
+                        OrderRow.workspace_id == workspace_id,
+                        OrderRow.order_id.in_(sorted(order_ids)),
+                    )
+                )
+            }
+            if order_ids
+            else {}
+        )
+        return cls(workspace_id, carts, orders)
+
+    def add(self, row: CartRow | OrderRow) -> None:
+        self.new.append(row)
+
+    def write(self, session: Session) -> None:
+        session.add_all(self.new)
+        session.flush()
+        if not self.lines:
+            return
+        pks = {oid: self.orders[oid].id for oid in self.lines}
+        session.execute(delete(OrderItemRow).where(OrderItemRow.order_pk.in_(list(pks.values()))))
+        session.execute(
+            insert(OrderItemRow),
+            [
+                {
+                    "order_pk": pks[oid],
+                    "workspace_id": self.workspace_id,
+                    "product_id": i.product_id,
+                    "sku": i.sku,
+                    "name": i.name,
+                    "category": i.category,
+                    "price": i.price,
+                    "quantity": i.quantity,
+                }
+                for oid, items in self.lines.items()
+                for i in items
+            ],
+        )
+
+
+def _cart_id(props: Mapping[str, Any]) -> Any:
+    return props.get("cart_id") or props.get("checkout_id")
 
 
 def upsert_products(
@@ -133,46 +202,39 @@ def upsert_products(
 
 
 def _apply_cart(
-    session: Session,
-    workspace_id: str,
-    profile_id: str | None,
-    event: str,
-    props: Mapping[str, Any],
-    single: LineItem | None,
-    items: list[LineItem],
-    at: datetime,
+    books: _Books, e: CommerceEvent, single: LineItem | None, items: list[LineItem]
 ) -> None:
-    cart_id = props.get("cart_id") or props.get("checkout_id")
+    cart_id = _cart_id(e.properties)
     if not cart_id:
         return
-    cart = session.get(CartRow, (workspace_id, str(cart_id)[:200]))
+    cart = books.carts.get(str(cart_id)[:200])
     if cart is None:
         cart = CartRow(
-            workspace_id=workspace_id,
+            workspace_id=books.workspace_id,
             cart_id=str(cart_id)[:200],
             status="open",
             items=[],
-            created_at=at,
-            updated_at=at,
+            created_at=e.at,
+            updated_at=e.at,
             currency="USD",
         )
-        session.add(cart)
+        books.carts[cart.cart_id] = cart
+        books.add(cart)
     if cart.status == "converted":
         return
     contents = {i["product_id"]: i for i in cart.items}
     if items:
         contents = {i.product_id: i.as_json() for i in items}
-    elif single is not None and event == "Product Added":
+    elif single is not None and e.event == "Product Added":
         contents[single.product_id] = single.as_json()
-    elif single is not None and event == "Product Removed":
+    elif single is not None and e.event == "Product Removed":
         contents.pop(single.product_id, None)
     cart.items = list(contents.values())
-    cart.value = money(props.get("value") or props.get("revenue")) or _sum(cart.items)
-    cart.currency = str(props.get("currency") or cart.currency)[:3].upper()
-    cart.profile_id = profile_id or cart.profile_id
-    cart.status = "checkout" if event == "Checkout Started" else cart.status
-    cart.updated_at = max(cart.updated_at, at)
-    session.flush()
+    cart.value = money(e.properties.get("value") or e.properties.get("revenue")) or _sum(cart.items)
+    cart.currency = str(e.properties.get("currency") or cart.currency)[:3].upper()
+    cart.profile_id = e.profile_id or cart.profile_id
+    cart.status = "checkout" if e.event == "Checkout Started" else cart.status
+    cart.updated_at = max(cart.updated_at, e.at)
 
 
 def _sum(items: Sequence[Mapping[str, Any]]) -> Decimal:
@@ -182,73 +244,41 @@ def _sum(items: Sequence[Mapping[str, Any]]) -> Decimal:
     return total
 
 
-def _apply_order(
-    session: Session,
-    workspace_id: str,
-    profile_id: str | None,
-    facts: OrderFacts,
-    at: datetime,
-    source: str,
-) -> None:
-    order = session.scalar(
-        select(OrderRow).where(
-            OrderRow.workspace_id == workspace_id, OrderRow.order_id == facts.order_id
-        )
-    )
+def _apply_order(books: _Books, e: CommerceEvent, facts: OrderFacts) -> None:
+    order = books.orders.get(facts.order_id)
     if facts.status in ("refunded", "cancelled") and order is not None:
-        _refund_or_cancel(order, facts, at)
+        _refund_or_cancel(order, facts, e.at)
     elif facts.status == "completed":
-        order = _upsert_order(session, workspace_id, profile_id, facts, order, at, source)
-        _convert_cart(session, workspace_id, facts)
+        _upsert_order(books, e, facts, order)
+        _convert_cart(books, facts)
     elif order is None:
         # a refund or cancellation of an order we never saw: keep what we know of it
-        order = _upsert_order(session, workspace_id, profile_id, facts, None, at, source)
-        _refund_or_cancel(order, facts, at)
-    session.flush()
+        _refund_or_cancel(_upsert_order(books, e, facts, None), facts, e.at)
 
 
 def _upsert_order(
-    session: Session,
-    workspace_id: str,
-    profile_id: str | None,
-    facts: OrderFacts,
-    order: OrderRow | None,
-    at: datetime,
-    source: str,
+    books: _Books, e: CommerceEvent, facts: OrderFacts, order: OrderRow | None
 ) -> OrderRow:
     if order is None:
         order = OrderRow(
-            workspace_id=workspace_id,
+            workspace_id=books.workspace_id,
             order_id=facts.order_id,
             status="completed",
-            placed_at=at,
+            placed_at=e.at,
             refunded=Decimal("0.00"),
-            source=source,
+            source=e.source,
         )
-        session.add(order)
-    order.profile_id = profile_id or order.profile_id
+        books.orders[facts.order_id] = order
+        books.add(order)
+    order.profile_id = e.profile_id or order.profile_id
     order.total = order_total(facts)
     order.revenue, order.shipping, order.tax = facts.revenue, facts.shipping, facts.tax
     order.discount, order.coupon, order.currency = facts.discount, facts.coupon, facts.currency
     order.channel = facts.channel or order.channel
-    order.placed_at = min(order.placed_at, at)
-    order.updated_at = at
-    session.flush()
+    order.placed_at = min(order.placed_at, e.at)
+    order.updated_at = e.at
     if facts.items:
-        session.execute(delete(OrderItemRow).where(OrderItemRow.order_pk == order.id))
-        session.add_all(
-            OrderItemRow(
-                order_pk=order.id,
-                workspace_id=workspace_id,
-                product_id=i.product_id,
-                sku=i.sku,
-                name=i.name,
-                category=i.category,
-                price=i.price,
-                quantity=i.quantity,
-            )
-            for i in facts.items
-        )
+        books.lines[facts.order_id] = facts.items
     return order
 
 
@@ -267,10 +297,8 @@ def _refund_or_cancel(order: OrderRow, facts: OrderFacts, at: datetime) -> None:
     order.updated_at = at
 
 
-def _convert_cart(session: Session, workspace_id: str, facts: OrderFacts) -> None:
-    if not facts.checkout_id:
-        return
-    cart = session.get(CartRow, (workspace_id, facts.checkout_id))
+def _convert_cart(books: _Books, facts: OrderFacts) -> None:
+    cart = books.carts.get(facts.checkout_id or "")
     if cart is not None:
         cart.status, cart.order_id = "converted", facts.order_id
 

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -52,12 +53,15 @@ class IngestWriter:
         max_group_messages: int = 5000,
         chunk: int = 200,
         quiet: float = 0.01,
+        max_lag: float = 0.25,
     ) -> None:
         self._db = db
         self._settings = settings
         self._max = max_group_messages
         self._chunk = chunk
         self._quiet = quiet
+        self._max_lag = max_lag
+        self._last_chunk = time.monotonic()
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -120,9 +124,12 @@ class IngestWriter:
             log.warning("could not list pending workspaces at start")
 
     def _next_job(self) -> _Job | None:
-        """The next request. Pending events are processed a chunk at a time only after the
-        queue stayed empty for ``quiet`` seconds, so acknowledgement always comes first."""
+        """The next request. Pending events are processed a chunk at a time when the queue has
+        been empty for ``quiet`` seconds, and at least every ``max_lag`` seconds under load, so
+        acknowledgement comes first but processing is never starved."""
         while True:
+            if self._dirty and time.monotonic() - self._last_chunk > self._max_lag:
+                self._process_one_chunk()
             try:
                 return self._queue.get(timeout=self._quiet)
             except queue.Empty:
@@ -178,6 +185,7 @@ class IngestWriter:
 
     def _process_one_chunk(self) -> bool:
         """Apply one chunk of one dirty workspace; False when nothing is pending."""
+        self._last_chunk = time.monotonic()
         while self._dirty:
             workspace_id = next(iter(self._dirty))
             try:
