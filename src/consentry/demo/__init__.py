@@ -1,0 +1,1 @@
+"""Deterministic demo-shop data: Segment-spec messages for a fictional multi-channel store."""
