@@ -88,6 +88,7 @@ def create_db_engine(url: str, *, sqlite_synchronous: str = "FULL", echo: bool =
     parsed = make_url(url)
     common: dict[str, Any] = {
         "echo": echo,
+        "hide_parameters": True,  # values (personal data) never reach exception text or logs
         "json_serializer": json_dumps,
         "json_deserializer": json_loads,
     }
