@@ -5,19 +5,28 @@ Only this module and ``api.py`` read settings and wire adapters together.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy.orm import Session
 
 from consentry import __version__
+from consentry.commerce import service as commerce_service
 from consentry.config import Settings, get_settings
+from consentry.demo.generator import ShopSpec, window
+from consentry.demo.seeding import chunks
 from consentry.errors import ConsentryError
+from consentry.ingest import service as ingest_service
 from consentry.migrations import current as current_revision
 from consentry.migrations import upgrade as upgrade_store
 from consentry.platform import tenancy
-from consentry.platform.db import Database
+from consentry.platform.db import Database, utcnow
+from consentry.profiles import service as profiles_service
 
 app = typer.Typer(
     help="consentry: a self-hosted customer data platform for e-commerce, governed by consent.",
@@ -30,6 +39,14 @@ key_app = typer.Typer(help="Write keys (ingestion) and admin tokens (API).", no_
 app.add_typer(db_app, name="db")
 app.add_typer(workspace_app, name="workspace")
 app.add_typer(key_app, name="key")
+
+
+def _register_capability_commands() -> None:
+    """Capabilities' own command groups (imported late: they import this module's helpers)."""
+    from consentry.commerce.import_cli import import_app
+
+    app.add_typer(import_app, name="import")
+
 
 console = Console()
 err_console = Console(stderr=True)
@@ -114,6 +131,19 @@ def db_current(database_url: DatabaseOpt = None) -> None:
     console.print(current_revision(settings_for(database_url).database_url) or "(empty store)")
 
 
+@contextmanager
+def unit_of_work(database_url: str | None, *, write: bool = True) -> Iterator[Session]:
+    """Open the store, run one unit of work, turn a domain error into a message and exit 1."""
+    db = open_store(settings_for(database_url))
+    try:
+        with db.write() if write else db.read() as session:
+            yield session
+    except ConsentryError as exc:
+        raise fail(exc.message) from exc
+    finally:
+        db.dispose()
+
+
 @workspace_app.command("create")
 def workspace_create(
     workspace_id: Annotated[str, typer.Argument(help="Slug, e.g. acme-eu.")],
@@ -121,20 +151,15 @@ def workspace_create(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Create a workspace."""
-    db = open_store(settings_for(database_url))
-    try:
-        with db.write() as session:
-            ws = tenancy.create_workspace(session=session, workspace_id=workspace_id, name=name)
-    except ConsentryError as exc:
-        raise fail(exc.message) from exc
+    with unit_of_work(database_url) as session:
+        ws = tenancy.create_workspace(session=session, workspace_id=workspace_id, name=name)
     console.print(f"workspace [bold]{ws.id}[/] created")
 
 
 @workspace_app.command("list")
 def workspace_list(database_url: DatabaseOpt = None) -> None:
     """List workspaces."""
-    db = open_store(settings_for(database_url))
-    with db.read() as session:
+    with unit_of_work(database_url, write=False) as session:
         rows = tenancy.list_workspaces(session=session)
     table = Table("id", "name", "created")
     for ws in rows:
@@ -153,14 +178,10 @@ def key_create(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Issue a write key or an admin token. The secret is printed once and never stored."""
-    db = open_store(settings_for(database_url))
-    try:
-        with db.write() as session:
-            issued = tenancy.issue_key(
-                session=session, workspace_id=workspace_id, kind=kind, name=name, role=role
-            )
-    except ConsentryError as exc:
-        raise fail(exc.message) from exc
+    with unit_of_work(database_url) as session:
+        issued = tenancy.issue_key(
+            session=session, workspace_id=workspace_id, kind=kind, name=name, role=role
+        )
     label = "write key" if kind == "write" else f"admin token ({issued.role})"
     err_console.print(f"{label} {issued.id} for [bold]{workspace_id}[/]; shown once:")
     console.print(issued.secret)
@@ -173,15 +194,116 @@ def key_revoke(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Revoke a write key or admin token."""
-    db = open_store(settings_for(database_url))
+    with unit_of_work(database_url) as session:
+        tenancy.revoke_key(session=session, workspace_id=workspace_id, key_id=key_id)
+    console.print(f"revoked {key_id}")
+
+
+DEMO_WORKSPACE = "demo-shop"
+
+
+@app.command()
+def demo(
+    database_url: Annotated[
+        str, typer.Option("--database-url", help="Store of the demo (embedded by default).")
+    ] = "sqlite:///var/demo.db",
+    customers: Annotated[int, typer.Option(min=1, help="People in the generated shop.")] = 5000,
+    months: Annotated[int, typer.Option(min=1, max=60, help="Months of history.")] = 18,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same shop).")] = 42,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve after.")] = True,
+) -> None:
+    """Seed a realistic demo shop (once) and serve the API, docs and dashboard."""
+    settings = settings_for(database_url)
+    db = open_store(settings)
     try:
         with db.write() as session:
-            tenancy.revoke_key(session=session, workspace_id=workspace_id, key_id=key_id)
-    except ConsentryError as exc:
-        raise fail(exc.message) from exc
-    console.print(f"revoked {key_id}")
+            fresh = _ensure_demo_workspace(session)
+        if fresh:
+            _seed_demo(db, settings, ShopSpec(customers=customers, months=months, seed=seed))
+        else:
+            err_console.print(f"[dim]{DEMO_WORKSPACE} already seeded; reusing it[/]")
+        with db.write() as session:
+            write_key = tenancy.issue_key(
+                session=session, workspace_id=DEMO_WORKSPACE, kind="write", name="demo"
+            )
+            token = tenancy.issue_key(
+                session=session,
+                workspace_id=DEMO_WORKSPACE,
+                kind="token",
+                name="demo",
+                role=tenancy.Role.ADMIN,
+            )
+    finally:
+        db.dispose()
+    _print_demo_access(host, port, write_key.secret, token.secret)
+    if serve_after:
+        serve(database_url=database_url, host=host, port=port, workers=1)
+
+
+def _ensure_demo_workspace(session: Session) -> bool:
+    try:
+        tenancy.get_workspace(session=session, workspace_id=DEMO_WORKSPACE)
+    except ConsentryError:
+        tenancy.create_workspace(session=session, workspace_id=DEMO_WORKSPACE, name="Demo shop")
+        return True
+    return False
+
+
+def _seed_demo(db: Database, settings: Settings, spec: ShopSpec) -> None:
+    start, end = window(spec)
+    total = int((end - start).total_seconds())
+    stored = 0
+    with Progress(
+        TextColumn("[bold]seeding the demo shop"),
+        BarColumn(),
+        TextColumn("{task.fields[month]}"),
+        TextColumn("{task.fields[stored]:,} events"),
+        TimeElapsedColumn(),
+        console=err_console,
+    ) as progress:
+        task = progress.add_task("seed", total=total, month="", stored=0)
+        for chunk in chunks(spec, received_at=utcnow()):
+            with db.write() as session:
+                ingest_service.ingest(
+                    session=session,
+                    workspace_id=DEMO_WORKSPACE,
+                    envelopes=chunk.envelopes,
+                    identity=settings.identity,
+                    default_region=settings.default_phone_region,
+                )
+            stored += len(chunk.envelopes)
+            done = int((chunk.reached - start).total_seconds())
+            progress.update(task, completed=done, month=f"{chunk.reached:%Y-%m}", stored=stored)
+        progress.update(task, completed=total)
+    with db.read() as session:
+        counts = commerce_service.counts(session=session, workspace_id=DEMO_WORKSPACE)
+        profiles = profiles_service.count_profiles(session=session, workspace_id=DEMO_WORKSPACE)
+    err_console.print(
+        f"seeded {stored:,} events: {profiles:,} unified profiles, {counts['orders']:,} orders, "
+        f"{counts['products']:,} products, {counts['carts']:,} carts"
+    )
+
+
+def _print_demo_access(host: str, port: int, write_key: str, token: str) -> None:
+    base = f"http://{host}:{port}"
+    table = Table(title="consentry demo", show_header=False)
+    table.add_row("dashboard", f"{base}/app  (sign in with the admin token)")
+    table.add_row("API docs", f"{base}/docs")
+    table.add_row("ingestion", f"POST {base}/v1/batch  (HTTP Basic, write key as user name)")
+    table.add_row("write key", write_key)
+    table.add_row("admin token", token)
+    console.print(table)
+
+
+_register_capability_commands()
 
 
 def main() -> None:
     """Entry point of the ``consentry`` script."""
     app()
+
+
+if __name__ == "__main__":
+    main()

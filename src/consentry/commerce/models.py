@@ -130,6 +130,7 @@ class OrderFacts:
     checkout_id: str | None
     channel: str | None
     items: list[LineItem] = field(default_factory=list)
+    refunded_to_date: Decimal | None = None  # an absolute statement (CSV exports), not a delta
 
 
 STATUS_BY_EVENT = {
@@ -159,6 +160,7 @@ def order_facts(event: str, props: Mapping[str, Any]) -> OrderFacts | None:
         checkout_id=_text(props.get("checkout_id") or props.get("cart_id"), 200),
         channel=_text(props.get("channel"), 50),
         items=line_items(props),
+        refunded_to_date=money(props.get("refunded_to_date")),
     )
 
 
@@ -171,6 +173,24 @@ def order_total(facts: OrderFacts) -> Decimal:
     return sum(
         ((i.price or Decimal(0)) * i.quantity for i in facts.items), Decimal("0.00")
     ).quantize(Decimal("0.01"))
+
+
+def refunded_after(facts: OrderFacts, order_total_value: Decimal, refunded: Decimal) -> Decimal:
+    """What an order has refunded after a refund event, never more than its total.
+
+    A refund event says how much came back this time (``total``, else its lines, else all of
+    it); a ``refunded_to_date`` statement, as shop exports give, sets the amount so far, so
+    importing the same export twice or a later one never counts a refund twice.
+    """
+    if facts.refunded_to_date is not None:
+        return min(order_total_value, max(refunded, abs(facts.refunded_to_date)))
+    if facts.total is not None:
+        amount = abs(facts.total)
+    elif facts.items:
+        amount = sum(((i.price or Decimal(0)) * i.quantity for i in facts.items), Decimal("0"))
+    else:
+        amount = order_total_value
+    return min(order_total_value, refunded + amount)
 
 
 def refund_status(order_total_value: Decimal, refunded: Decimal) -> str:

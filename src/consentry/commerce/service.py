@@ -22,6 +22,7 @@ from consentry.commerce.models import (
     order_facts,
     order_total,
     refund_status,
+    refunded_after,
 )
 from consentry.commerce.tables import CartRow, OrderItemRow, OrderRow, ProductRow
 from consentry.errors import NotFound
@@ -286,13 +287,7 @@ def _refund_or_cancel(order: OrderRow, facts: OrderFacts, at: datetime) -> None:
     if facts.status == "cancelled":
         order.status = "cancelled"
     else:
-        if facts.total is not None:
-            amount = facts.total
-        elif facts.items:
-            amount = _sum([i.as_json() for i in facts.items])
-        else:
-            amount = order.total
-        order.refunded = min(order.total, (order.refunded or Decimal(0)) + abs(amount))
+        order.refunded = refunded_after(facts, order.total, order.refunded or Decimal(0))
         order.status = refund_status(order.total, order.refunded)
     order.updated_at = at
 
