@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -9,9 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consentry.ingest.models import (
+    FIRST_YEAR,
+    LAST_YEAR,
     Envelope,
     corrected_timestamp,
     deep_merge,
+    nul_path,
     parse_batch,
     parse_message,
 )
@@ -160,3 +164,51 @@ def test_any_message_is_either_an_envelope_or_field_errors(raw: dict[str, Any]) 
     else:
         assert out.type in {"identify", "track", "page", "screen", "group", "alias"}
         assert out.user_id or out.anonymous_id
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet=st.characters(max_codepoint=300)),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(alphabet=st.characters(max_codepoint=300), max_size=4), inner)
+    ),
+    max_leaves=12,
+)
+
+
+def follow(value: Any, path: str) -> Any:
+    """The value at a dotted path as nul_path names it (keys here hold no dots)."""
+    for step in path.split("."):
+        value = value[int(step)] if isinstance(value, list) else value[step]
+    return value
+
+
+@given(JSON_VALUES)
+@settings(max_examples=300)
+def test_nul_path_finds_exactly_the_values_postgresql_cannot_store(value: Any) -> None:
+    encoded = json.dumps(value).replace("\\\\", "")  # drop escaped backslashes
+    where = nul_path({"v": value})
+    assert (where is not None) == ("\\u0000" in encoded)
+    if where is not None and "." not in "".join(_keys(value)):
+        last = where.rsplit(".", 1)[-1]
+        holder = follow({"v": value}, where) if "\x00" not in last else None
+        assert "\x00" in last or (isinstance(holder, str) and "\x00" in holder)
+
+
+def _keys(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return list(value) + [k for v in value.values() for k in _keys(v)]
+    if isinstance(value, list):
+        return [k for v in value for k in _keys(v)]
+    return []
+
+
+@given(st.integers(min_value=1, max_value=9999))
+def test_event_times_outside_plausible_years_name_the_field(year: int) -> None:
+    raw = {"type": "track", "userId": "u", "event": "E", "timestamp": f"{year:04d}-06-01T00:00:00Z"}
+    parsed = parse(raw)
+    if FIRST_YEAR <= year <= LAST_YEAR:
+        assert isinstance(parsed, Envelope)
+    else:
+        assert isinstance(parsed, list)
+        assert [e.field for e in parsed] == ["timestamp"]

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -39,6 +40,18 @@ def _stringify_id(value: Any) -> Any:
 
 Id = Annotated[str, BeforeValidator(_stringify_id), Field(max_length=512)]
 JsonObject = dict[str, Any]
+# Event times outside these years are client bugs; refusing them also keeps the clock-skew
+# correction and every store's timestamp type far from the ends of ``datetime``.
+FIRST_YEAR, LAST_YEAR = 1900, 2200
+
+
+def _plausible_time(value: datetime) -> datetime:
+    if not FIRST_YEAR <= value.year <= LAST_YEAR:
+        raise ValueError(f"must be between the years {FIRST_YEAR} and {LAST_YEAR}")
+    return value
+
+
+EventTime = Annotated[datetime, AfterValidator(_plausible_time)]
 
 
 class Message(BaseModel):
@@ -55,9 +68,9 @@ class Message(BaseModel):
     event: str | None = Field(None, max_length=512)
     name: str | None = Field(None, max_length=512)
     category: str | None = Field(None, max_length=512)
-    timestamp: datetime | None = None
-    originalTimestamp: datetime | None = None
-    sentAt: datetime | None = None
+    timestamp: EventTime | None = None
+    originalTimestamp: EventTime | None = None
+    sentAt: EventTime | None = None
     context: JsonObject | None = None
     integrations: JsonObject | None = None
     properties: JsonObject | None = None
@@ -89,7 +102,7 @@ class Batch(BaseModel):
     batch: list[JsonObject] = Field(..., description="Messages, each a Segment call.")
     context: JsonObject | None = None
     integrations: JsonObject | None = None
-    sentAt: datetime | None = None
+    sentAt: EventTime | None = None
     writeKey: str | None = None
 
 
@@ -162,6 +175,28 @@ def _field_errors(index: int | None, exc: ValidationError) -> list[FieldError]:
     return errors
 
 
+def nul_path(value: Any, path: str = "") -> str | None:
+    """The path of the first key or string holding a NUL character, if any.
+
+    PostgreSQL cannot store U+0000 in text or JSON, so such a message is refused on every store
+    rather than accepted by one and lost by the other.
+    """
+    if isinstance(value, str):
+        return (path or "(message)") if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            child = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return child
+            if (found := nul_path(item, child)) is not None:
+                return found
+    elif isinstance(value, list):
+        for position, item in enumerate(value):
+            if found := nul_path(item, f"{path}.{position}" if path else str(position)):
+                return found
+    return None
+
+
 def parse_message(
     raw: Any,
     *,
@@ -171,10 +206,17 @@ def parse_message(
     batch_integrations: dict[str, Any] | None = None,
     batch_sent_at: datetime | None = None,
     max_bytes: int | None = None,
+    may_hold_nul: bool = True,
 ) -> Envelope | list[FieldError]:
-    """Validate one message and fill server-side fields, or return what is wrong with it."""
+    """Validate one message and fill server-side fields, or return what is wrong with it.
+
+    ``may_hold_nul=False`` skips the NUL scan when the caller knows the body has none.
+    """
     if not isinstance(raw, dict):
         return [FieldError(field="(message)", reason="must be a JSON object", index=index)]
+    if may_hold_nul and (where := nul_path(raw)) is not None:
+        reason = "must not contain the NUL character (U+0000)"
+        return [FieldError(field=where.replace("\x00", "\\u0000"), reason=reason, index=index)]
     if max_bytes is not None:
         size = len(json_bytes(raw))
         if size > max_bytes:
@@ -241,11 +283,13 @@ def parse_batch(
     max_messages: int,
     max_message_bytes: int,
     body_bytes: int | None = None,
+    may_hold_nul: bool = True,
 ) -> tuple[list[Envelope], list[FieldError]]:
     """Validate a ``/v1/batch`` body; any error means the whole batch is refused.
 
     ``body_bytes`` is the size of the body; when it is within the message limit no message can
-    be over it, and the per-message size check is skipped.
+    be over it, and the per-message size check is skipped. ``may_hold_nul`` as in
+    :func:`parse_message`.
     """
     if not isinstance(body, dict):
         return [], [FieldError(field="(body)", reason="must be a JSON object")]
@@ -258,12 +302,17 @@ def parse_batch(
         return [], [FieldError(field="batch", reason=reason, over_limit=True)]
     if not batch.batch:
         return [], [FieldError(field="batch", reason="must hold at least one message")]
+    if may_hold_nul:
+        shared = {"context": batch.context, "integrations": batch.integrations}
+        if (where := nul_path(shared)) is not None:
+            reason = "must not contain the NUL character (U+0000)"
+            return [], [FieldError(field=where.replace("\x00", "\\u0000"), reason=reason)]
     small = body_bytes is not None and body_bytes <= max_message_bytes
-    return _parse_all(batch, received_at, None if small else max_message_bytes)
+    return _parse_all(batch, received_at, None if small else max_message_bytes, may_hold_nul)
 
 
 def _parse_all(
-    batch: Batch, received_at: datetime, max_message_bytes: int | None
+    batch: Batch, received_at: datetime, max_message_bytes: int | None, may_hold_nul: bool
 ) -> tuple[list[Envelope], list[FieldError]]:
     envelopes: list[Envelope] = []
     errors: list[FieldError] = []
@@ -276,6 +325,7 @@ def _parse_all(
             batch_integrations=batch.integrations,
             batch_sent_at=_aware(batch.sentAt),
             max_bytes=max_message_bytes,
+            may_hold_nul=may_hold_nul,
         )
         if isinstance(parsed, list):
             errors.extend(parsed)

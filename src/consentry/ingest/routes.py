@@ -26,6 +26,10 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+# JSON can carry U+0000 only as this escape, so a body without it needs no NUL scan.
+_NUL_ESCAPE = b"\\u0000"
+
+
 def _body_schema(model: type[Message] | type[Batch]) -> dict[str, Any]:
     return {
         "requestBody": {
@@ -99,6 +103,7 @@ async def batch(request: Request, db: DbDep, settings: SettingsDep) -> dict[str,
         max_messages=limits.max_batch_messages,
         max_message_bytes=limits.max_message_bytes,
         body_bytes=len(raw),
+        may_hold_nul=_NUL_ESCAPE in raw,
     )
     if errors:
         kind = LimitExceeded if any(e.over_limit for e in errors) else Invalid
@@ -108,7 +113,8 @@ async def batch(request: Request, db: DbDep, settings: SettingsDep) -> dict[str,
 
 async def _single(request: Request, db: Database, settings: Settings, kind: str) -> dict[str, Any]:
     limits = settings.ingest
-    body = _json(await _read_body(request, limits.max_message_bytes))
+    raw = await _read_body(request, limits.max_message_bytes)
+    body = _json(raw)
     principal = await run_in_threadpool(authenticate_write_key, db, _write_key(request, body))
     if isinstance(body, dict):
         if body.setdefault("type", kind) != kind:
@@ -117,7 +123,13 @@ async def _single(request: Request, db: Database, settings: Settings, kind: str)
                 [FieldError("type", f"must be {kind!r} on /v1/{kind}", 0)],
             )
         body.pop("writeKey", None)
-    parsed = parse_message(body, index=0, received_at=utcnow(), max_bytes=limits.max_message_bytes)
+    parsed = parse_message(
+        body,
+        index=0,
+        received_at=utcnow(),
+        max_bytes=limits.max_message_bytes,
+        may_hold_nul=_NUL_ESCAPE in raw,
+    )
     if isinstance(parsed, list):
         error = LimitExceeded if any(e.over_limit for e in parsed) else Invalid
         raise error("the message is malformed; nothing was stored", parsed)

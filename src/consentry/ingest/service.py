@@ -291,8 +291,7 @@ def _apply(session: Session, workspace_id: str, envelopes: Sequence[Envelope]) -
         for e in envelopes
         if e.type == "identify"
         and e.profile_id in canonical
-        and isinstance(traits := e.payload.get("traits"), dict)
-        and traits
+        and (traits := profiles.message_traits(e.payload))
     ]
     profiles.record_traits_batch(
         session=session, workspace_id=workspace_id, observations=observations

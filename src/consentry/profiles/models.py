@@ -134,14 +134,26 @@ def _external_ids(context: Mapping[str, Any]) -> Iterable[Identifier]:
             yield Identifier(kind, value)
 
 
-def extract_identifiers(payload: Mapping[str, Any], default_region: str = "US") -> list[Identifier]:
-    """Every usable identifier a message carries, strongest first, without duplicates."""
+def message_traits(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The traits a message carries: ``context.traits`` overlaid by top-level ``traits``.
+
+    Segment's libraries send identify traits at the top level; RudderStack's send them in
+    ``context.traits`` only. Both are the same person's traits.
+    """
     raw_context = payload.get("context")
     context: Mapping[str, Any] = raw_context if isinstance(raw_context, Mapping) else {}
     traits: dict[str, Any] = {}
     for source in (context.get("traits"), payload.get("traits")):
         if isinstance(source, Mapping):
             traits.update(source)
+    return traits
+
+
+def extract_identifiers(payload: Mapping[str, Any], default_region: str = "US") -> list[Identifier]:
+    """Every usable identifier a message carries, strongest first, without duplicates."""
+    raw_context = payload.get("context")
+    context: Mapping[str, Any] = raw_context if isinstance(raw_context, Mapping) else {}
+    traits = message_traits(payload)
     found: set[Identifier] = set()
     if (user_id := normalize_id(payload.get("userId"))) is not None:
         found.add(Identifier(USER_ID, user_id))
