@@ -1,0 +1,1 @@
+"""Tests against a live ``consentry serve`` process (see tests/support/server.py)."""
