@@ -26,3 +26,22 @@ def test_sqlite_runs_in_wal_mode(db: Database) -> None:
     with db.read() as session:
         assert session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert session.execute(text("PRAGMA foreign_keys")).scalar() == 1
+
+
+def _sync_level(db: Database, durable: bool) -> str:
+    query = "PRAGMA synchronous" if db.dialect == "sqlite" else "SHOW synchronous_commit"
+    with db.write(durable=durable) as session:
+        return str(session.execute(text(query)).scalar())
+
+
+def test_only_work_that_can_be_redone_skips_the_wait_for_the_disk(db: Database) -> None:
+    """Applying stored events commits without fsync; everything else (ingestion, consent) with."""
+    if db.dialect == "sqlite":
+        durable, redoable = "2", "1"  # FULL, NORMAL
+    else:  # the server's own setting (the throwaway test server runs with it off), then off
+        with db.read() as session:
+            reset = "SELECT reset_val FROM pg_settings WHERE name = 'synchronous_commit'"
+            durable, redoable = str(session.execute(text(reset)).scalar()), "off"
+    assert _sync_level(db, durable=True) == durable
+    assert _sync_level(db, durable=False) == redoable
+    assert _sync_level(db, durable=True) == durable  # the connection is not left relaxed

@@ -189,7 +189,7 @@ class IngestWriter:
         while self._dirty:
             workspace_id = next(iter(self._dirty))
             try:
-                with self._db.write() as session:
+                with self._db.write(durable=False) as session:  # redone if lost
                     done = service.process_pending(
                         session=session,
                         workspace_id=workspace_id,

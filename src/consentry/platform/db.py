@@ -32,6 +32,8 @@ NAMING_CONVENTION = {
 }
 
 _immediate: contextvars.ContextVar[bool] = contextvars.ContextVar("immediate", default=False)
+# False inside ``Database.write(durable=False)``: the commit need not reach the disk at once.
+_durable: contextvars.ContextVar[bool] = contextvars.ContextVar("durable", default=True)
 
 
 class Base(DeclarativeBase):
@@ -80,7 +82,12 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if _immediate.get() else "BEGIN")
+        if _immediate.get():  # a writer: say how hard its commit must sync, then lock
+            level = synchronous if _durable.get() else "NORMAL"
+            conn.exec_driver_sql(f"PRAGMA synchronous={level}")
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
 
 
 def create_db_engine(url: str, *, sqlite_synchronous: str = "FULL", echo: bool = False) -> Engine:
@@ -121,14 +128,24 @@ class Database:
         return self.engine.dialect.name
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
-        """A unit of work that commits on success and rolls back on any error."""
-        token = _immediate.set(True)
+    def write(self, *, durable: bool = True) -> Iterator[Session]:
+        """A unit of work that commits on success and rolls back on any error.
+
+        ``durable=False`` is for work that can be redone from what is already durable (applying
+        stored events, whose cursor moves in the same transaction): its commit is atomic and
+        consistent but may be lost in a power cut, and skips the wait for the disk (SQLite:
+        ``synchronous=NORMAL`` in WAL mode; PostgreSQL: ``synchronous_commit=off``). Any later
+        durable commit makes it durable too, as both logs are written in order.
+        """
+        token, durable_token = _immediate.set(True), _durable.set(durable)
         try:
             with self._sessions() as session, session.begin():
+                if not durable and self.dialect == "postgresql":
+                    session.execute(text("SET LOCAL synchronous_commit = off"))
                 yield session
         finally:
             _immediate.reset(token)
+            _durable.reset(durable_token)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
