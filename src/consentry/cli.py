@@ -44,8 +44,10 @@ app.add_typer(key_app, name="key")
 def _register_capability_commands() -> None:
     """Capabilities' own command groups (imported late: they import this module's helpers)."""
     from consentry.commerce.import_cli import import_app
+    from consentry.consent.cli import consent_app
 
     app.add_typer(import_app, name="import")
+    app.add_typer(consent_app, name="consent")
 
 
 console = Console()

@@ -79,4 +79,6 @@ def get_principal(
 ProfilesRead = Annotated[Principal, Security(get_principal, scopes=[Scope.PROFILES_READ])]
 ProfilesWrite = Annotated[Principal, Security(get_principal, scopes=[Scope.PROFILES_WRITE])]
 CommerceRead = Annotated[Principal, Security(get_principal, scopes=[Scope.COMMERCE_READ])]
+ConsentRead = Annotated[Principal, Security(get_principal, scopes=[Scope.CONSENT_READ])]
+ConsentWrite = Annotated[Principal, Security(get_principal, scopes=[Scope.CONSENT_WRITE])]
 AnyToken = Annotated[Principal, Security(get_principal, scopes=[])]

@@ -14,6 +14,7 @@ HERE = Path(__file__).parent
 def metadata() -> MetaData:
     """The metadata of every table, each capability's tables imported."""
     from consentry.commerce import tables as _commerce  # noqa: F401
+    from consentry.consent import tables as _consent  # noqa: F401
     from consentry.ingest import tables as _ingest  # noqa: F401
     from consentry.platform import tenancy as _tenancy  # noqa: F401
     from consentry.platform.db import Base

@@ -45,18 +45,36 @@ class Scope(StrEnum):
     EVENTS_READ = "events:read"
     IMPORTS_WRITE = "imports:write"
     COMMERCE_READ = "commerce:read"
+    CONSENT_READ = "consent:read"
+    CONSENT_WRITE = "consent:write"
     WORKSPACE_ADMIN = "workspace:admin"
 
 
 ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
     Role.ADMIN: frozenset(Scope),
-    Role.MARKETER: frozenset({Scope.PROFILES_READ, Scope.EVENTS_READ, Scope.COMMERCE_READ}),
-    Role.ANALYST: frozenset({Scope.EVENTS_READ, Scope.COMMERCE_READ}),
+    Role.MARKETER: frozenset(
+        {Scope.PROFILES_READ, Scope.EVENTS_READ, Scope.COMMERCE_READ, Scope.CONSENT_READ}
+    ),
+    Role.ANALYST: frozenset({Scope.EVENTS_READ, Scope.COMMERCE_READ, Scope.CONSENT_READ}),
     Role.SUPPORT: frozenset(
-        {Scope.PROFILES_READ, Scope.PROFILES_WRITE, Scope.EVENTS_READ, Scope.COMMERCE_READ}
+        {
+            Scope.PROFILES_READ,
+            Scope.PROFILES_WRITE,
+            Scope.EVENTS_READ,
+            Scope.COMMERCE_READ,
+            Scope.CONSENT_READ,
+            Scope.CONSENT_WRITE,
+        }
     ),
     Role.PRIVACY_OFFICER: frozenset(
-        {Scope.PROFILES_READ, Scope.PROFILES_WRITE, Scope.EVENTS_READ, Scope.COMMERCE_READ}
+        {
+            Scope.PROFILES_READ,
+            Scope.PROFILES_WRITE,
+            Scope.EVENTS_READ,
+            Scope.COMMERCE_READ,
+            Scope.CONSENT_READ,
+            Scope.CONSENT_WRITE,
+        }
     ),
 }
 

@@ -1,0 +1,408 @@
+"""The consent ledger: append-only, hash-chained records per workspace, the current state kept in
+the same transaction, verification of the chain, and consent receipts.
+
+Each record's ``hash`` is the SHA-256 of the canonical JSON of every field but the proof (its
+digest stands in for it) and includes the previous record's hash, so an edited, deleted or
+reordered record breaks the chain where it happened. Appends of one workspace are serialised with
+:func:`consentry.platform.db.lock_workspace`. Functions take a session and never commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, tuple_
+from sqlalchemy.orm import Session
+
+from consentry.consent.models import (
+    GENESIS_HASH,
+    ChainFields,
+    ConsentConfig,
+    ConsentEntry,
+    ConsentRecord,
+    CurrentState,
+    Purpose,
+    build_receipt,
+    config_problems,
+    country_of,
+    entry_problems,
+    proof_digest,
+)
+from consentry.consent.tables import (
+    ConsentChainHeadRow,
+    ConsentRecordRow,
+    ConsentSettingsRow,
+    ConsentStateRow,
+)
+from consentry.errors import FieldError, Invalid, NotFound
+from consentry.platform import tenancy
+from consentry.platform.db import lock_workspace, utcnow
+from consentry.profiles import service as profiles
+
+CHUNK = 5000  # ids per IN list, rows per page of a walk
+
+# --- configuration ------------------------------------------------------------------------------
+
+
+def get_config(*, session: Session, workspace_id: str) -> ConsentConfig:
+    """The workspace's purposes and default regime (the defaults until configured)."""
+    row = session.get(ConsentSettingsRow, workspace_id)
+    if row is None:
+        return ConsentConfig()
+    purposes = tuple(Purpose(**p) for p in row.purposes)
+    return ConsentConfig(purposes=purposes, default_regime=row.default_regime)
+
+
+def configure(
+    *,
+    session: Session,
+    workspace_id: str,
+    purposes: Sequence[Purpose] | None = None,
+    default_regime: str | None = None,
+) -> ConsentConfig:
+    """Set the workspace's purposes and/or default regime; what is not given is kept."""
+    current = get_config(session=session, workspace_id=workspace_id)
+    wanted = ConsentConfig(
+        purposes=tuple(purposes) if purposes is not None else current.purposes,
+        default_regime=default_regime or current.default_regime,
+    )
+    errors = config_problems(wanted.purposes, wanted.default_regime)
+    if errors:
+        raise Invalid("the consent configuration is not valid", errors)
+    tenancy.get_workspace(session=session, workspace_id=workspace_id)
+    row = session.get(ConsentSettingsRow, workspace_id)
+    if row is None:
+        row = ConsentSettingsRow(workspace_id=workspace_id)
+        session.add(row)
+    row.default_regime = wanted.default_regime
+    row.purposes = [asdict(p) for p in wanted.purposes]
+    row.updated_at = utcnow()
+    session.flush()
+    return wanted
+
+
+# --- appending ----------------------------------------------------------------------------------
+
+
+def check(
+    *, session: Session, workspace_id: str, entries: Sequence[ConsentEntry], now: datetime
+) -> list[FieldError]:
+    """What keeps ``entries`` out of the ledger; each error carries its entry's index."""
+    purposes = get_config(session=session, workspace_id=workspace_id).purpose_keys
+    return [
+        replace(error, index=index)
+        for index, entry in enumerate(entries)
+        for error in entry_problems(entry, purposes, now)
+    ]
+
+
+def append(
+    *,
+    session: Session,
+    workspace_id: str,
+    entries: Sequence[ConsentEntry],
+    recorded_at: datetime | None = None,
+) -> list[ConsentRecord]:
+    """Append choices to the workspace's chain and update the current state, all or nothing.
+
+    Callable inside the caller's transaction (ingestion, imports); raises Invalid naming the
+    index and field of every bad entry before anything is written.
+    """
+    now = recorded_at or utcnow()
+    errors = check(session=session, workspace_id=workspace_id, entries=entries, now=now)
+    if errors:
+        raise Invalid("consent records are not valid; nothing was recorded", errors)
+    if not entries:
+        return []
+    lock_workspace(session, workspace_id)
+    head = session.get(ConsentChainHeadRow, workspace_id, populate_existing=True)
+    seq, prev_hash = (head.seq, head.hash) if head else (0, GENESIS_HASH)
+    records = list(_chain(workspace_id, entries, seq, prev_hash, now))
+    session.execute(insert(ConsentRecordRow), [asdict(r) for r in records])
+    if head is None:
+        head = ConsentChainHeadRow(workspace_id=workspace_id)
+        session.add(head)
+    head.seq, head.hash, head.updated_at = records[-1].seq, records[-1].hash, now
+    _apply_states(session, workspace_id, records)
+    return records
+
+
+def _chain(
+    workspace_id: str, entries: Iterable[ConsentEntry], seq: int, prev_hash: str, now: datetime
+) -> Iterator[ConsentRecord]:
+    for entry in entries:
+        seq += 1
+        proof = dict(entry.proof) if entry.proof is not None else None
+        chained = ChainFields(
+            id=str(uuid.uuid4()),
+            workspace_id=workspace_id,
+            seq=seq,
+            profile_id=entry.profile_id,
+            purpose=entry.purpose,
+            channel=entry.channel,
+            state=entry.state,
+            legal_basis=entry.legal_basis,
+            source=entry.source,
+            notice_version=entry.notice_version,
+            occurred_at=entry.occurred_at,
+            recorded_at=now,
+            actor=entry.actor,
+            expires_at=entry.expires_at,
+            proof_digest=proof_digest(proof),
+            prev_hash=prev_hash,
+        )
+        prev_hash = chained.digest()
+        yield ConsentRecord(**asdict(chained), proof=proof, hash=prev_hash)
+
+
+def _apply_states(session: Session, workspace_id: str, records: Sequence[ConsentRecord]) -> None:
+    """A record becomes the current state of its key unless a later one (by occurred_at) is."""
+    keys = {(r.profile_id, r.purpose, r.channel) for r in records}
+    current: dict[tuple[str, str, str], ConsentStateRow] = {}
+    ordered = sorted(keys)
+    for start in range(0, len(ordered), 500):
+        rows = session.scalars(
+            select(ConsentStateRow).where(
+                ConsentStateRow.workspace_id == workspace_id,
+                tuple_(
+                    ConsentStateRow.profile_id, ConsentStateRow.purpose, ConsentStateRow.channel
+                ).in_(ordered[start : start + 500]),
+            )
+        )
+        current.update(((r.profile_id, r.purpose, r.channel), r) for r in rows)
+    for record in records:
+        key = (record.profile_id, record.purpose, record.channel)
+        row = current.get(key)
+        if row is None:
+            row = current[key] = ConsentStateRow(workspace_id=workspace_id)
+            row.profile_id, row.purpose, row.channel = key
+            session.add(row)
+        elif record.occurred_at < row.occurred_at:
+            continue
+        row.state, row.legal_basis, row.record_id = record.state, record.legal_basis, record.id
+        row.occurred_at, row.expires_at = record.occurred_at, record.expires_at
+    session.flush()
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+def _record(row: ConsentRecordRow) -> ConsentRecord:
+    return ConsentRecord(**{f.name: getattr(row, f.name) for f in fields(ConsentRecord)})
+
+
+def _state(row: ConsentStateRow) -> CurrentState:
+    return CurrentState(**{f.name: getattr(row, f.name) for f in fields(CurrentState)})
+
+
+def get_record(*, session: Session, workspace_id: str, record_id: str) -> ConsentRecord:
+    """One record of the workspace's ledger, or NotFound."""
+    row = session.get(ConsentRecordRow, record_id)
+    if row is None or row.workspace_id != workspace_id:
+        raise NotFound(f"no consent record {record_id!r} in this workspace")
+    return _record(row)
+
+
+def states_of(
+    *,
+    session: Session,
+    workspace_id: str,
+    profile_ids: Sequence[str],
+    purpose: str | None = None,
+    channels: Sequence[str] | None = None,
+) -> list[CurrentState]:
+    """The stored states of these profiles (not unified: one per profile, purpose, channel)."""
+    out: list[CurrentState] = []
+    for start in range(0, len(profile_ids), CHUNK):
+        query = select(ConsentStateRow).where(
+            ConsentStateRow.workspace_id == workspace_id,
+            ConsentStateRow.profile_id.in_(profile_ids[start : start + CHUNK]),
+        )
+        if purpose is not None:
+            query = query.where(ConsentStateRow.purpose == purpose)
+        if channels is not None:
+            query = query.where(ConsentStateRow.channel.in_(channels))
+        out.extend(_state(row) for row in session.scalars(query))
+    return out
+
+
+def history(
+    *,
+    session: Session,
+    workspace_id: str,
+    profile_ids: Sequence[str],
+    limit: int = 100,
+    offset: int = 0,
+) -> list[ConsentRecord]:
+    """Records of these profiles, newest first (by seq: the order they were recorded)."""
+    rows = session.scalars(
+        select(ConsentRecordRow)
+        .where(
+            ConsentRecordRow.workspace_id == workspace_id,
+            ConsentRecordRow.profile_id.in_(list(profile_ids)),
+        )
+        .order_by(ConsentRecordRow.seq.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return [_record(row) for row in rows]
+
+
+def walk(*, session: Session, workspace_id: str, after: int = 0) -> Iterator[ConsentRecord]:
+    """Every record of the workspace after seq ``after``, in seq order, a page at a time."""
+    while True:
+        rows = session.scalars(
+            select(ConsentRecordRow)
+            .where(ConsentRecordRow.workspace_id == workspace_id, ConsentRecordRow.seq > after)
+            .order_by(ConsentRecordRow.seq)
+            .limit(CHUNK)
+        ).all()
+        for row in rows:
+            yield _record(row)
+        if len(rows) < CHUNK:
+            return
+        after = rows[-1].seq
+
+
+# --- verification -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """The first break in a chain: ``kind`` is edited, deleted or reordered; ``record_id`` is
+    the record at fault (None when it was deleted) and ``seq`` where the chain breaks."""
+
+    kind: str
+    seq: int
+    record_id: str | None
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """The result of walking a workspace's chain: ``checked`` records were found intact."""
+
+    ok: bool
+    checked: int
+    problem: Problem | None = None
+
+
+def verify(*, session: Session, workspace_id: str) -> VerifyReport:
+    """Walk the chain in seq order and report the first edited, deleted or reordered record."""
+    prev: ConsentRecord | None = None
+    checked = 0
+    for record in walk(session=session, workspace_id=workspace_id):
+        problem = _check_record(session, workspace_id, record, prev)
+        if problem is not None:  # the problem may lie with the record before this one
+            return VerifyReport(ok=False, checked=min(checked, problem.seq - 1), problem=problem)
+        prev, checked = record, checked + 1
+    problem = _check_head(session, workspace_id, prev)
+    return VerifyReport(ok=problem is None, checked=checked, problem=problem)
+
+
+def _check_record(
+    session: Session, workspace_id: str, record: ConsentRecord, prev: ConsentRecord | None
+) -> Problem | None:
+    expected = prev.seq + 1 if prev else 1
+    if record.seq != expected:
+        return _gap(session, workspace_id, record, expected, prev.hash if prev else GENESIS_HASH)
+    if record.chain_fields().digest() != record.hash:
+        return _mismatch(session, workspace_id, record)
+    if record.prev_hash != (prev.hash if prev else GENESIS_HASH):
+        return _broken_link(session, workspace_id, record, prev)
+    if record.proof is not None and proof_digest(record.proof) != record.proof_digest:
+        return Problem("edited", record.seq, record.id, "the proof does not match its digest")
+    return None
+
+
+def _gap(
+    session: Session, workspace_id: str, record: ConsentRecord, expected: int, prev_hash: str
+) -> Problem:
+    moved = _find(session, workspace_id, ConsentRecordRow.prev_hash == prev_hash)
+    if moved is not None:
+        return Problem("reordered", moved.seq, moved.id, f"belongs at seq {expected}")
+    return Problem(
+        "deleted",
+        expected,
+        None,
+        f"seq {expected} to {record.seq - 1} missing; record {record.id} follows the gap",
+    )
+
+
+def _mismatch(session: Session, workspace_id: str, record: ConsentRecord) -> Problem:
+    """The record's fields do not give its hash: its seq was swapped, or it was edited."""
+    candidates = {1} if record.prev_hash == GENESIS_HASH else set()
+    successor = _find(session, workspace_id, ConsentRecordRow.prev_hash == record.hash)
+    predecessor = _find(session, workspace_id, ConsentRecordRow.hash == record.prev_hash)
+    candidates |= {successor.seq - 1} if successor else set()
+    candidates |= {predecessor.seq + 1} if predecessor else set()
+    fields_now = record.chain_fields()
+    for seq in sorted(candidates - {record.seq}):
+        if replace(fields_now, seq=seq).digest() == record.hash:
+            return Problem("reordered", record.seq, record.id, f"was recorded at seq {seq}")
+    return Problem("edited", record.seq, record.id, "its fields do not match its hash")
+
+
+def _broken_link(
+    session: Session, workspace_id: str, record: ConsentRecord, prev: ConsentRecord | None
+) -> Problem:
+    """The record is intact but does not link to the one before it."""
+    linked = _find(session, workspace_id, ConsentRecordRow.hash == record.prev_hash)
+    if linked is not None:
+        return Problem("reordered", linked.seq, linked.id, f"belongs before seq {record.seq}")
+    if prev is None:
+        return Problem("deleted", record.seq, record.id, "records before it are missing")
+    return Problem("edited", prev.seq, prev.id, f"rewritten: seq {record.seq} does not link to it")
+
+
+def _check_head(session: Session, workspace_id: str, last: ConsentRecord | None) -> Problem | None:
+    head = session.get(ConsentChainHeadRow, workspace_id, populate_existing=True)
+    head_seq, head_hash = (head.seq, head.hash) if head else (0, GENESIS_HASH)
+    last_seq, last_hash = (last.seq, last.hash) if last else (0, GENESIS_HASH)
+    if head_seq > last_seq:
+        detail = f"seq {last_seq + 1} to {head_seq} missing at the end of the chain"
+        return Problem("deleted", last_seq + 1, None, detail)
+    if head_seq < last_seq or head_hash != last_hash:
+        detail = "the last record does not match the chain's head"
+        return Problem("edited", last_seq, last.id if last else None, detail)
+    return None
+
+
+def _find(session: Session, workspace_id: str, condition: Any) -> ConsentRecordRow | None:
+    return session.scalars(
+        select(ConsentRecordRow)
+        .where(ConsentRecordRow.workspace_id == workspace_id, condition)
+        .limit(1)
+    ).first()
+
+
+# --- receipts -----------------------------------------------------------------------------------
+
+
+def receipt(*, session: Session, workspace_id: str, record_id: str) -> dict[str, Any]:
+    """A consent receipt (Kantara CR v1.1 / ISO/IEC TS 27560 fields) for one record."""
+    record = get_record(session=session, workspace_id=workspace_id, record_id=record_id)
+    workspace = tenancy.get_workspace(session=session, workspace_id=workspace_id)
+    config = get_config(session=session, workspace_id=workspace_id)
+    purpose = config.purpose(record.purpose) or Purpose(record.purpose, record.purpose, "other")
+    return build_receipt(
+        record,
+        controller=workspace.name,
+        jurisdiction=_jurisdiction(session, workspace_id, record.profile_id),
+        purpose=purpose,
+    )
+
+
+def _jurisdiction(session: Session, workspace_id: str, profile_id: str) -> str:
+    """The subject's country now, or ``unknown`` (the profile may have been erased)."""
+    try:
+        view = profiles.get_profile(
+            session=session, workspace_id=workspace_id, profile_id=profile_id
+        )
+    except NotFound:
+        return "unknown"
+    return country_of(view.traits) or "unknown"

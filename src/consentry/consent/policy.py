@@ -1,0 +1,286 @@
+"""The one place that decides whether consent allows a use of a subject's data.
+
+Every activation path asks :func:`can_use` (one subject) or :func:`can_use_many` (an audience);
+nothing else reads consent state to decide. The rules, in order:
+
+1. The subject is the unified profile: per (purpose, channel) the latest state by occurred_at
+   across all its member profiles counts (a refusal wins a tie).
+2. A channel-specific state wins over the channel ``any``, except that a denial or withdrawal
+   for ``any`` recorded after the channel's own state overrides it.
+3. A denial or withdrawal always refuses (it does not expire).
+4. A grant in force (no expiry, or expiry after ``at``) allows, whatever its legal basis.
+5. Otherwise (no state, pending confirmation, expired) the regime decides: opt-in refuses,
+   opt-out allows.
+
+The regime comes from the subject's country (trait ``country`` or ``address.country``): the EU,
+EEA, UK and Switzerland are opt-in, the US opt-out, anything else the workspace's default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from consentry.consent.ledger import get_config, states_of
+from consentry.consent.models import (
+    ANY_CHANNEL,
+    CHANNELS,
+    CONSENT,
+    GRANTED,
+    OPT_OUT,
+    PENDING,
+    REFUSALS,
+    ConsentConfig,
+    CurrentState,
+    Decision,
+    country_of,
+    regime_for,
+)
+from consentry.consent.tables import ConsentStateRow
+from consentry.errors import FieldError, Invalid
+from consentry.platform.db import utcnow
+from consentry.profiles import service as profiles
+
+SMALL_AUDIENCE = 1000  # up to this many unified profiles, read members; beyond, scan the purpose
+COUNTRY_TRAITS = ("country", "address", "address.country")
+
+# --- the rules (pure) ---------------------------------------------------------------------------
+
+
+def latest(states: Iterable[CurrentState]) -> CurrentState | None:
+    """The latest state by occurred_at; on a tie a refusal wins."""
+    return max(
+        states,
+        key=lambda s: (s.occurred_at, s.state in REFUSALS, s.record_id),
+        default=None,
+    )
+
+
+def effective(specific: CurrentState | None, blanket: CurrentState | None) -> CurrentState | None:
+    """The channel's own state wins over ``any``, unless ``any`` is a later refusal."""
+    if specific is None or blanket is None:
+        return specific or blanket
+    if blanket.state in REFUSALS and blanket.occurred_at > specific.occurred_at:
+        return blanket
+    return specific
+
+
+def pick(states: Iterable[CurrentState], channel: str) -> CurrentState | None:
+    """The state that decides for ``channel`` among a unified profile's states of one purpose."""
+    states = list(states)
+    specific = latest(s for s in states if s.channel == channel)
+    if channel == ANY_CHANNEL:
+        return specific
+    return effective(specific, latest(s for s in states if s.channel == ANY_CHANNEL))
+
+
+def decide(state: CurrentState | None, regime: str, at: datetime) -> Decision:
+    """Allow or refuse on the deciding state, under the subject's regime."""
+    if state is None:
+        return _regime_default(regime, "no_consent", None)
+    if state.state in REFUSALS:
+        return Decision(False, state.state, state.record_id, regime)
+    in_force = state.expires_at is None or state.expires_at > at
+    if state.state == GRANTED and in_force:
+        reason = "granted" if state.legal_basis == CONSENT else state.legal_basis
+        return Decision(True, reason, state.record_id, regime)
+    reason = "pending_confirmation" if state.state == PENDING and in_force else "expired"
+    return _regime_default(regime, reason, state.record_id)
+
+
+def _regime_default(regime: str, reason: str, record_id: str | None) -> Decision:
+    if regime == OPT_OUT:
+        return Decision(True, "opt_out_regime_default", None, regime)
+    return Decision(False, reason, record_id, regime)
+
+
+def check_use(config: ConsentConfig, purpose: str, channel: str) -> None:
+    """Raise Invalid naming the field when the purpose or channel is unknown."""
+    errors = []
+    if purpose not in config.purpose_keys:
+        errors.append(FieldError("purpose", f"unknown purpose {purpose[:100]!r}"))
+    if channel not in CHANNELS:
+        errors.append(FieldError("channel", f"unknown channel; one of {', '.join(CHANNELS)}"))
+    if errors:
+        raise Invalid("unknown purpose or channel", errors)
+
+
+def _channels(channel: str) -> list[str]:
+    return [channel] if channel == ANY_CHANNEL else [channel, ANY_CHANNEL]
+
+
+# --- one subject --------------------------------------------------------------------------------
+
+
+def can_use(
+    *,
+    session: Session,
+    workspace_id: str,
+    profile_id: str,
+    purpose: str,
+    channel: str,
+    at: datetime | None = None,
+) -> Decision:
+    """May ``purpose`` use the unified profile of ``profile_id`` over ``channel`` at ``at``?"""
+    config = get_config(session=session, workspace_id=workspace_id)
+    check_use(config, purpose, channel)
+    view = profiles.get_profile(session=session, workspace_id=workspace_id, profile_id=profile_id)
+    states = states_of(
+        session=session,
+        workspace_id=workspace_id,
+        profile_ids=view.member_ids,
+        purpose=purpose,
+        channels=_channels(channel),
+    )
+    regime = regime_for(country_of(view.traits), config.default_regime)
+    return decide(pick(states, channel), regime, at or utcnow())
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectConsent:
+    """The current state of every purpose and channel of a unified profile."""
+
+    profile_id: str
+    member_ids: list[str]
+    country: str | None
+    regime: str
+    states: list[CurrentState]
+
+
+def subject_consent(*, session: Session, workspace_id: str, profile_id: str) -> SubjectConsent:
+    """Per (purpose, channel), the latest state across the unified profile's members."""
+    config = get_config(session=session, workspace_id=workspace_id)
+    view = profiles.get_profile(session=session, workspace_id=workspace_id, profile_id=profile_id)
+    grouped: dict[tuple[str, str], list[CurrentState]] = {}
+    for state in states_of(session=session, workspace_id=workspace_id, profile_ids=view.member_ids):
+        grouped.setdefault((state.purpose, state.channel), []).append(state)
+    current = [s for s in (latest(group) for group in grouped.values()) if s is not None]
+    country = country_of(view.traits)
+    return SubjectConsent(
+        profile_id=view.id,
+        member_ids=view.member_ids,
+        country=country,
+        regime=regime_for(country, config.default_regime),
+        states=sorted(current, key=lambda s: (s.purpose, s.channel)),
+    )
+
+
+# --- an audience --------------------------------------------------------------------------------
+
+
+def can_use_many(
+    *,
+    session: Session,
+    workspace_id: str,
+    profile_ids: Iterable[str],
+    purpose: str,
+    channel: str,
+    at: datetime | None = None,
+) -> dict[str, Decision]:
+    """:func:`can_use` for many subjects in a few set-based queries; ids that are not profiles
+    of the workspace are refused with the reason ``unknown_profile``."""
+    config = get_config(session=session, workspace_id=workspace_id)
+    check_use(config, purpose, channel)
+    ids = list(dict.fromkeys(profile_ids))
+    canonical = profiles.canonical_map(session=session, workspace_id=workspace_id, profile_ids=ids)
+    wanted = set(canonical.values())
+    if len(wanted) <= SMALL_AUDIENCE:
+        states = _states_by_members(session, workspace_id, wanted, purpose, channel)
+    else:
+        states = _states_by_scan(session, workspace_id, canonical, purpose, channel)
+    countries = _countries(session, workspace_id, sorted(wanted))
+    when = at or utcnow()
+    decisions: dict[str, Decision] = {}
+    for canonical_id in wanted:
+        regime = regime_for(countries.get(canonical_id), config.default_regime)
+        decisions[canonical_id] = decide(pick(states.get(canonical_id, ()), channel), regime, when)
+    unknown = Decision(False, "unknown_profile", None, config.default_regime)
+    return {pid: decisions[canonical[pid]] if pid in canonical else unknown for pid in ids}
+
+
+def _states_by_members(
+    session: Session, workspace_id: str, canonical_ids: Iterable[str], purpose: str, channel: str
+) -> dict[str, list[CurrentState]]:
+    """States of a few unified profiles, through their member lists."""
+    owner: dict[str, str] = {}
+    for canonical_id in canonical_ids:
+        members = profiles.member_ids(
+            session=session, workspace_id=workspace_id, canonical_id=canonical_id
+        )
+        owner.update((member, canonical_id) for member in members)
+    grouped: dict[str, list[CurrentState]] = {}
+    for state in states_of(
+        session=session,
+        workspace_id=workspace_id,
+        profile_ids=sorted(owner),
+        purpose=purpose,
+        channels=_channels(channel),
+    ):
+        grouped.setdefault(owner[state.profile_id], []).append(state)
+    return grouped
+
+
+def _states_by_scan(
+    session: Session, workspace_id: str, canonical: Mapping[str, str], purpose: str, channel: str
+) -> dict[str, list[CurrentState]]:
+    """States of many unified profiles: one scan of the purpose, grouped by unified profile."""
+    rows = session.execute(
+        select(
+            ConsentStateRow.profile_id,
+            ConsentStateRow.purpose,
+            ConsentStateRow.channel,
+            ConsentStateRow.state,
+            ConsentStateRow.legal_basis,
+            ConsentStateRow.record_id,
+            ConsentStateRow.occurred_at,
+            ConsentStateRow.expires_at,
+        ).where(
+            ConsentStateRow.workspace_id == workspace_id,
+            ConsentStateRow.purpose == purpose,
+            ConsentStateRow.channel.in_(_channels(channel)),
+        )
+    ).all()
+    owner = dict(canonical)
+    strangers = sorted({row[0] for row in rows} - owner.keys())  # members not asked about
+    owner.update(
+        profiles.canonical_map(session=session, workspace_id=workspace_id, profile_ids=strangers)
+    )
+    wanted = set(canonical.values())
+    grouped: dict[str, list[CurrentState]] = {}
+    for row in rows:
+        canonical_id = owner.get(row[0])
+        if canonical_id in wanted:
+            grouped.setdefault(canonical_id, []).append(CurrentState(*row))
+    return grouped
+
+
+def _countries(
+    session: Session, workspace_id: str, canonical_ids: Sequence[str]
+) -> dict[str, str | None]:
+    """The country of each unified profile, read through the profiles service.
+
+    ``profiles.service.current_traits_many`` reads the traits of many profiles in chunked IN
+    queries; until the profiles facade has it, each profile is read with ``get_profile``.
+    """
+    many = getattr(profiles, "current_traits_many", None)
+    if many is not None:
+        traits: Mapping[str, Mapping[str, Any]] = many(
+            session=session,
+            workspace_id=workspace_id,
+            canonical_ids=canonical_ids,
+            keys=COUNTRY_TRAITS,
+        )
+        return {c: country_of(traits.get(c, {})) for c in canonical_ids}
+    return {
+        canonical_id: country_of(
+            profiles.get_profile(
+                session=session, workspace_id=workspace_id, profile_id=canonical_id
+            ).traits
+        )
+        for canonical_id in canonical_ids
+    }

@@ -1,0 +1,85 @@
+"""Tables of the consent capability. Only the consent services touch them.
+
+``consent_records`` is append-only and hash-chained per workspace; ``consent_state`` is the current
+state per profile, purpose and channel, written in the same transaction as each record;
+``consent_chain_heads`` holds each workspace's last seq and hash, so a truncated tail is detected.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from consentry.platform.db import Base, JSONType, UTCDateTime
+from consentry.profiles.tables import BigId
+
+
+class ConsentRecordRow(Base):
+    """One record of the ledger. Never updated in place (privacy may erase ``proof`` only)."""
+
+    __tablename__ = "consent_records"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "seq"),
+        Index("ix_consent_records_ws_profile", "workspace_id", "profile_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
+    seq: Mapped[int] = mapped_column(BigId)
+    profile_id: Mapped[str] = mapped_column(String(36))
+    purpose: Mapped[str] = mapped_column(String(100))
+    channel: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    legal_basis: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(32))
+    notice_version: Mapped[str | None] = mapped_column(String(100))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    proof: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    proof_digest: Mapped[str] = mapped_column(String(64))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class ConsentStateRow(Base):
+    """The latest record (by occurred_at) of each profile, purpose and channel."""
+
+    __tablename__ = "consent_state"
+    __table_args__ = (Index("ix_consent_state_ws_purpose", "workspace_id", "purpose", "channel"),)
+
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), primary_key=True)
+    profile_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(100), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    legal_basis: Mapped[str] = mapped_column(String(32))
+    record_id: Mapped[str] = mapped_column(String(36))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ConsentChainHeadRow(Base):
+    """The last record of a workspace's chain: where the next append links to."""
+
+    __tablename__ = "consent_chain_heads"
+
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigId)
+    hash: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ConsentSettingsRow(Base):
+    """A workspace's purposes and default regime; a workspace without a row uses the defaults."""
+
+    __tablename__ = "consent_settings"
+
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), primary_key=True)
+    default_regime: Mapped[str] = mapped_column(String(16))
+    purposes: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
