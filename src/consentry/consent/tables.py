@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from consentry.platform.db import Base, JSONType, UTCDateTime
@@ -82,4 +82,43 @@ class ConsentSettingsRow(Base):
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), primary_key=True)
     default_regime: Mapped[str] = mapped_column(String(16))
     purposes: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ConsentNoticeRow(Base):
+    """The exact text shown to customers for a purpose, one row per version and language.
+
+    Never edited: a changed text is a new version. ``content_hash`` is the SHA-256 of the text,
+    so a record naming a notice proves what the customer was shown.
+    """
+
+    __tablename__ = "consent_notices"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "version", "language"),
+        Index("ix_consent_notices_ws_hash", "workspace_id", "content_hash"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
+    version: Mapped[str] = mapped_column(String(100))
+    language: Mapped[str] = mapped_column(String(16))
+    purposes: Mapped[list[str]] = mapped_column(JSONType)
+    title: Mapped[str] = mapped_column(String(300))
+    text: Mapped[str] = mapped_column(Text)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ConsentBrandingRow(Base):
+    """How a workspace's customer-facing pages look: name, colours, logo, languages, links."""
+
+    __tablename__ = "consent_branding"
+
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), primary_key=True)
+    brand_name: Mapped[str] = mapped_column(String(200))
+    primary_color: Mapped[str] = mapped_column(String(7))  # #rrggbb
+    logo_url: Mapped[str | None] = mapped_column(String(2000))
+    default_language: Mapped[str] = mapped_column(String(16))
+    privacy_policy_url: Mapped[str | None] = mapped_column(String(2000))
+    support_email: Mapped[str | None] = mapped_column(String(320))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
