@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from consentry import __version__
 from consentry.commerce import service as commerce
 from consentry.config import Settings, get_settings
+from consentry.consent.config_routes import router as consent_config_router
 from consentry.consent.routes import router as consent_router
 from consentry.deps import AnyToken, CommerceRead, DbDep
 from consentry.errors import (
@@ -110,6 +111,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.include_router(ingest_router)
     app.include_router(profiles_router)
+    app.include_router(consent_config_router)  # before /v1/consent/{profile_id}
     app.include_router(consent_router)
     _mount_core(app)
     _mount_web(app)

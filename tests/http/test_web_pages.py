@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -408,3 +409,34 @@ def test_static_files_are_served(client: TestClient) -> None:
     assert htmx.status_code == 200 and "htmx" in htmx.text
     css = client.get("/static/consentry.css")
     assert css.status_code == 200 and "text/css" in css.headers["content-type"]
+
+
+def test_consent_page_charts_the_opt_in_rate(
+    client: TestClient, write_key: str, admin_token: str
+) -> None:
+    seed(client, write_key, identify(userId="c-1"), identify(userId="c-2"))
+    auth = bearer(admin_token)
+    today = datetime.now(UTC)
+    for days, user, state, source in (
+        (20, "c-1", "granted", "web_form"),
+        (13, "c-2", "denied", "gpc"),
+        (6, "c-1", "granted", "checkout"),
+    ):
+        body = {
+            "user_id": user,
+            "purpose": "marketing.communications.email",
+            "channel": "email",
+            "state": state,
+            "source": source,
+            "occurred_at": (today - timedelta(days=days)).isoformat(),
+        }
+        assert client.post("/v1/consent", json=body, headers=auth).status_code == 201
+    sign_in(client, admin_token)
+    page = client.get("/app/consent", params={"interval": "week", "by": "source"})
+    assert page.status_code == 200, page.text
+    html = page.text
+    assert 'id="rate-chart"' in html and 'data-key="web_form"' in html
+    assert html.count("<circle") == 3  # one dot per (week, source) with a rate
+    assert ">66.7%<" in html  # 2 of 3 said yes over the window
+    assert ">100.0%<" in html  # every opt-out came from GPC
+    assert client.get("/app/consent", params={"by": "colour"}).status_code == 400

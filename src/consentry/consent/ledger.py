@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import insert, select, tuple_
 from sqlalchemy.orm import Session
 
+from consentry.consent import notices
 from consentry.consent.models import (
     GENESIS_HASH,
     ChainFields,
@@ -32,6 +33,7 @@ from consentry.consent.models import (
     entry_problems,
     proof_digest,
 )
+from consentry.consent.rates import Choice
 from consentry.consent.tables import (
     ConsentChainHeadRow,
     ConsentRecordRow,
@@ -93,11 +95,17 @@ def check(
 ) -> list[FieldError]:
     """What keeps ``entries`` out of the ledger; each error carries its entry's index."""
     purposes = get_config(session=session, workspace_id=workspace_id).purpose_keys
-    return [
+    errors = [
         replace(error, index=index)
         for index, entry in enumerate(entries)
         for error in entry_problems(entry, purposes, now)
     ]
+    references = [(e.notice_version, e.purpose) for e in entries]
+    errors += [
+        replace(error, index=index)
+        for index, error in notices.reference_problems(session, workspace_id, references)
+    ]
+    return sorted(errors, key=lambda e: e.index or 0)
 
 
 def append(
@@ -389,12 +397,17 @@ def receipt(*, session: Session, workspace_id: str, record_id: str) -> dict[str,
     workspace = tenancy.get_workspace(session=session, workspace_id=workspace_id)
     config = get_config(session=session, workspace_id=workspace_id)
     purpose = config.purpose(record.purpose) or Purpose(record.purpose, record.purpose, "other")
-    return build_receipt(
+    shown = build_receipt(
         record,
         controller=workspace.name,
         jurisdiction=_jurisdiction(session, workspace_id, record.profile_id),
         purpose=purpose,
     )
+    if record.notice_version is not None:
+        shown["noticeHashes"] = notices.hashes_of(
+            session=session, workspace_id=workspace_id, version=record.notice_version
+        )
+    return shown
 
 
 def _jurisdiction(session: Session, workspace_id: str, profile_id: str) -> str:
@@ -406,3 +419,28 @@ def _jurisdiction(session: Session, workspace_id: str, profile_id: str) -> str:
     except NotFound:
         return "unknown"
     return country_of(view.traits) or "unknown"
+
+
+# --- rates --------------------------------------------------------------------------------------
+
+
+def choices(
+    *,
+    session: Session,
+    workspace_id: str,
+    since: datetime,
+    until: datetime,
+    purpose: str | None = None,
+    channel: str | None = None,
+) -> Iterator[Choice]:
+    """The choices made in ``[since, until)``, streamed, for :mod:`consentry.consent.rates`."""
+    r = ConsentRecordRow
+    query = select(r.occurred_at, r.purpose, r.channel, r.source, r.notice_version, r.state).where(
+        r.workspace_id == workspace_id, r.occurred_at >= since, r.occurred_at < until
+    )
+    if purpose is not None:
+        query = query.where(r.purpose == purpose)
+    if channel is not None:
+        query = query.where(r.channel == channel)
+    for row in session.execute(query.execution_options(yield_per=CHUNK)):
+        yield Choice(*row)

@@ -18,7 +18,7 @@ import re
 import secrets
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,8 +34,16 @@ from sqlalchemy.orm import Session
 
 from consentry.api import STATUS
 from consentry.commerce import service as commerce
-from consentry.deps import TOKEN_COOKIE, DbDep, ProfilesRead, ProfilesWrite, SettingsDep
-from consentry.errors import ConsentryError, Forbidden, Invalid, Unauthorized
+from consentry.consent.config_routes import tallies as consent_tallies
+from consentry.deps import (
+    TOKEN_COOKIE,
+    ConsentRead,
+    DbDep,
+    ProfilesRead,
+    ProfilesWrite,
+    SettingsDep,
+)
+from consentry.errors import ConsentryError, FieldError, Forbidden, Invalid, Unauthorized
 from consentry.ingest import service as ingest
 from consentry.platform import tenancy
 from consentry.platform.db import Database
@@ -43,6 +51,7 @@ from consentry.platform.tenancy import Scope
 from consentry.profiles import service as profiles
 from consentry.profiles.models import ANONYMOUS_ID, EMAIL, PHONE, USER_ID
 from consentry.profiles.routes import profile_360, timeline
+from consentry.web.charts import rate_chart
 
 CSRF_COOKIE = "consentry_csrf"
 CSRF_FIELD = "csrf_token"
@@ -421,6 +430,46 @@ def undo_merge(
         )
     back = quote(profile_id or record.winner_id, safe="")
     return redirect(f"/app/profiles/{back}?undone={quote(record.id, safe='')}")
+
+
+RATE_INTERVALS = ("day", "week", "month")
+RATE_DIMENSIONS = ("purpose", "channel", "source", "notice_version")
+RATE_WINDOWS = {"day": 30, "week": 182, "month": 730}  # days shown per interval
+
+
+@router.get("/consent")
+def consent_page(
+    request: Request,
+    principal: ConsentRead,
+    db: DbDep,
+    interval: str = "week",
+    by: str = "purpose",
+) -> Response:
+    """Consent rates over time: opt-in rate per purpose, channel, source or notice version as a
+    chart and a table, and the share of opt-outs carried by GPC."""
+    if interval not in RATE_INTERVALS:
+        raise Invalid("unknown interval", [FieldError("interval", ", ".join(RATE_INTERVALS))])
+    if by not in RATE_DIMENSIONS:
+        raise Invalid("unknown dimension", [FieldError("by", ", ".join(RATE_DIMENSIONS))])
+    now = datetime.now(UTC)
+    since = now - timedelta(days=RATE_WINDOWS[interval])
+    _, _, series, overall = consent_tallies(db, principal.workspace_id, interval, by, since, now)
+    periods = sorted({t.period for t in series})
+    values: dict[str, dict[str, float | None]] = {}
+    for t in series:
+        values.setdefault(t.key, {})[t.period] = t.opt_in_rate
+    return render(
+        request,
+        "consent.html",
+        principal=principal,
+        interval=interval,
+        by=by,
+        intervals=RATE_INTERVALS,
+        dimensions=RATE_DIMENSIONS,
+        overall=overall,
+        series=series,
+        chart=rate_chart(periods, values),
+    )
 
 
 def mount(app: FastAPI) -> None:
