@@ -38,6 +38,7 @@ check-chromium:
 ## make bench: the scale runs (not part of make test)
 bench: install check-postgres
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/consent.py --preference-center
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -19,7 +19,14 @@ from consentry import __version__
 from consentry.commerce import service as commerce
 from consentry.config import Settings, get_settings
 from consentry.consent.config_routes import router as consent_config_router
+from consentry.consent.doi_routes import pages as doi_pages
+from consentry.consent.doi_routes import router as doi_router
+from consentry.consent.preference_routes import admin as preference_admin
+from consentry.consent.preference_routes import pages as preference_pages
 from consentry.consent.routes import router as consent_router
+from consentry.consent.signal_routes import router as consent_signals_router
+from consentry.consent.signal_routes import well_known as consent_well_known
+from consentry.delivery.smtp import SmtpMailer
 from consentry.deps import AnyToken, CommerceRead, DbDep
 from consentry.errors import (
     Conflict,
@@ -33,6 +40,7 @@ from consentry.errors import (
 from consentry.ingest import service as ingest
 from consentry.ingest.routes import router as ingest_router
 from consentry.ingest.writer import IngestWriter
+from consentry.nul_guard import NulGuard
 from consentry.platform import tenancy
 from consentry.platform.db import Database
 from consentry.profiles import service as profiles
@@ -106,12 +114,20 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.settings = settings
     app.state.db = store
     app.state.ingest_writer = writer
+    app.state.mailer = SmtpMailer(settings.smtp)  # consent.doi_routes sends through it
+    app.add_middleware(NulGuard)
     app.add_exception_handler(ConsentryError, _on_consentry_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.include_router(ingest_router)
     app.include_router(profiles_router)
     app.include_router(consent_config_router)  # before /v1/consent/{profile_id}
+    app.include_router(doi_router)
+    app.include_router(doi_pages)  # /c/{token}: the confirmation page
+    app.include_router(preference_admin)  # links, branding: before /v1/consent/{profile_id}
+    app.include_router(preference_pages)  # /p/{token}, /u/{token}: the customer's pages
+    app.include_router(consent_signals_router)  # /tcf, /signals/...: before {profile_id}
+    app.include_router(consent_well_known)  # /.well-known/gpc.json
     app.include_router(consent_router)
     _mount_core(app)
     _mount_web(app)

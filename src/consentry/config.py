@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///consentry.db"
@@ -44,6 +44,29 @@ class IdentitySettings(BaseModel):
         }.get(identifier_type, self.max_external_ids)
 
 
+class SmtpSettings(BaseModel):
+    """The SMTP server that customer email (double opt-in confirmations) is handed to.
+
+    ``security``: ``none`` (a local relay), ``starttls`` (usually port 587) or ``ssl`` (implicit
+    TLS, usually port 465). The password is a secret: it is never logged nor shown.
+    """
+
+    host: str = Field("localhost", description="SMTP server or relay host name.")
+    port: int = Field(25, ge=1, le=65535)
+    username: str | None = Field(None, description="Log in with this user when set.")
+    password: SecretStr | None = Field(None, description="Password of username; never logged.")
+    security: Literal["none", "starttls", "ssl"] = Field("none", description="TLS mode.")
+    from_address: str = Field("consentry@localhost", description="Envelope sender and From.")
+    from_name: str | None = Field(None, description="Display name of From; the workspace's.")
+    timeout: float = Field(10.0, gt=0, le=300, description="Seconds per SMTP operation.")
+
+
+class DoubleOptInSettings(BaseModel):
+    """Confirmation links sent for double opt-in."""
+
+    link_ttl_hours: int = Field(48, ge=1, le=24 * 30, description="How long a link works.")
+
+
 class Settings(BaseSettings):
     """All of consentry's settings."""
 
@@ -63,8 +86,13 @@ class Settings(BaseSettings):
     )
     secret_key: str = Field(PLACEHOLDER_SECRET, description="Signs links and derives token hashes.")
     default_phone_region: str = Field("US", description="Region for phone numbers without +.")
+    public_url: str = Field(
+        "http://127.0.0.1:8000", description="Base URL of links sent to customers (no slash)."
+    )
     ingest: IngestSettings = IngestSettings()
     identity: IdentitySettings = IdentitySettings()
+    smtp: SmtpSettings = SmtpSettings()
+    double_opt_in: DoubleOptInSettings = DoubleOptInSettings()
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

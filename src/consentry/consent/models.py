@@ -45,6 +45,7 @@ SOURCES = (
     "import",
     "cmp",
     "gpc",
+    "double_opt_in",  # a pending request and the grant of its confirmation link (doi.py)
 )
 
 OPT_IN = "opt_in"  # GDPR-style: nothing without a valid grant
@@ -182,12 +183,18 @@ class ProofIn(BaseModel):
     user_agent: str | None = Field(None, max_length=512)
     page_url: str | None = Field(None, max_length=2048, description="Query string is dropped.")
     cmp_string: str | None = Field(None, max_length=8192, description="Raw CMP / TC string.")
+    gpc: bool | None = Field(
+        None, description="The request carried Sec-GPC: 1 (Global Privacy Control)."
+    )
 
 
 def make_proof(proof: ProofIn | None) -> tuple[dict[str, str] | None, list[FieldError]]:
     """The stored form of a proof, or the field errors that prevent it."""
     if proof is None:
         return None, []
+    for name in ("ip", "user_agent", "page_url", "cmp_string"):
+        if "\x00" in (getattr(proof, name) or ""):  # PostgreSQL cannot store it in JSON
+            return None, [FieldError(f"proof.{name}", "must not contain the NUL character")]
     stored: dict[str, str] = {}
     if proof.ip:
         try:
@@ -200,6 +207,8 @@ def make_proof(proof: ProofIn | None) -> tuple[dict[str, str] | None, list[Field
         stored["page_url"] = strip_url(proof.page_url)
     if proof.cmp_string:
         stored["cmp_string"] = proof.cmp_string
+    if proof.gpc:
+        stored["gpc"] = "1"
     return stored or None, []
 
 

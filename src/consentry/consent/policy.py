@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -35,6 +34,7 @@ from consentry.consent.models import (
     OPT_OUT,
     PENDING,
     REFUSALS,
+    REGIMES,
     ConsentConfig,
     CurrentState,
     Decision,
@@ -129,15 +129,21 @@ def can_use(
     """May ``purpose`` use the unified profile of ``profile_id`` over ``channel`` at ``at``?"""
     config = get_config(session=session, workspace_id=workspace_id)
     check_use(config, purpose, channel)
-    view = profiles.get_profile(session=session, workspace_id=workspace_id, profile_id=profile_id)
+    canonical = profiles.canonical_of(
+        session=session, workspace_id=workspace_id, profile_id=profile_id
+    )
+    members = profiles.member_ids(
+        session=session, workspace_id=workspace_id, canonical_id=canonical
+    )
     states = states_of(
         session=session,
         workspace_id=workspace_id,
-        profile_ids=view.member_ids,
+        profile_ids=members,
         purpose=purpose,
         channels=_channels(channel),
     )
-    regime = regime_for(country_of(view.traits), config.default_regime)
+    country = _countries(session, workspace_id, [canonical]).get(canonical)
+    regime = regime_for(country, config.default_regime)
     return decide(pick(states, channel), regime, at or utcnow())
 
 
@@ -187,18 +193,26 @@ def can_use_many(
     config = get_config(session=session, workspace_id=workspace_id)
     check_use(config, purpose, channel)
     ids = list(dict.fromkeys(profile_ids))
-    canonical = profiles.canonical_map(session=session, workspace_id=workspace_id, profile_ids=ids)
+    canonical = profiles.canonical_map_many(
+        session=session, workspace_id=workspace_id, profile_ids=ids
+    )
     wanted = set(canonical.values())
     if len(wanted) <= SMALL_AUDIENCE:
         states = _states_by_members(session, workspace_id, wanted, purpose, channel)
     else:
         states = _states_by_scan(session, workspace_id, canonical, purpose, channel)
-    countries = _countries(session, workspace_id, sorted(wanted))
+    regimes = _regimes(session, workspace_id, list(wanted), config.default_regime)
     when = at or utcnow()
+    # Without a state, only the regime decides: one shared decision per regime.
+    by_regime = {r: decide(None, r, when) for r in REGIMES}
     decisions: dict[str, Decision] = {}
+    default = config.default_regime
     for canonical_id in wanted:
-        regime = regime_for(countries.get(canonical_id), config.default_regime)
-        decisions[canonical_id] = decide(pick(states.get(canonical_id, ()), channel), regime, when)
+        regime = regimes.get(canonical_id, default)
+        found = states.get(canonical_id)
+        decisions[canonical_id] = (
+            decide(pick(found, channel), regime, when) if found else by_regime[regime]
+        )
     unknown = Decision(False, "unknown_profile", None, config.default_regime)
     return {pid: decisions[canonical[pid]] if pid in canonical else unknown for pid in ids}
 
@@ -259,28 +273,33 @@ def _states_by_scan(
     return grouped
 
 
+def _regimes(
+    session: Session, workspace_id: str, canonical_ids: Sequence[str], default: str
+) -> dict[str, str]:
+    """The regime of each unified profile whose country traits are known; the country of equal
+    trait values is worked out once."""
+    traits = profiles.current_traits_many(
+        session=session, workspace_id=workspace_id, canonical_ids=canonical_ids, keys=COUNTRY_TRAITS
+    )
+    memo: dict[tuple[tuple[str, str], ...], str] = {}
+    out: dict[str, str] = {}
+    for canonical_id, values in traits.items():
+        signature = tuple(sorted((k, v) for k, v in values.items() if isinstance(v, str)))
+        if len(signature) != len(values):  # an address object: no shortcut
+            out[canonical_id] = regime_for(country_of(values), default)
+            continue
+        regime = memo.get(signature)
+        if regime is None:
+            regime = memo[signature] = regime_for(country_of(values), default)
+        out[canonical_id] = regime
+    return out
+
+
 def _countries(
     session: Session, workspace_id: str, canonical_ids: Sequence[str]
 ) -> dict[str, str | None]:
-    """The country of each unified profile, read through the profiles service.
-
-    ``profiles.service.current_traits_many`` reads the traits of many profiles in chunked IN
-    queries; until the profiles facade has it, each profile is read with ``get_profile``.
-    """
-    many = getattr(profiles, "current_traits_many", None)
-    if many is not None:
-        traits: Mapping[str, Mapping[str, Any]] = many(
-            session=session,
-            workspace_id=workspace_id,
-            canonical_ids=canonical_ids,
-            keys=COUNTRY_TRAITS,
-        )
-        return {c: country_of(traits.get(c, {})) for c in canonical_ids}
-    return {
-        canonical_id: country_of(
-            profiles.get_profile(
-                session=session, workspace_id=workspace_id, profile_id=canonical_id
-            ).traits
-        )
-        for canonical_id in canonical_ids
-    }
+    """The country of each unified profile that has one."""
+    traits = profiles.current_traits_many(
+        session=session, workspace_id=workspace_id, canonical_ids=canonical_ids, keys=COUNTRY_TRAITS
+    )
+    return {c: country_of(values) for c, values in traits.items()}

@@ -156,7 +156,7 @@ def get_history(
     principal: ConsentRead,
     db: DbDep,
     limit: Limit = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> dict[str, Any]:
     """Every record of the unified profile's members, newest first."""
     with db.read() as session:

@@ -41,11 +41,24 @@ from consentry.consent.models import (
     make_proof,
 )
 from consentry.consent.policy import SubjectConsent, can_use, can_use_many, subject_consent
+from consentry.consent.preferences import Branding
+from consentry.consent.signal_service import (
+    SignalResult,
+    apply_event_signals,
+    category_map,
+    record_gpc,
+    record_tcf,
+    set_categories,
+    workspace_categories,
+)
+from consentry.consent.tables import ConsentBrandingRow
 from consentry.errors import Conflict, ConsentryError, FieldError, Invalid, NotFound
+from consentry.platform import tenancy
 from consentry.platform.db import utcnow
 from consentry.profiles import service as profiles
 
 __all__ = [
+    "Branding",
     "ConsentConfig",
     "ConsentEntry",
     "ConsentIn",
@@ -55,24 +68,33 @@ __all__ = [
     "Problem",
     "ProofIn",
     "Purpose",
+    "SignalResult",
     "SubjectConsent",
     "VerifyReport",
     "append",
+    "apply_event_signals",
     "can_use",
     "can_use_many",
+    "category_map",
     "configure",
+    "get_branding",
     "get_config",
     "get_record",
     "history",
     "receipt",
     "record",
+    "record_gpc",
     "record_request",
     "record_requests",
+    "record_tcf",
     "resolve_subject",
+    "set_branding",
+    "set_categories",
     "states_of",
     "subject_consent",
     "subject_history",
     "verify",
+    "workspace_categories",
 ]
 
 
@@ -235,3 +257,35 @@ def subject_history(
         session=session, workspace_id=workspace_id, profile_ids=members, limit=limit, offset=offset
     )
     return canonical, records
+
+
+def get_branding(*, session: Session, workspace_id: str) -> Branding:
+    """The look of the workspace's customer pages; until it is set, the workspace's name and
+    the defaults. NotFound when there is no such workspace."""
+    row = session.get(ConsentBrandingRow, workspace_id)
+    if row is None:
+        workspace = tenancy.get_workspace(session=session, workspace_id=workspace_id)
+        return Branding(brand_name=workspace.name)
+    return Branding(
+        brand_name=row.brand_name,
+        primary_color=row.primary_color,
+        logo_url=row.logo_url,
+        default_language=row.default_language,
+        privacy_policy_url=row.privacy_policy_url,
+        support_email=row.support_email,
+    )
+
+
+def set_branding(*, session: Session, workspace_id: str, branding: Branding) -> Branding:
+    """Replace the workspace's branding (validated by ``preferences.BrandingIn``)."""
+    tenancy.get_workspace(session=session, workspace_id=workspace_id)
+    row = session.get(ConsentBrandingRow, workspace_id)
+    if row is None:
+        row = ConsentBrandingRow(workspace_id=workspace_id)
+        session.add(row)
+    row.brand_name, row.primary_color = branding.brand_name, branding.primary_color
+    row.logo_url, row.default_language = branding.logo_url, branding.default_language
+    row.privacy_policy_url, row.support_email = branding.privacy_policy_url, branding.support_email
+    row.updated_at = utcnow()
+    session.flush()
+    return branding

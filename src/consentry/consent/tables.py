@@ -122,3 +122,15 @@ class ConsentBrandingRow(Base):
     privacy_policy_url: Mapped[str | None] = mapped_column(String(2000))
     support_email: Mapped[str | None] = mapped_column(String(320))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ConsentSignalSettingsRow(Base):
+    """How a workspace reads consent signals on events: its own category names of
+    ``context.consent.categoryPreferences`` (normalised) and the purposes each maps to, added
+    to or replacing the defaults of ``consent.signals``."""
+
+    __tablename__ = "consent_signal_settings"
+
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), primary_key=True)
+    categories: Mapped[dict[str, list[str]]] = mapped_column(JSONType)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

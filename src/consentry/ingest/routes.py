@@ -84,7 +84,19 @@ def _write_key(request: Request, body: Any) -> str | None:
     return key if isinstance(key, str) else None
 
 
+def _carry_gpc(request: Request, envelopes: list[Envelope]) -> None:
+    """``Sec-GPC: 1`` is the browser's Global Privacy Control: carry it on each message as
+    ``context.gpc``, where Segment's libraries put such signals, so processing records the
+    opt-out of sale/sharing for each message's subject (consent.signal_service)."""
+    if request.headers.get("sec-gpc", "").strip() != "1":
+        return
+    for env in envelopes:
+        context = env.payload.get("context")
+        env.payload["context"] = {**(context if isinstance(context, dict) else {}), "gpc": True}
+
+
 async def _store(request: Request, workspace_id: str, envelopes: list[Envelope]) -> dict[str, Any]:
+    _carry_gpc(request, envelopes)
     writer: IngestWriter = request.app.state.ingest_writer
     result = await writer.write(workspace_id, envelopes)
     return {"success": True, "accepted": result.accepted, "duplicates": result.duplicates}

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from consentry.commerce import service as commerce
 from consentry.config import IdentitySettings
+from consentry.consent import service as consent
 from consentry.ingest.models import Envelope
 from consentry.ingest.tables import EventRow, IngestCursorRow
 from consentry.platform.db import lock_workspace, utcnow
@@ -93,6 +94,8 @@ def process_pending(
     _resolve(session, workspace_id, envelopes, identity, default_region, result)
     _link_events(session, rows, envelopes)
     _apply(session, workspace_id, envelopes)
+    # GPC and context.consent of resolved messages, in this transaction (consent.signals)
+    consent.apply_event_signals(session=session, workspace_id=workspace_id, messages=envelopes)
     cursor.last_event_id, cursor.updated_at = rows[-1].id, utcnow()
     session.flush()
     return result

@@ -120,7 +120,7 @@ def search_profiles(
     user_id: str | None = None,
     anonymous_id: str | None = None,
     limit: Limit = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> dict[str, Any]:
     """Find unified profiles by email, phone, userId or anonymousId; without one, list them."""
     with db.read() as session:

@@ -14,6 +14,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from consentry.errors import FieldError, Invalid
+from consentry.profiles.bulk import canonical_map_many, current_traits_many
 from consentry.profiles.graph import (
     canonical_map,
     canonical_of,
@@ -55,8 +56,10 @@ __all__ = [
     "Sighting",
     "TraitObservation",
     "canonical_map",
+    "canonical_map_many",
     "canonical_of",
     "count_profiles",
+    "current_traits_many",
     "get_profile",
     "list_profiles",
     "member_ids",

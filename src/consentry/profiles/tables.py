@@ -63,6 +63,7 @@ class CurrentTraitRow(Base):
     """The current value of each trait of a unified profile, kept in step with the history."""
 
     __tablename__ = "profile_traits"
+    __table_args__ = (Index("ix_profile_traits_ws_key", "workspace_id", "key"),)
 
     canonical_id: Mapped[str] = mapped_column(ForeignKey("profiles.id"), primary_key=True)
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
