@@ -16,9 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from consentry.consent import doi, links
-from consentry.consent.ledger import append, get_config, get_record, states_of
+from consentry.consent.ledger import append, get_config, get_record
 from consentry.consent.models import (
-    ANY_CHANNEL,
     CONSENT,
     GRANTED,
     PENDING,
@@ -28,7 +27,7 @@ from consentry.consent.models import (
     entry_problems,
     make_proof,
 )
-from consentry.consent.policy import pick
+from consentry.consent.policy import deciding_state
 from consentry.consent.service import resolve_subject
 from consentry.consent.tables import ConsentRecordRow
 from consentry.delivery.models import (
@@ -93,20 +92,13 @@ def _address(session: Session, workspace_id: str, profile_id: str, wanted: str |
 def _deciding(
     session: Session, workspace_id: str, profile_id: str, purpose: str
 ) -> CurrentState | None:
-    canonical = profiles.canonical_of(
-        session=session, workspace_id=workspace_id, profile_id=profile_id
-    )
-    members = profiles.member_ids(
-        session=session, workspace_id=workspace_id, canonical_id=canonical
-    )
-    states = states_of(
+    return deciding_state(
         session=session,
         workspace_id=workspace_id,
-        profile_ids=members,
+        profile_id=profile_id,
         purpose=purpose,
-        channels=[doi.CHANNEL, ANY_CHANNEL],
+        channel=doi.CHANNEL,
     )
-    return pick(states, doi.CHANNEL)
 
 
 def _refuse_if_granted(session: Session, workspace_id: str, profile_id: str, purpose: str) -> None:

@@ -129,6 +129,26 @@ def can_use(
     """May ``purpose`` use the unified profile of ``profile_id`` over ``channel`` at ``at``?"""
     config = get_config(session=session, workspace_id=workspace_id)
     check_use(config, purpose, channel)
+    canonical, state = _deciding(session, workspace_id, profile_id, purpose, channel)
+    country = _countries(session, workspace_id, [canonical]).get(canonical)
+    regime = regime_for(country, config.default_regime)
+    return decide(state, regime, at or utcnow())
+
+
+def deciding_state(
+    *, session: Session, workspace_id: str, profile_id: str, purpose: str, channel: str
+) -> CurrentState | None:
+    """The state that decides for ``channel`` across the unified profile (None: there is none).
+
+    For flows that must know what stands before they record (double opt-in refuses to ask for
+    a grant already in force); the decision itself is :func:`can_use`'s.
+    """
+    return _deciding(session, workspace_id, profile_id, purpose, channel)[1]
+
+
+def _deciding(
+    session: Session, workspace_id: str, profile_id: str, purpose: str, channel: str
+) -> tuple[str, CurrentState | None]:
     canonical = profiles.canonical_of(
         session=session, workspace_id=workspace_id, profile_id=profile_id
     )
@@ -142,9 +162,7 @@ def can_use(
         purpose=purpose,
         channels=_channels(channel),
     )
-    country = _countries(session, workspace_id, [canonical]).get(canonical)
-    regime = regime_for(country, config.default_regime)
-    return decide(pick(states, channel), regime, at or utcnow())
+    return canonical, pick(states, channel)
 
 
 @dataclass(frozen=True, slots=True)
