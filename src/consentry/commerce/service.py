@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from consentry.commerce.models import (
@@ -94,59 +94,136 @@ def apply_events(*, session: Session, workspace_id: str, events: Sequence[Commer
     books.write(session)
 
 
-class _Books:
-    """The carts and orders one batch touches, and the order lines it replaces."""
+@dataclass(slots=True)
+class _Cart:
+    """A cart as the batch sees it: a plain row of ``carts``."""
 
-    def __init__(self, workspace_id: str, carts: dict[str, CartRow], orders: dict[str, OrderRow]):
+    workspace_id: str
+    cart_id: str
+    status: str
+    items: list[dict[str, Any]]
+    created_at: datetime
+    updated_at: datetime
+    currency: str = "USD"
+    profile_id: str | None = None
+    value: Decimal | None = None
+    order_id: str | None = None
+
+
+@dataclass(slots=True)
+class _Order:
+    """An order as the batch sees it: a plain row of ``orders`` (``id`` once stored)."""
+
+    workspace_id: str
+    order_id: str
+    status: str
+    placed_at: datetime
+    refunded: Decimal
+    source: str
+    updated_at: datetime
+    total: Decimal = Decimal("0.00")
+    profile_id: str | None = None
+    revenue: Decimal | None = None
+    shipping: Decimal | None = None
+    tax: Decimal | None = None
+    discount: Decimal | None = None
+    coupon: str | None = None
+    currency: str = "USD"
+    channel: str | None = None
+    id: int | None = None
+
+
+_CARTS = cast(Table, CartRow.__table__)
+_ORDERS = cast(Table, OrderRow.__table__)
+_ORDER_ITEMS = cast(Table, OrderItemRow.__table__)
+_PRODUCTS = cast(Table, ProductRow.__table__)
+_CART_COLUMNS = tuple(c.name for c in _CARTS.columns)
+_ORDER_COLUMNS = tuple(c.name for c in _ORDERS.columns if c.name != "id")
+_PRODUCT_FACTS = ("sku", "name", "category", "brand", "price", "url", "image_url")
+
+
+class _Books:
+    """The carts and orders one batch touches, and the order lines it replaces.
+
+    Rows are read with Core into plain objects, changed in memory in event order, and written
+    back in bulk: new rows inserted, and of a loaded row only the columns whose value changed
+    (as the ORM's unit of work would).
+    """
+
+    def __init__(self, workspace_id: str, carts: dict[str, _Cart], orders: dict[str, _Order]):
         self.workspace_id = workspace_id
         self.carts = carts
         self.orders = orders
-        self.new: list[CartRow | OrderRow] = []
+        self.new: list[_Cart | _Order] = []
         self.lines: dict[str, list[LineItem]] = {}
+        self._loaded_carts = {k: _values(c, _CART_COLUMNS) for k, c in carts.items()}
+        self._loaded_orders = {k: _values(o, _ORDER_COLUMNS) for k, o in orders.items()}
 
     @classmethod
     def load(cls, session: Session, workspace_id: str, events: Sequence[CommerceEvent]) -> _Books:
         cart_ids = {str(c)[:200] for e in events if (c := _cart_id(e.properties))}
         order_ids = {str(o)[:200] for e in events if (o := e.properties.get("order_id"))}
-        carts = (
-            {
-                c.cart_id: c
-                for c in session.scalars(
-                    select(CartRow).where(
-                        CartRow.workspace_id == workspace_id, CartRow.cart_id.in_(sorted(cart_ids))
-                    )
+        connection = session.connection()
+        carts: dict[str, _Cart] = {}
+        if cart_ids:
+            for row in connection.execute(
+                select(_CARTS).where(
+                    _CARTS.c.workspace_id == workspace_id, _CARTS.c.cart_id.in_(sorted(cart_ids))
                 )
-            }
-            if cart_ids
-            else {}
-        )
-        orders = (
-            {
-                o.order_id: o
-                for o in session.scalars(
-                    select(OrderRow).where(
-                        OrderRow.workspace_id == workspace_id,
-                        OrderRow.order_id.in_(sorted(order_ids)),
-                    )
+            ):
+                carts[row.cart_id] = _Cart(**row._asdict())
+        orders: dict[str, _Order] = {}
+        if order_ids:
+            for row in connection.execute(
+                select(_ORDERS).where(
+                    _ORDERS.c.workspace_id == workspace_id,
+                    _ORDERS.c.order_id.in_(sorted(order_ids)),
                 )
-            }
-            if order_ids
-            else {}
-        )
+            ):
+                orders[row.order_id] = _Order(**row._asdict())
         return cls(workspace_id, carts, orders)
 
-    def add(self, row: CartRow | OrderRow) -> None:
+    def add(self, row: _Cart | _Order) -> None:
         self.new.append(row)
 
     def write(self, session: Session) -> None:
-        session.add_all(self.new)
-        session.flush()
+        connection = session.connection()
+        new_carts = [_as_dict(r, _CART_COLUMNS) for r in self.new if isinstance(r, _Cart)]
+        new_orders = [_as_dict(r, _ORDER_COLUMNS) for r in self.new if isinstance(r, _Order)]
+        if new_carts:
+            connection.execute(insert(_CARTS), new_carts)
+        if new_orders:
+            connection.execute(insert(_ORDERS), new_orders)
+        _update_changed(
+            connection,
+            _CARTS,
+            _CART_COLUMNS,
+            [(self.carts[k], before) for k, before in self._loaded_carts.items()],
+            lambda c: {"w_workspace_id": c.workspace_id, "w_cart_id": c.cart_id},
+        )
+        _update_changed(
+            connection,
+            _ORDERS,
+            _ORDER_COLUMNS,
+            [(self.orders[k], before) for k, before in self._loaded_orders.items()],
+            lambda o: {"w_id": o.id},
+        )
         if not self.lines:
             return
+        unknown = sorted(oid for oid in self.lines if self.orders[oid].id is None)
+        if unknown:  # stored just now: read their ids
+            for pk, oid in connection.execute(
+                select(_ORDERS.c.id, _ORDERS.c.order_id).where(
+                    _ORDERS.c.workspace_id == self.workspace_id, _ORDERS.c.order_id.in_(unknown)
+                )
+            ):
+                self.orders[oid].id = pk
         pks = {oid: self.orders[oid].id for oid in self.lines}
-        session.execute(delete(OrderItemRow).where(OrderItemRow.order_pk.in_(list(pks.values()))))
-        session.execute(
-            insert(OrderItemRow),
+        connection.execute(
+            delete(_ORDER_ITEMS).where(_ORDER_ITEMS.c.order_pk.in_(list(pks.values())))
+        )
+        connection.execute(
+            insert(_ORDER_ITEMS),
             [
                 {
                     "order_pk": pks[oid],
@@ -164,6 +241,37 @@ class _Books:
         )
 
 
+def _values(row: Any, columns: Sequence[str]) -> tuple[Any, ...]:
+    return tuple(getattr(row, c) for c in columns)
+
+
+def _as_dict(row: Any, columns: Sequence[str]) -> dict[str, Any]:
+    return {c: getattr(row, c) for c in columns}
+
+
+def _update_changed(
+    connection: Connection,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, tuple[Any, ...]]],
+    key: Callable[[Any], dict[str, Any]],
+) -> None:
+    """UPDATE the columns of each loaded row whose value changed (compared with ``!=``, as the
+    ORM compares), one executemany per set of changed columns."""
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row, before in rows:
+        after = _values(row, columns)
+        changed = tuple(c for c, old, new in zip(columns, before, after, strict=True) if old != new)
+        if changed:
+            values = {f"v_{c}": getattr(row, c) for c in changed} | key(row)
+            by_columns.setdefault(changed, []).append(values)
+    for names, batch in by_columns.items():
+        where = [table.c[k.removeprefix("w_")] == bindparam(k) for k in batch[0] if k[:2] == "w_"]
+        connection.execute(
+            update(table).where(*where).values({c: bindparam(f"v_{c}") for c in names}), batch
+        )
+
+
 def _cart_id(props: Mapping[str, Any]) -> Any:
     return props.get("cart_id") or props.get("checkout_id")
 
@@ -175,31 +283,52 @@ def upsert_products(
     by_id = {i.product_id: i for i in items}
     if not by_id:
         return
+    connection = session.connection()
     existing = {
-        p.product_id: p
-        for p in session.scalars(
-            select(ProductRow).where(
-                ProductRow.workspace_id == workspace_id, ProductRow.product_id.in_(list(by_id))
+        row[0]: row
+        for row in connection.execute(
+            select(
+                _PRODUCTS.c.product_id,
+                *(_PRODUCTS.c[attr] for attr in _PRODUCT_FACTS),
+                _PRODUCTS.c.updated_at,
+            ).where(
+                _PRODUCTS.c.workspace_id == workspace_id,
+                _PRODUCTS.c.product_id.in_(list(by_id)),
             )
         )
     }
+    new: list[dict[str, Any]] = []
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for product_id, item in by_id.items():
         row = existing.get(product_id)
         if row is None:
-            row = ProductRow(workspace_id=workspace_id, product_id=product_id, updated_at=at)
-            session.add(row)
-        elif at < row.updated_at:
+            facts = {attr: getattr(item, attr) for attr in _PRODUCT_FACTS}
+            new.append({"workspace_id": workspace_id, "product_id": product_id, **facts})
+            new[-1]["updated_at"] = at
+            continue
+        if at < row[-1]:
             continue
         changes = {
             attr: value
-            for attr in ("sku", "name", "category", "brand", "price", "url", "image_url")
-            if (value := getattr(item, attr)) is not None and getattr(row, attr) != value
+            for attr, stored in zip(_PRODUCT_FACTS, row[1:-1], strict=True)
+            if (value := getattr(item, attr)) is not None and stored != value
         }
-        for attr, value in changes.items():
-            setattr(row, attr, value)
-        if changes or row.updated_at is None:
-            row.updated_at = at
-    session.flush()
+        if changes:
+            values = {f"v_{attr}": value for attr, value in changes.items()}
+            values.update(w_product_id=product_id, v_updated_at=at)
+            by_columns.setdefault(tuple(changes), []).append(values)
+    if new:
+        connection.execute(insert(_PRODUCTS), new)
+    for changed, batch in by_columns.items():
+        connection.execute(
+            update(_PRODUCTS)
+            .where(
+                _PRODUCTS.c.workspace_id == workspace_id,
+                _PRODUCTS.c.product_id == bindparam("w_product_id"),
+            )
+            .values({c: bindparam(f"v_{c}") for c in (*changed, "updated_at")}),
+            batch,
+        )
 
 
 def _apply_cart(
@@ -210,7 +339,7 @@ def _apply_cart(
         return
     cart = books.carts.get(str(cart_id)[:200])
     if cart is None:
-        cart = CartRow(
+        cart = _Cart(
             workspace_id=books.workspace_id,
             cart_id=str(cart_id)[:200],
             status="open",
@@ -258,16 +387,17 @@ def _apply_order(books: _Books, e: CommerceEvent, facts: OrderFacts) -> None:
 
 
 def _upsert_order(
-    books: _Books, e: CommerceEvent, facts: OrderFacts, order: OrderRow | None
-) -> OrderRow:
+    books: _Books, e: CommerceEvent, facts: OrderFacts, order: _Order | None
+) -> _Order:
     if order is None:
-        order = OrderRow(
+        order = _Order(
             workspace_id=books.workspace_id,
             order_id=facts.order_id,
             status="completed",
             placed_at=e.at,
             refunded=Decimal("0.00"),
             source=e.source,
+            updated_at=e.at,
         )
         books.orders[facts.order_id] = order
         books.add(order)
@@ -283,7 +413,7 @@ def _upsert_order(
     return order
 
 
-def _refund_or_cancel(order: OrderRow, facts: OrderFacts, at: datetime) -> None:
+def _refund_or_cancel(order: _Order, facts: OrderFacts, at: datetime) -> None:
     if facts.status == "cancelled":
         order.status = "cancelled"
     else:

@@ -151,7 +151,9 @@ def corrected_timestamp(
 
 def deep_merge(base: dict[str, Any] | None, override: dict[str, Any] | None) -> dict[str, Any]:
     """Merge ``override`` into ``base``; nested objects merge, the override wins."""
-    out: dict[str, Any] = dict(base or {})
+    if not base:  # nothing to merge into: a copy of the override, as the loop below gives
+        return dict(override or {})
+    out: dict[str, Any] = dict(base)
     for key, value in (override or {}).items():
         current = out.get(key)
         if isinstance(current, dict) and isinstance(value, dict):
@@ -212,6 +214,36 @@ def parse_message(
 
     ``may_hold_nul=False`` skips the NUL scan when the caller knows the body has none.
     """
+    shared = _Shared.of(received_at, batch_context, batch_integrations, _aware(batch_sent_at))
+    return _parse(raw, index, shared, max_bytes, may_hold_nul)
+
+
+@dataclass(frozen=True, slots=True)
+class _Shared:
+    """What every message of one batch shares, worked out once per batch."""
+
+    received_at: datetime
+    received_iso: str
+    context: dict[str, Any] | None
+    integrations: dict[str, Any] | None
+    sent_at: datetime | None  # the batch's sentAt, aware
+    sent_iso: str | None
+
+    @classmethod
+    def of(
+        cls,
+        received_at: datetime,
+        context: dict[str, Any] | None,
+        integrations: dict[str, Any] | None,
+        sent_at: datetime | None,
+    ) -> _Shared:
+        sent_iso = _iso(sent_at) if sent_at is not None else None
+        return cls(received_at, _iso(received_at), context, integrations, sent_at, sent_iso)
+
+
+def _parse(
+    raw: Any, index: int, shared: _Shared, max_bytes: int | None, may_hold_nul: bool
+) -> Envelope | list[FieldError]:
     if not isinstance(raw, dict):
         return [FieldError(field="(message)", reason="must be a JSON object", index=index)]
     if may_hold_nul and (where := nul_path(raw)) is not None:
@@ -226,28 +258,22 @@ def parse_message(
         msg = _MESSAGE.validate_python(raw)
     except ValidationError as exc:
         return _field_errors(index, exc)
-    return _envelope(msg, raw, index, received_at, batch_context, batch_integrations, batch_sent_at)
+    return _envelope(msg, raw, index, shared)
 
 
-def _envelope(
-    msg: Message,
-    raw: dict[str, Any],
-    index: int,
-    received_at: datetime,
-    batch_context: dict[str, Any] | None,
-    batch_integrations: dict[str, Any] | None,
-    batch_sent_at: datetime | None,
-) -> Envelope:
+def _envelope(msg: Message, raw: dict[str, Any], index: int, shared: _Shared) -> Envelope:
+    received_at = shared.received_at
     original = _aware(msg.originalTimestamp or msg.timestamp)
-    sent_at = _aware(msg.sentAt) or _aware(batch_sent_at)
+    # a datetime is never false: the message's own sentAt, else the batch's
+    sent_at = _aware(msg.sentAt) if msg.sentAt is not None else shared.sent_at
     timestamp = corrected_timestamp(original, sent_at, received_at)
     message_id = msg.messageId or str(uuid.uuid4())
     payload = {k: v for k, v in raw.items() if k != "writeKey"}  # never store a secret
     payload.update(
         messageId=message_id,
-        context=deep_merge(batch_context, msg.context),
-        integrations=deep_merge(batch_integrations, msg.integrations),
-        receivedAt=_iso(received_at),
+        context=deep_merge(shared.context, msg.context),
+        integrations=deep_merge(shared.integrations, msg.integrations),
+        receivedAt=shared.received_iso,
         timestamp=_iso(timestamp),
     )
     for key, value in (("userId", msg.userId), ("anonymousId", msg.anonymousId)):
@@ -256,7 +282,7 @@ def _envelope(
     if original is not None:
         payload["originalTimestamp"] = _iso(original)
     if sent_at is not None:
-        payload["sentAt"] = _iso(sent_at)
+        payload["sentAt"] = shared.sent_iso if sent_at is shared.sent_at else _iso(sent_at)
     return Envelope(
         index=index,
         message_id=message_id,
@@ -316,17 +342,9 @@ def _parse_all(
 ) -> tuple[list[Envelope], list[FieldError]]:
     envelopes: list[Envelope] = []
     errors: list[FieldError] = []
+    shared = _Shared.of(received_at, batch.context, batch.integrations, _aware(batch.sentAt))
     for index, raw in enumerate(batch.batch):
-        parsed = parse_message(
-            raw,
-            index=index,
-            received_at=received_at,
-            batch_context=batch.context,
-            batch_integrations=batch.integrations,
-            batch_sent_at=_aware(batch.sentAt),
-            max_bytes=max_message_bytes,
-            may_hold_nul=may_hold_nul,
-        )
+        parsed = _parse(raw, index, shared, max_message_bytes, may_hold_nul)
         if isinstance(parsed, list):
             errors.extend(parsed)
         else:

@@ -23,7 +23,7 @@ from consentry.config import IdentitySettings
 from consentry.consent import service as consent
 from consentry.ingest.models import Envelope
 from consentry.ingest.tables import EventRow, IngestCursorRow
-from consentry.platform.db import lock_workspace, utcnow
+from consentry.platform.db import Bulk, lock_workspace, utcnow
 from consentry.profiles import service as profiles
 from consentry.profiles.models import (
     ANONYMOUS_ID,
@@ -63,8 +63,7 @@ def store(*, session: Session, workspace_id: str, envelopes: Sequence[Envelope])
     lock_workspace(session, workspace_id)
     fresh = _new_messages(session, workspace_id, envelopes)
     if fresh:  # Core executemany: no ORM bookkeeping on the hot path
-        events = cast(Table, EventRow.__table__)
-        session.connection().execute(insert(events), [_row(workspace_id, e) for e in fresh])
+        _INSERT_EVENTS.run(session.connection(), [_row(workspace_id, e) for e in fresh])
     return IngestResult(accepted=len(fresh), duplicates=len(envelopes) - len(fresh))
 
 
@@ -79,24 +78,27 @@ def process_pending(
     """Apply up to ``limit`` stored events after the workspace's cursor, in id order."""
     lock_workspace(session, workspace_id)
     cursor = _cursor(session, workspace_id)
-    rows = list(
-        session.scalars(
-            select(EventRow)
-            .where(EventRow.workspace_id == workspace_id, EventRow.id > cursor.last_event_id)
-            .order_by(EventRow.id)
+    events = _events_table()
+    rows = (
+        session.connection()  # Core rows, only the columns applying needs: no ORM instances
+        .execute(
+            select(*(events.c[name] for name in _ENVELOPE_COLUMNS))
+            .where(events.c.workspace_id == workspace_id, events.c.id > cursor.last_event_id)
+            .order_by(events.c.id)
             .limit(limit)
         )
+        .all()
     )
     result = IngestResult(processed=len(rows))
     if not rows:
         return result
     envelopes = [_envelope(i, row) for i, row in enumerate(rows)]
     _resolve(session, workspace_id, envelopes, identity, default_region, result)
-    _link_events(session, rows, envelopes)
+    _link_events(session, [row[0] for row in rows], envelopes)
     _apply(session, workspace_id, envelopes)
     # GPC and context.consent of resolved messages, in this transaction (consent.signals)
     consent.apply_event_signals(session=session, workspace_id=workspace_id, messages=envelopes)
-    cursor.last_event_id, cursor.updated_at = rows[-1].id, utcnow()
+    cursor.last_event_id, cursor.updated_at = rows[-1][0], utcnow()
     session.flush()
     return result
 
@@ -167,38 +169,58 @@ def _cursor(session: Session, workspace_id: str) -> IngestCursorRow:
     return cursor
 
 
-def _envelope(index: int, row: EventRow) -> Envelope:
+def _events_table() -> Table:
+    return cast(Table, EventRow.__table__)
+
+
+# The columns :func:`_envelope` reads, in its order (``id`` first).
+_ENVELOPE_COLUMNS = (
+    "id",
+    "message_id",
+    "type",
+    "user_id",
+    "anonymous_id",
+    "event",
+    "original_timestamp",
+    "sent_at",
+    "received_at",
+    "timestamp",
+    "payload",
+)
+
+
+def _envelope(index: int, row: Sequence[Any]) -> Envelope:
+    _, message_id, kind, user_id, anonymous_id, event, original, sent, received, ts, payload = row
     return Envelope(
         index=index,
-        message_id=row.message_id,
-        type=row.type,
-        user_id=row.user_id,
-        anonymous_id=row.anonymous_id,
-        event=row.event if row.type == "track" else None,
-        original_timestamp=row.original_timestamp,
-        sent_at=row.sent_at,
-        received_at=row.received_at,
-        timestamp=row.timestamp,
-        payload=row.payload,
+        message_id=message_id,
+        type=kind,
+        user_id=user_id,
+        anonymous_id=anonymous_id,
+        event=event if kind == "track" else None,
+        original_timestamp=original,
+        sent_at=sent,
+        received_at=received,
+        timestamp=ts,
+        payload=payload,
     )
 
 
-def _link_events(session: Session, rows: Sequence[EventRow], envelopes: Sequence[Envelope]) -> None:
-    table = cast(Table, EventRow.__table__)
+_INSERT_EVENTS = Bulk(insert(_events_table()))
+_LINK_EVENT = Bulk(
+    update(_events_table())
+    .where(_events_table().c.id == bindparam("event_pk"))
+    .values(profile_id=bindparam("pid"))
+)
+
+
+def _link_events(session: Session, ids: Sequence[int], envelopes: Sequence[Envelope]) -> None:
     params = [
-        {"event_pk": row.id, "pid": env.profile_id}
-        for row, env in zip(rows, envelopes, strict=True)
+        {"event_pk": event_id, "pid": env.profile_id}
+        for event_id, env in zip(ids, envelopes, strict=True)
         if env.profile_id is not None
     ]
-    for row in rows:  # read only to be applied: keep the identity map small
-        session.expunge(row)
-    if params:
-        session.execute(
-            update(table)
-            .where(table.c.id == bindparam("event_pk"))
-            .values(profile_id=bindparam("pid")),
-            params,
-        )
+    _LINK_EVENT.run(session.connection(), params)
 
 
 def _new_messages(
@@ -207,12 +229,13 @@ def _new_messages(
     unique = list({env.message_id: env for env in reversed(envelopes)}.values())[::-1]
     ids = [env.message_id for env in unique]
     seen: set[str] = set()
+    events = _events_table()
     for chunk in range(0, len(ids), 500):
         seen.update(
-            session.scalars(
-                select(EventRow.message_id).where(
-                    EventRow.workspace_id == workspace_id,
-                    EventRow.message_id.in_(ids[chunk : chunk + 500]),
+            session.connection().scalars(  # Core: the same query without the ORM layer
+                select(events.c.message_id).where(
+                    events.c.workspace_id == workspace_id,
+                    events.c.message_id.in_(ids[chunk : chunk + 500]),
                 )
             )
         )

@@ -6,11 +6,18 @@ single commit (one fsync) makes many requests durable at once; a request that fa
 back alone and its caller gets the error. A caller is answered only after the commit that holds
 its events.
 
-Processing: between groups, the thread applies pending events in small chunks (each chunk one
+Processing: between groups, the thread applies pending events in chunks (each chunk one
 transaction that also moves the workspace's cursor), and goes back to storing as soon as a
 request arrives. Under load, acknowledgement comes first and processing catches up in the
 slack; at rest, events are applied milliseconds after they were acknowledged. One thread does
 both, so SQLite's single writer never waits on itself.
+
+Chunks are sized to a time budget, because a request that arrives while a chunk runs waits for
+it: ``chunk_seconds`` when requests keep coming (the ``max_lag`` rule), ``idle_chunk_seconds``
+when the queue was quiet. The first chunk holds ``chunk`` events; each full chunk (there was a
+backlog) measures how long an event takes, and the next is sized to its budget, between
+``chunk`` and ``max_chunk`` events. A chunk has a fixed cost (its look-ups and its commit), so
+under a backlog bigger chunks apply more events per second.
 """
 
 from __future__ import annotations
@@ -54,11 +61,18 @@ class IngestWriter:
         chunk: int = 200,
         quiet: float = 0.01,
         max_lag: float = 0.25,
+        max_chunk: int = 2000,
+        chunk_seconds: float = 0.05,
+        idle_chunk_seconds: float = 0.2,
     ) -> None:
         self._db = db
         self._settings = settings
         self._max = max_group_messages
-        self._chunk = chunk
+        self._chunk = chunk  # the first chunk, and the smallest
+        self._max_chunk = max(chunk, max_chunk)
+        self._chunk_seconds = chunk_seconds
+        self._idle_chunk_seconds = idle_chunk_seconds
+        self._per_event: float | None = None  # seconds per event, from recent full chunks
         self._quiet = quiet
         self._max_lag = max_lag
         self._last_chunk = time.monotonic()
@@ -126,16 +140,21 @@ class IngestWriter:
     def _next_job(self) -> _Job | None:
         """The next request. Pending events are processed a chunk at a time when the queue has
         been empty for ``quiet`` seconds, and at least every ``max_lag`` seconds under load, so
-        acknowledgement comes first but processing is never starved."""
+        acknowledgement comes first but processing is never starved. Once the queue was quiet,
+        chunks follow each other without waiting again, as long as no request is waiting."""
+        catching_up = False
         while True:
             if self._dirty and time.monotonic() - self._last_chunk > self._max_lag:
-                self._process_one_chunk()
+                self._process_one_chunk(self._chunk_seconds)
             try:
+                if catching_up:
+                    return self._queue.get_nowait()
                 return self._queue.get(timeout=self._quiet)
             except queue.Empty:
                 pass
-            if not self._process_one_chunk():
+            if not self._process_one_chunk(self._idle_chunk_seconds):
                 return self._queue.get()
+            catching_up = True
 
     def _drain(self, first: _Job) -> tuple[list[_Job], bool]:
         group, size = [first], len(first.envelopes)
@@ -155,7 +174,7 @@ class IngestWriter:
         if group:
             self._store_group(group)
         for barrier in (j for j in jobs if j.barrier):
-            while self._process_one_chunk():
+            while self._process_one_chunk(self._idle_chunk_seconds):
                 pass
             barrier.future.set_result(IngestResult())
 
@@ -183,11 +202,26 @@ class IngestWriter:
             session=session, workspace_id=job.workspace_id, envelopes=job.envelopes
         )
 
-    def _process_one_chunk(self) -> bool:
-        """Apply one chunk of one dirty workspace; False when nothing is pending."""
+    def _chunk_size(self, budget: float) -> int:
+        """Events in the next chunk: as many as fit the time budget, within the bounds."""
+        if self._per_event is None:
+            return self._chunk
+        fits = int(budget / self._per_event)
+        return max(self._chunk, min(self._max_chunk, fits))
+
+    def _learn(self, events: int, seconds: float) -> None:
+        per_event = max(seconds, 1e-6) / events
+        previous = self._per_event
+        self._per_event = per_event if previous is None else (previous + per_event) / 2
+
+    def _process_one_chunk(self, budget: float) -> bool:
+        """Apply one chunk of one dirty workspace, sized to take about ``budget`` seconds; False
+        when nothing is pending."""
         self._last_chunk = time.monotonic()
         while self._dirty:
             workspace_id = next(iter(self._dirty))
+            limit = self._chunk_size(budget)
+            started = time.monotonic()
             try:
                 with self._db.write(durable=False) as session:  # redone if lost
                     done = service.process_pending(
@@ -195,12 +229,14 @@ class IngestWriter:
                         workspace_id=workspace_id,
                         identity=self._settings.identity,
                         default_region=self._settings.default_phone_region,
-                        limit=self._chunk,
+                        limit=limit,
                     ).processed
             except Exception:  # noqa: BLE001 - kept pending; retried when new events arrive
                 log.exception("processing stored events failed; they stay pending")
                 self._dirty.discard(workspace_id)
                 continue
+            if done == limit:  # a full chunk: more is waiting, and it measured the cost
+                self._learn(done, time.monotonic() - started)
             if done:
                 return True
             self._dirty.discard(workspace_id)

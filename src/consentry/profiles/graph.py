@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Table, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from consentry.errors import NotFound
@@ -18,6 +18,13 @@ from consentry.profiles.tables import (
     MergeBlockRow,
     ProfileRow,
 )
+
+# The hot-path reads below are Core selects on the tables: rows come back as plain tuples,
+# without the ORM's compile and loading layer.
+_PROFILES = cast(Table, ProfileRow.__table__)
+_IDENTIFIERS = cast(Table, IdentifierRow.__table__)
+_BLOCKS = cast(Table, MergeBlockRow.__table__)
+_P, _I = _PROFILES.c, _IDENTIFIERS.c
 
 
 def canonical_of(*, session: Session, workspace_id: str, profile_id: str) -> str:
@@ -39,9 +46,9 @@ def canonical_map(
     ids = sorted(set(profile_ids))
     out: dict[str, str] = {}
     for start in range(0, len(ids), 500):
-        rows = session.execute(
-            select(ProfileRow.id, ProfileRow.canonical_id).where(
-                ProfileRow.workspace_id == workspace_id, ProfileRow.id.in_(ids[start : start + 500])
+        rows = session.connection().execute(
+            select(_P.id, _P.canonical_id).where(
+                _P.workspace_id == workspace_id, _P.id.in_(ids[start : start + 500])
             )
         )
         out.update((pid, canonical) for pid, canonical in rows)
@@ -59,6 +66,11 @@ def members_query(workspace_id: str, canonical_id: str) -> Any:
     )
 
 
+def core_members_query(workspace_id: str, canonical_id: str) -> Any:
+    """:func:`members_query` on the table, for Core statements (no ORM layer)."""
+    return select(_P.id).where(_P.workspace_id == workspace_id, _P.canonical_id == canonical_id)
+
+
 def known_canonicals(
     session: Session, workspace_id: str, identifiers: Iterable[Identifier]
 ) -> dict[Identifier, str]:
@@ -73,13 +85,13 @@ def known_canonicals(
     for kind, values in by_type.items():
         unique = sorted(set(values))
         for start in range(0, len(unique), 500):
-            rows = session.execute(
-                select(IdentifierRow.value, ProfileRow.canonical_id)
-                .join(ProfileRow, ProfileRow.id == IdentifierRow.profile_id)
+            rows = session.connection().execute(
+                select(_I.value, _P.canonical_id)
+                .join_from(_IDENTIFIERS, _PROFILES, _P.id == _I.profile_id)
                 .where(
-                    IdentifierRow.workspace_id == workspace_id,
-                    IdentifierRow.type == kind,
-                    IdentifierRow.value.in_(unique[start : start + 500]),
+                    _I.workspace_id == workspace_id,
+                    _I.type == kind,
+                    _I.value.in_(unique[start : start + 500]),
                 )
             )
             found.update((Identifier(kind, value), canonical) for value, canonical in rows)
@@ -87,11 +99,11 @@ def known_canonicals(
 
 
 def identifier_counts(session: Session, workspace_id: str, canonical_id: str) -> dict[str, int]:
-    rows = session.execute(
-        select(IdentifierRow.type, func.count())
-        .join(ProfileRow, ProfileRow.id == IdentifierRow.profile_id)
-        .where(ProfileRow.workspace_id == workspace_id, ProfileRow.canonical_id == canonical_id)
-        .group_by(IdentifierRow.type)
+    rows = session.connection().execute(
+        select(_I.type, func.count())
+        .join_from(_IDENTIFIERS, _PROFILES, _P.id == _I.profile_id)
+        .where(_P.workspace_id == workspace_id, _P.canonical_id == canonical_id)
+        .group_by(_I.type)
     )
     return {t: int(n) for t, n in rows}
 
@@ -103,14 +115,14 @@ def identifier_counts_many(
     ids = sorted(set(canonical_ids))
     out: dict[str, Counter[str]] = {c: Counter() for c in ids}
     for start in range(0, len(ids), 500):
-        rows = session.execute(
-            select(ProfileRow.canonical_id, IdentifierRow.type, func.count())
-            .join(ProfileRow, ProfileRow.id == IdentifierRow.profile_id)
+        rows = session.connection().execute(
+            select(_P.canonical_id, _I.type, func.count())
+            .join_from(_IDENTIFIERS, _PROFILES, _P.id == _I.profile_id)
             .where(
-                ProfileRow.workspace_id == workspace_id,
-                ProfileRow.canonical_id.in_(ids[start : start + 500]),
+                _P.workspace_id == workspace_id,
+                _P.canonical_id.in_(ids[start : start + 500]),
             )
-            .group_by(ProfileRow.canonical_id, IdentifierRow.type)
+            .group_by(_P.canonical_id, _I.type)
         )
         for canonical, kind, n in rows:
             out[canonical][kind] = int(n)
@@ -126,13 +138,17 @@ def blocks_between(a_members: Any, b_members: Any) -> Any:
 
 
 def is_blocked(session: Session, workspace_id: str, first: str, second: str) -> bool:
-    a_members = members_query(workspace_id, first)
-    b_members = members_query(workspace_id, second)
-    hit = session.scalar(
-        select(MergeBlockRow.id)
+    a_members = core_members_query(workspace_id, first)
+    b_members = core_members_query(workspace_id, second)
+    blocks = _BLOCKS.c
+    hit = session.connection().scalar(
+        select(blocks.id)
         .where(
-            MergeBlockRow.workspace_id == workspace_id,
-            blocks_between(a_members, b_members),
+            blocks.workspace_id == workspace_id,
+            or_(
+                and_(blocks.profile_a.in_(a_members), blocks.profile_b.in_(b_members)),
+                and_(blocks.profile_a.in_(b_members), blocks.profile_b.in_(a_members)),
+            ),
         )
         .limit(1)
     )

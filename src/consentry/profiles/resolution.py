@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, update
+from sqlalchemy import Table, Update, and_, bindparam, case, insert, or_, update
 from sqlalchemy.orm import Session
 
-from consentry.platform.db import utcnow
+from consentry.platform.db import Bulk, utcnow
 from consentry.profiles.graph import (
     identifier_counts,
     identifier_counts_many,
@@ -94,28 +94,54 @@ class _Batch:
         self.seen[profile_id] = (min(first, seen_at), max(last, seen_at))
 
     def write(self, session: Session) -> None:
-        if self.profiles:
-            session.execute(insert(ProfileRow), list(self.profiles.values()))
-        if self.identifiers:
-            session.execute(insert(IdentifierRow), self.identifiers)
+        """Core executemany of the plain rows: no ORM bookkeeping on the hot path."""
+        connection = session.connection()
+        _INSERT_PROFILES.run(connection, list(self.profiles.values()))
+        _INSERT_IDENTIFIERS.run(connection, self.identifiers)
         self.profiles, self.identifiers = {}, []
 
     def write_seen(self, session: Session) -> None:
-        table = cast(Table, ProfileRow.__table__)
+        """Widen first/last seen of existing profiles: one statement per profile, and only a
+        row that changes is written."""
         rows = [{"pid": p, "first": f, "last": la} for p, (f, la) in self.seen.items()]
-        if rows:
-            session.execute(
-                update(table)
-                .where(table.c.id == bindparam("pid"), table.c.last_seen < bindparam("last"))
-                .values(last_seen=bindparam("last")),
-                rows,
-            )
-            session.execute(
-                update(table)
-                .where(table.c.id == bindparam("pid"), table.c.first_seen > bindparam("first"))
-                .values(first_seen=bindparam("first")),
-                rows,
-            )
+        _WIDEN_SEEN.run(session.connection(), rows)
+
+
+_PROFILES = cast(Table, ProfileRow.__table__)
+_IDENTIFIERS = cast(Table, IdentifierRow.__table__)
+_INSERT_PROFILES = Bulk(insert(_PROFILES))
+_INSERT_IDENTIFIERS = Bulk(insert(_IDENTIFIERS))
+
+
+def _widen_seen() -> Update:
+    table = _PROFILES
+    first = bindparam("first", type_=table.c.first_seen.type)
+    last = bindparam("last", type_=table.c.last_seen.type)
+    later, earlier = table.c.last_seen < last, table.c.first_seen > first
+    return (
+        update(table)
+        .where(and_(table.c.id == bindparam("pid"), or_(later, earlier)))
+        .values(
+            last_seen=case((later, last), else_=table.c.last_seen),
+            first_seen=case((earlier, first), else_=table.c.first_seen),
+        )
+    )
+
+
+_WIDEN_SEEN = Bulk(_widen_seen())
+
+
+def _memo(cap: CapFn) -> CapFn:
+    """``cap`` with its answers kept: caps do not change during a batch."""
+    known: dict[str, int] = {}
+
+    def cached(kind: str) -> int:
+        found = known.get(kind)
+        if found is None:
+            found = known[kind] = cap(kind)
+        return found
+
+    return cached
 
 
 def resolve_batch(
@@ -127,6 +153,7 @@ def resolve_batch(
     identifiers per type are loaded in one query for the batch and kept current) and written in
     bulk; only a message that joins several profiles takes the careful path of :func:`resolve`.
     """
+    cap = _memo(cap)
     batch = _Batch(workspace_id)
     wanted = {i for s in sightings for i in s.identifiers}
     known = known_canonicals(session, workspace_id, wanted)

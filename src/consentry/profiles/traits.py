@@ -8,12 +8,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from consentry.profiles.graph import canonical_of, members_query
+from consentry.platform.db import Bulk
+from consentry.profiles.graph import canonical_of, core_members_query, members_query
 from consentry.profiles.models import (
     latest_traits,
 )
@@ -91,12 +92,19 @@ def record_traits(
 def record_traits_batch(
     *, session: Session, workspace_id: str, observations: Sequence[TraitObservation]
 ) -> None:
-    """Record the traits of many identify calls at once, in order."""
+    """Record the traits of many identify calls at once, in order.
+
+    Core statements on plain rows: the history is appended with one executemany; the current
+    values of the profiles concerned are read once (key and time only), decided in memory in
+    message order, then new ones are inserted and replaced ones updated, each in one
+    executemany.
+    """
     observations = [o for o in observations if o.traits]
     if not observations:
         return
-    session.execute(
-        insert(TraitHistoryRow),
+    connection = session.connection()
+    _INSERT_HISTORY.run(
+        connection,
         [
             {
                 "workspace_id": workspace_id,
@@ -111,42 +119,63 @@ def record_traits_batch(
         ],
     )
     profile_ids = sorted({o.canonical_id for o in observations})
-    current = {
-        (row.canonical_id, row.key): row
-        for row in session.scalars(
-            select(CurrentTraitRow).where(CurrentTraitRow.canonical_id.in_(profile_ids))
+    stored: dict[tuple[str, str], datetime] = {}
+    for start in range(0, len(profile_ids), 500):
+        stored.update(
+            ((canonical_id, key), observed_at)
+            for canonical_id, key, observed_at in connection.execute(
+                select(_CURRENT.c.canonical_id, _CURRENT.c.key, _CURRENT.c.observed_at).where(
+                    _CURRENT.c.canonical_id.in_(profile_ids[start : start + 500])
+                )
+            )
         )
-    }
+    latest: dict[tuple[str, str], tuple[Any, datetime]] = {}  # what this batch makes current
     for o in observations:
         for raw_key, value in o.traits.items():
-            key = str(raw_key)[:200]
-            row = current.get((o.canonical_id, key))
-            if row is None:
-                row = CurrentTraitRow(
-                    canonical_id=o.canonical_id,
-                    key=key,
-                    workspace_id=workspace_id,
-                    value=value,
-                    observed_at=o.observed_at,
-                )
-                session.add(row)
-                current[(o.canonical_id, key)] = row
-            elif o.observed_at >= row.observed_at:
-                row.value, row.observed_at = value, o.observed_at
-    session.flush()
+            slot = (o.canonical_id, str(raw_key)[:200])
+            known = latest.get(slot)
+            since = known[1] if known is not None else stored.get(slot)
+            if since is None or o.observed_at >= since:
+                latest[slot] = (value, o.observed_at)
+    new = [
+        {
+            "canonical_id": canonical_id,
+            "key": key,
+            "workspace_id": workspace_id,
+            "value": value,
+            "observed_at": observed_at,
+        }
+        for (canonical_id, key), (value, observed_at) in latest.items()
+        if (canonical_id, key) not in stored
+    ]
+    replaced = [
+        {"cid": canonical_id, "k": key, "v": value, "at": observed_at}
+        for (canonical_id, key), (value, observed_at) in latest.items()
+        if (canonical_id, key) in stored
+    ]
+    _INSERT_CURRENT.run(connection, new)
+    _REPLACE_CURRENT.run(connection, replaced)
+
+
+_HISTORY = cast(Table, TraitHistoryRow.__table__)
+_CURRENT = cast(Table, CurrentTraitRow.__table__)
+_INSERT_HISTORY = Bulk(insert(_HISTORY))
+_INSERT_CURRENT = Bulk(insert(_CURRENT))
+_REPLACE_CURRENT = Bulk(
+    update(_CURRENT)
+    .where(_CURRENT.c.canonical_id == bindparam("cid"), _CURRENT.c.key == bindparam("k"))
+    .values(value=bindparam("v"), observed_at=bindparam("at"))
+)
 
 
 def rebuild_traits(session: Session, workspace_id: str, canonical_ids: Iterable[str]) -> None:
     ids = list(dict.fromkeys(canonical_ids))
     session.execute(delete(CurrentTraitRow).where(CurrentTraitRow.canonical_id.in_(ids)))
     for canonical_id in ids:
-        history = session.execute(
-            select(
-                TraitHistoryRow.key,
-                TraitHistoryRow.value,
-                TraitHistoryRow.observed_at,
-                TraitHistoryRow.id,
-            ).where(TraitHistoryRow.profile_id.in_(members_query(workspace_id, canonical_id)))
+        history = session.connection().execute(
+            select(_HISTORY.c.key, _HISTORY.c.value, _HISTORY.c.observed_at, _HISTORY.c.id).where(
+                _HISTORY.c.profile_id.in_(core_members_query(workspace_id, canonical_id))
+            )
         )
         for key, (value, observed_at) in latest_traits(
             (k, v, o, i) for k, v, o, i in history
