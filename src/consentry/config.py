@@ -65,6 +65,11 @@ class DoubleOptInSettings(BaseModel):
     """Confirmation links sent for double opt-in."""
 
     link_ttl_hours: int = Field(48, ge=1, le=24 * 30, description="How long a link works.")
+    preference_center: bool = Field(
+        True,
+        description="Under the opt-in regime, an email grant made on the preference center "
+        "becomes a pending request confirmed from a mail (double opt-in).",
+    )
 
 
 class Settings(BaseSettings):

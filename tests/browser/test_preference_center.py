@@ -23,6 +23,10 @@ pytestmark = pytest.mark.browser
 
 EMAIL = "marketing.communications.email"
 EMAIL_FIELD = f"choice:{EMAIL}:email"
+SMS = "marketing.communications.sms"
+FR_PENDING = (
+    "Consultez votre boîte de réception : nous vous avons envoyé un e-mail de confirmation."
+)
 MAX_TABS = 40
 
 
@@ -73,19 +77,29 @@ def test_change_a_choice_and_find_it_in_the_ledger(page: Page, shop: Shop) -> No
     assert records(shop) == []
 
     opened = page.url
-    email.locator("label", has_text="Yes").click()
+    sms = messages.get_by_role("group", name="Marketing text messages (SMS)")
+    sms.locator("label", has_text="Yes").click()
     # htmx saves the one toggle at once: the status says so, the page did not reload.
-    expect(page.get_by_role("status")).to_have_text("Saved: Marketing emails – Yes.")
+    expect(page.get_by_role("status")).to_have_text("Saved: Marketing text messages (SMS) – Yes.")
     assert page.url == opened
+    # Email under opt-in: a "yes" asks for confirmation by mail (double opt-in).
+    email.locator("label", has_text="Yes").click()
+    expect(page.get_by_role("status")).to_have_text(
+        "Check your inbox: we have sent you an email to confirm."
+    )
 
     page.get_by_role("button", name="Save my choices").click()
     page.wait_for_url("**done=saved")
     expect(page.get_by_role("status")).to_have_text("Your choices have been saved.")
     expect(email.get_by_role("radio", name="Yes")).to_be_checked()
+    expect(email).to_contain_text("Waiting for you to confirm by email.")
 
-    (made,) = records(shop)  # one record: the unchanged form saved nothing more
-    assert (made["purpose"], made["channel"], made["state"]) == (EMAIL, "email", "granted")
-    assert (made["source"], made["actor"]) == ("preference_center", "link:preferences")
+    made = records(shop)  # two records: the unchanged form saved nothing more
+    assert [(r["purpose"], r["channel"], r["state"], r["source"]) for r in made] == [
+        (EMAIL, "email", "pending", "double_opt_in"),
+        (SMS, "sms", "granted", "preference_center"),
+    ]
+    assert {r["actor"] for r in made} == {"link:preferences"}
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "preference-center.png"), full_page=True)
 
@@ -101,18 +115,14 @@ def test_keyboard_alone_changes_and_saves_a_choice(page: Page, shop: Shop) -> No
     assert label.evaluate("e => getComputedStyle(e).outlineStyle") == "solid"  # visible focus
     page.keyboard.press("ArrowLeft")  # the previous radio of the group: "Oui"
     assert focused(page) == {"name": EMAIL_FIELD, "value": "yes", "tag": "INPUT"}
-    expect(page.get_by_role("status")).to_have_text("Enregistré : E-mails marketing – Oui.")
+    expect(page.get_by_role("status")).to_have_text(FR_PENDING)  # double opt-in: London
 
     tab_to(page, tag="BUTTON", value="save")
     page.keyboard.press("Enter")
     page.wait_for_url("**done=saved")
     expect(page.get_by_role("status")).to_have_text("Vos choix ont été enregistrés.")
     (made,) = records(shop)
-    assert (made["purpose"], made["state"], made["source"]) == (
-        EMAIL,
-        "granted",
-        "preference_center",
-    )
+    assert (made["purpose"], made["state"], made["source"]) == (EMAIL, "pending", "double_opt_in")
 
 
 def test_an_expired_link_shows_the_error_page(

@@ -433,3 +433,84 @@ def test_request_errors(shop: TestClient, smtp_server: SmtpServer, write_key: st
     already = ask(shop, profile_id=pid)
     assert already.status_code == 409 and already.json()["code"] == "conflict"
     assert smtp_server.inbox.messages == []
+
+
+# --- grants made on the preference center -------------------------------------------------------
+
+
+def preference_link(client: TestClient, profile_id: str) -> str:
+    made = client.post("/v1/consent/links", json={"profile_id": profile_id}, headers=AUTH[0])
+    assert made.status_code == 201, made.text
+    return urlsplit(made.json()["url"]).path
+
+
+def test_an_email_grant_on_the_preference_center_in_an_opt_in_country_asks_for_confirmation(
+    shop: TestClient, smtp_server: SmtpServer, write_key: str, db: Database, workspace: str
+) -> None:
+    pid = person(shop, write_key, "u-1", email="Ada@Example.com", country="DE")
+    page = preference_link(shop, pid)
+    saved = shop.post(
+        page + "?lang=de",
+        data={f"choice:{EMAIL}:email": "yes", "choice:analytics:any": "yes"},
+        follow_redirects=False,
+        headers={"user-agent": BROWSER},
+    )
+    assert saved.status_code == 303, saved.text
+    assert saved.headers["location"].endswith("&done=pending")
+    records = {r["purpose"]: r for r in history(shop, pid)}
+    # The email grant waits for the mail; analytics (no mail to confirm) is granted at once.
+    assert (records[EMAIL]["state"], records[EMAIL]["source"]) == ("pending", "double_opt_in")
+    assert (records["analytics"]["state"], records["analytics"]["source"]) == (
+        "granted",
+        "preference_center",
+    )
+    with db.read() as session:
+        stored = consent.get_record(
+            session=session, workspace_id=workspace, record_id=records[EMAIL]["id"]
+        )
+    assert stored.proof is not None
+    assert stored.proof["email"] == "ada@example.com" and stored.proof["language"] == "de"
+    assert stored.proof["ip"] == "203.0.113.0" and "/p/" in stored.proof["page_url"]
+    assert decision(shop, pid)["reason"] == "pending_confirmation"
+
+    envelope, message = smtp_server.inbox.messages[-1]
+    assert envelope.rcpt_tos == ["ada@example.com"]
+    assert message["Subject"].startswith("Bitte bestätigen")
+    confirmed = shop.post(link_in(message), headers={"user-agent": BROWSER})
+    assert confirmed.status_code == 200, confirmed.text
+    allowed = decision(shop, pid)
+    assert (allowed["allowed"], allowed["reason"]) == (True, "granted")
+    assert shop.get(page).text.count('value="yes" checked') == 2
+
+
+def test_an_email_grant_on_the_preference_center_in_an_opt_out_country_is_a_grant(
+    shop: TestClient, smtp_server: SmtpServer, write_key: str
+) -> None:
+    pid = person(shop, write_key, "u-1", email="bo@example.com", country="US")
+    page = preference_link(shop, pid)
+    # Under opt-out the page shows "yes" already; a "no" then a "yes" are direct records.
+    for answer, state in [("no", "denied"), ("yes", "granted")]:
+        saved = shop.post(page, data={f"choice:{EMAIL}:email": answer}, follow_redirects=False)
+        assert saved.status_code == 303, saved.text
+        assert history(shop, pid)[0]["state"] == state
+    assert smtp_server.inbox.messages == []
+
+
+def test_the_preference_center_keeps_the_pending_request_when_smtp_is_down(
+    shop_without_smtp: TestClient, smtp_down: SmtpServer, write_key: str
+) -> None:
+    client = shop_without_smtp
+    pid = person(client, write_key, "u-1", email="cy@example.com", country="FR")
+    saved = client.post(
+        preference_link(client, pid),
+        data={f"choice:{EMAIL}:email": "yes"},
+        follow_redirects=False,
+    )
+    assert saved.status_code == 303 and saved.headers["location"].endswith("done=pending")
+    (record,) = history(client, pid)
+    assert (record["state"], record["source"]) == ("pending", "double_opt_in")
+    smtp_down.start()
+    resent = client.post(f"/v1/consent/double-opt-in/{record['id']}/resend", headers=AUTH[0])
+    assert resent.status_code == 200, resent.text
+    assert client.post(link_in(smtp_down.inbox.last())).status_code == 200
+    assert decision(client, pid)["allowed"] is True

@@ -9,7 +9,7 @@ record in place (it is true that the subject asked), ready to be sent again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -20,6 +20,7 @@ from consentry.consent.ledger import append, get_config, get_record
 from consentry.consent.models import (
     CONSENT,
     GRANTED,
+    OPT_IN,
     PENDING,
     ConsentEntry,
     ConsentRecord,
@@ -156,6 +157,70 @@ def request_confirmation(
     _refuse_if_granted(session, workspace_id, profile_id, item.purpose)
     (record,) = append(session=session, workspace_id=workspace_id, entries=[entry], recorded_at=now)
     return Pending(record, address, language, _brand(session, workspace_id))
+
+
+# --- grants made on the customer's own pages ----------------------------------------------------
+
+
+def route_page_grants(
+    *,
+    session: Session,
+    workspace_id: str,
+    profile_id: str,
+    regime: str,
+    entries: list[ConsentEntry],
+    language: str,
+) -> list[ConsentEntry]:
+    """The entries to append for a preference-center submission, with double opt-in applied.
+
+    Under the ``opt_in`` regime, a grant over ``email`` becomes a pending request (source
+    ``double_opt_in``, the page's proof plus the address and language of the mail) that the
+    subject confirms from the mail, like a request made through the API. A profile without an
+    email address keeps its grant: there is no address to confirm and none to write to. Under
+    ``opt_out`` and for every other channel or state, the entries are returned as they are.
+    The caller appends them, then mails each pending record of :func:`pending_of_records`
+    after its transaction commits.
+    """
+    if regime != OPT_IN or not any(_needs_confirmation(e) for e in entries):
+        return entries
+    view = profiles.get_profile(session=session, workspace_id=workspace_id, profile_id=profile_id)
+    addresses = doi.profile_addresses(view.traits, view.identifiers)
+    address = doi.choose_address(addresses, None)
+    if address is None:
+        return entries
+    try:
+        address = ascii_address(address)
+    except ValueError:  # an address no SMTP server takes: nothing can be confirmed
+        return entries
+    language = doi.language_of(language)
+    routed: list[ConsentEntry] = []
+    for entry in entries:
+        if _needs_confirmation(entry):
+            entry = replace(
+                entry,
+                state=PENDING,
+                source=doi.SOURCE,
+                proof=doi.request_proof(entry.proof, address=address, language=language),
+            )
+        routed.append(entry)
+    return routed
+
+
+def _needs_confirmation(entry: ConsentEntry) -> bool:
+    return entry.state == GRANTED and entry.channel == doi.CHANNEL
+
+
+def pending_of_records(*, session: Session, records: list[ConsentRecord]) -> list[Pending]:
+    """The double opt-in requests among appended ``records``, ready for :func:`send`."""
+    out: list[Pending] = []
+    for record in records:
+        proof = record.proof or {}
+        address = proof.get("email")
+        if record.state != PENDING or record.source != doi.SOURCE or not isinstance(address, str):
+            continue
+        language = doi.language_of(str(proof.get("language") or ""))
+        out.append(Pending(record, address, language, _brand(session, record.workspace_id)))
+    return out
 
 
 # --- reading the ledger around a request --------------------------------------------------------

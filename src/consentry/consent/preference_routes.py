@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
@@ -36,15 +37,16 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
 from consentry.config import Settings
-from consentry.consent import links, service
+from consentry.consent import doi_service, links, service
 from consentry.consent import preferences as pc
 from consentry.consent.i18n import NATIVE_NAMES, Translator, negotiate
-from consentry.consent.models import GRANTED, PENDING, ConsentConfig, ConsentEntry
+from consentry.consent.models import GRANTED, PENDING, ConsentConfig
 from consentry.consent.signals import GPC_PURPOSE
 from consentry.deps import ConsentRead, ConsentWrite, DbDep, SettingsDep
 from consentry.errors import NotFound
 from consentry.platform.db import Database, lock_workspace, utcnow
 
+log = logging.getLogger(__name__)
 admin = APIRouter(prefix="/v1/consent", tags=["consent"])
 pages = APIRouter(include_in_schema=False)
 
@@ -56,28 +58,6 @@ PAGE_HEADERS = {
     "X-Robots-Tag": "noindex, nofollow",
 }
 DONE = {"saved": "done.saved", "unsubscribed": "done.unsubscribed_all", "pending": "done.pending"}
-
-
-# --- the hook of double opt-in ------------------------------------------------------------------
-
-
-def route_grants(
-    session: Session,  # noqa: ARG001 - the hook's contract: double opt-in needs them
-    *,
-    workspace_id: str,  # noqa: ARG001
-    profile_id: str,  # noqa: ARG001
-    regime: str,  # noqa: ARG001
-    entries: list[ConsentEntry],
-) -> list[ConsentEntry]:
-    """THE HOOK for double opt-in: the entries a preference-center submission appends, called
-    inside its transaction just before they are appended.
-
-    Today every "yes" is recorded as a grant (``state`` granted, source ``preference_center``),
-    in opt-in jurisdictions too. Double opt-in may return, in place of an email grant under the
-    ``opt_in`` regime, a ``pending`` entry (and queue its confirmation mail to be sent once the
-    transaction commits); the page then says "check your inbox" (any pending record does).
-    """
-    return entries
 
 
 # --- admin: links and branding ------------------------------------------------------------------
@@ -451,13 +431,16 @@ def _save(
                 lines = [look.t("error.form")]
                 return refuse(request, 400, look, "error.title.form", lines, exc.problems, back)
             found = pc.changes(opened.offered, submission)
-            entries = route_grants(
-                session,
-                workspace_id=link.workspace_id,
-                profile_id=link.profile_id,
-                regime=opened.regime,
-                entries=pc.entries(found, profile_id=link.profile_id, occurred_at=now, proof=proof),
-            )
+            entries = pc.entries(found, profile_id=link.profile_id, occurred_at=now, proof=proof)
+            if settings.double_opt_in.preference_center:
+                entries = doi_service.route_page_grants(
+                    session=session,
+                    workspace_id=link.workspace_id,
+                    profile_id=link.profile_id,
+                    regime=opened.regime,
+                    entries=entries,
+                    language=look.language,
+                )
             if gpc and not any(e.purpose == GPC_PURPOSE and e.state == GRANTED for e in entries):
                 service.record_gpc(
                     session=session,
@@ -470,8 +453,11 @@ def _save(
             records = service.append(
                 session=session, workspace_id=link.workspace_id, entries=entries, recorded_at=now
             )
+            to_confirm = doi_service.pending_of_records(session=session, records=records)
     except NotFound:
         return gone(request, db, link)
+    for pending in to_confirm:  # after the commit: a slow mail server holds no lock
+        _mail_confirmation(request, settings, pending)
     done = (
         "pending"
         if any(r.state == PENDING for r in records)
@@ -483,6 +469,27 @@ def _save(
         return fragment(_saved_lines(look, found, done))
     target = f"{pc.PREFERENCES_PATH}{token}?lang={look.language}&done={done}"
     return RedirectResponse(target, status_code=303, headers=PAGE_HEADERS)
+
+
+def _mail_confirmation(request: Request, settings: Settings, pending: doi_service.Pending) -> None:
+    """Send the confirmation of a request made on the page. A failure is logged (without the
+    address); the pending record stays and the subject, or the shop through the API's
+    ``resend_url``, can ask again."""
+    delivery = doi_service.send(
+        mailer=request.app.state.mailer,
+        pending=pending,
+        secret=settings.secret_key,
+        public_url=settings.public_url,
+        ttl=timedelta(hours=settings.double_opt_in.link_ttl_hours),
+        from_address=settings.smtp.from_address,
+        from_name=settings.smtp.from_name,
+    )
+    if delivery.error is not None:
+        log.warning(  # not the server's words: a refusal may quote the address
+            "double opt-in mail for consent record %s was not sent (%s failure)",
+            pending.record.id,
+            "permanent" if delivery.error.permanent else "temporary",
+        )
 
 
 def _saved_lines(look: Look, found: list[pc.Change], done: str) -> list[str]:
