@@ -277,6 +277,7 @@ def main() -> None:
             leftover.unlink()
         build(partial, args.subjects)
         partial.rename(path)
+    upgrade(f"sqlite:///{path}")  # a store cached by an older version gets the new indexes
     db = Database.from_url(f"sqlite:///{path}")
     ids = canonical_ids(path)
     raw, batch, singles = [], [], []

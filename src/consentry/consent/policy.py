@@ -228,9 +228,11 @@ def can_use_many(
     for canonical_id in wanted:
         regime = regimes.get(canonical_id, default)
         found = states.get(canonical_id)
-        decisions[canonical_id] = (
-            decide(pick(found, channel), regime, when) if found else by_regime[regime]
-        )
+        if found is None:
+            decisions[canonical_id] = by_regime[regime]
+        else:  # one state of the channel or of ``any`` is what pick() chooses from one
+            state = found[0] if len(found) == 1 else pick(found, channel)
+            decisions[canonical_id] = decide(state, regime, when)
     unknown = Decision(False, "unknown_profile", None, config.default_regime)
     return {pid: decisions[canonical[pid]] if pid in canonical else unknown for pid in ids}
 
@@ -261,33 +263,46 @@ def _states_by_scan(
     session: Session, workspace_id: str, canonical: Mapping[str, str], purpose: str, channel: str
 ) -> dict[str, list[CurrentState]]:
     """States of many unified profiles: one scan of the purpose, grouped by unified profile."""
-    rows = session.execute(
-        select(
-            ConsentStateRow.profile_id,
-            ConsentStateRow.purpose,
-            ConsentStateRow.channel,
-            ConsentStateRow.state,
-            ConsentStateRow.legal_basis,
-            ConsentStateRow.record_id,
-            ConsentStateRow.occurred_at,
-            ConsentStateRow.expires_at,
-        ).where(
-            ConsentStateRow.workspace_id == workspace_id,
-            ConsentStateRow.purpose == purpose,
-            ConsentStateRow.channel.in_(_channels(channel)),
+    rows = (
+        session.connection()
+        .execute(  # Core rows, fetched in bulk
+            select(
+                ConsentStateRow.profile_id,
+                ConsentStateRow.purpose,
+                ConsentStateRow.channel,
+                ConsentStateRow.state,
+                ConsentStateRow.legal_basis,
+                ConsentStateRow.record_id,
+                ConsentStateRow.occurred_at,
+                ConsentStateRow.expires_at,
+            ).where(
+                ConsentStateRow.workspace_id == workspace_id,
+                ConsentStateRow.purpose == purpose,
+                ConsentStateRow.channel.in_(_channels(channel)),
+            )
         )
-    ).all()
-    owner = dict(canonical)
-    strangers = sorted({row[0] for row in rows} - owner.keys())  # members not asked about
-    owner.update(
-        profiles.canonical_map(session=session, workspace_id=workspace_id, profile_ids=strangers)
+        .all()
     )
+    owner = canonical
+    strangers = sorted({row[0] for row in rows} - owner.keys())  # members not asked about
+    if strangers:
+        owner = {
+            **canonical,
+            **profiles.canonical_map(
+                session=session, workspace_id=workspace_id, profile_ids=strangers
+            ),
+        }
     wanted = set(canonical.values())
     grouped: dict[str, list[CurrentState]] = {}
     for row in rows:
         canonical_id = owner.get(row[0])
         if canonical_id in wanted:
-            grouped.setdefault(canonical_id, []).append(CurrentState(*row))
+            state = CurrentState(*row)
+            found = grouped.get(canonical_id)
+            if found is None:
+                grouped[canonical_id] = [state]
+            else:
+                found.append(state)
     return grouped
 
 
@@ -302,6 +317,15 @@ def _regimes(
     memo: dict[tuple[tuple[str, str], ...], str] = {}
     out: dict[str, str] = {}
     for canonical_id, values in traits.items():
+        if len(values) == 1:  # the usual case: one trait, such as country
+            ((key, value),) = values.items()
+            if isinstance(value, str):
+                signature: tuple[tuple[str, str], ...] = ((key, value),)
+                regime = memo.get(signature)
+                if regime is None:
+                    regime = memo[signature] = regime_for(country_of(values), default)
+                out[canonical_id] = regime
+                continue
         signature = tuple(sorted((k, v) for k, v in values.items() if isinstance(v, str)))
         if len(signature) != len(values):  # an address object: no shortcut
             out[canonical_id] = regime_for(country_of(values), default)

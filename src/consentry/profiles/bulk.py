@@ -17,6 +17,7 @@ from consentry.profiles.tables import CurrentTraitRow, ProfileRow
 
 CHUNK = 500
 SCAN_ABOVE = 20_000
+FETCH = 20_000  # rows fetched at a time by a scan (row by row costs more than the database)
 
 
 def canonical_map_many(
@@ -41,7 +42,10 @@ def canonical_map_many(
             ProfileRow.workspace_id == workspace_id
         )
     )
-    return {pid: canonical for pid, canonical in every if pid in wanted}
+    out = {}
+    for part in every.partitions(FETCH):
+        out.update((pid, canonical) for pid, canonical in part if pid in wanted)
+    return out
 
 
 def current_traits_many(
@@ -74,7 +78,12 @@ def current_traits_many(
             t.workspace_id == workspace_id, t.key.in_(sorted(keys))
         )
     )
-    for canonical, key, value in every:
-        if canonical in wanted:
-            out.setdefault(canonical, {})[key] = value
+    for part in every.partitions(FETCH):
+        for canonical, key, value in part:
+            if canonical in wanted:
+                found = out.get(canonical)
+                if found is None:
+                    out[canonical] = {key: value}
+                else:
+                    found[key] = value
     return out

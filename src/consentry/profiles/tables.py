@@ -18,7 +18,7 @@ class ProfileRow(Base):
     ``merged_into`` is the direct parent of the merge tree, so an unmerge can restore a subtree."""
 
     __tablename__ = "profiles"
-    __table_args__ = (Index("ix_profiles_ws_canonical", "workspace_id", "canonical_id"),)
+    __table_args__ = (Index("ix_profiles_ws_canonical", "workspace_id", "canonical_id", "id"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
