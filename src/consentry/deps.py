@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 
 from consentry.config import Settings
-from consentry.errors import Forbidden, Unauthorized
-from consentry.platform import tenancy
+from consentry.errors import FieldError, Forbidden, Invalid, NotFound, Unauthorized
+from consentry.platform import audit, tenancy
 from consentry.platform.db import Database
 from consentry.platform.tenancy import Principal, Scope
 
@@ -76,9 +78,89 @@ def get_principal(
     return principal
 
 
+REASON_HEADER = "X-Consentry-Reason"
+
+
+class ReadNote:
+    """What a read returned: the pseudonymous ids of the subjects whose data it showed."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def found(self, ids: Iterable[str]) -> None:
+        """Note the ids the response carries (each once, in order)."""
+        self.ids.extend(i for i in ids if i not in self.ids)
+
+
+class ReadRecorder:
+    """Records in the audit trail each read of personal data by the caller of an admin route.
+
+    The route reads inside ``with recorder.reading(principal, "profile.read", lookup="email")``
+    and names what it returned with ``note.found(ids)``; on leaving, one short write (one commit)
+    appends an entry per id, or one entry with no target when nothing was found (a NotFound
+    is recorded, then raised). Never pass the email, phone or name that was looked up: say which
+    kind of lookup it was. The reason is the ``X-Consentry-Reason`` header, else "unspecified".
+    """
+
+    def __init__(self, db: Database, reason: str) -> None:
+        self.db = db
+        self.reason = reason
+
+    @contextmanager
+    def reading(
+        self,
+        principal: Principal,
+        action: str,
+        *,
+        target_type: str = "profile",
+        **details: audit.DetailValue,
+    ) -> Iterator[ReadNote]:
+        """Record the read done inside the block, once it has ended (or found nothing)."""
+        note = ReadNote()
+        try:
+            yield note
+        except NotFound:
+            self._write(principal, action, target_type, [], details)
+            raise
+        self._write(principal, action, target_type, note.ids, details)
+
+    def _write(
+        self,
+        principal: Principal,
+        action: str,
+        target_type: str,
+        ids: list[str],
+        details: dict[str, audit.DetailValue],
+    ) -> None:
+        with self.db.write() as session:
+            audit.record_many(
+                session=session,
+                workspace_id=principal.workspace_id,
+                actor=f"token:{principal.key_id}",
+                action=action,
+                target_type=target_type,
+                target_ids=ids,
+                reason=self.reason,
+                details=details,
+            )
+
+
+def read_recorder(request: Request, db: DbDep) -> ReadRecorder:
+    """The recorder of this request's reads; a reason header that cannot be stored is a 400."""
+    given = request.headers.get(REASON_HEADER, "").strip()
+    problem = audit.reason_problem(given) if given else None
+    if problem:
+        raise Invalid("the reason cannot be recorded", [FieldError(REASON_HEADER, problem)])
+    return ReadRecorder(db, given or audit.UNSPECIFIED)
+
+
+ReadAudit = Annotated[ReadRecorder, Depends(read_recorder)]
 ProfilesRead = Annotated[Principal, Security(get_principal, scopes=[Scope.PROFILES_READ])]
 ProfilesWrite = Annotated[Principal, Security(get_principal, scopes=[Scope.PROFILES_WRITE])]
 CommerceRead = Annotated[Principal, Security(get_principal, scopes=[Scope.COMMERCE_READ])]
 ConsentRead = Annotated[Principal, Security(get_principal, scopes=[Scope.CONSENT_READ])]
 ConsentWrite = Annotated[Principal, Security(get_principal, scopes=[Scope.CONSENT_WRITE])]
+PrivacyRead = Annotated[Principal, Security(get_principal, scopes=[Scope.PRIVACY_READ])]
+PrivacyWrite = Annotated[Principal, Security(get_principal, scopes=[Scope.PRIVACY_WRITE])]
+AuditRead = Annotated[Principal, Security(get_principal, scopes=[Scope.AUDIT_READ])]
 AnyToken = Annotated[Principal, Security(get_principal, scopes=[])]

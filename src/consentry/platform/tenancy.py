@@ -47,6 +47,9 @@ class Scope(StrEnum):
     COMMERCE_READ = "commerce:read"
     CONSENT_READ = "consent:read"
     CONSENT_WRITE = "consent:write"
+    PRIVACY_READ = "privacy:read"  # data-subject requests, processors, retention, certificates
+    PRIVACY_WRITE = "privacy:write"
+    AUDIT_READ = "audit:read"  # the audit trail: read, verify, export
     WORKSPACE_ADMIN = "workspace:admin"
 
 
@@ -74,6 +77,9 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
             Scope.COMMERCE_READ,
             Scope.CONSENT_READ,
             Scope.CONSENT_WRITE,
+            Scope.PRIVACY_READ,
+            Scope.PRIVACY_WRITE,
+            Scope.AUDIT_READ,
         }
     ),
 }
@@ -220,5 +226,7 @@ def authenticate(*, session: Session, secret: str, kind: str) -> Principal:
         key_id=row.id,
         kind=row.kind,
         role=role,
-        scopes=frozenset(Scope(s) for s in row.scopes),
+        # A role's scopes as this version defines them: a token made before a scope existed
+        # (say, an admin's before privacy:write) holds it after an upgrade.
+        scopes=ROLE_SCOPES[role] if role else frozenset(),
     )
