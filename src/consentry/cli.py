@@ -25,7 +25,9 @@ from consentry.ingest import service as ingest_service
 from consentry.migrations import current as current_revision
 from consentry.migrations import upgrade as upgrade_store
 from consentry.platform import tenancy
+from consentry.platform.crypto import Keyring, build_keyring
 from consentry.platform.db import Database, utcnow
+from consentry.platform.keystore import KeyStore, open_keystore
 from consentry.profiles import service as profiles_service
 
 app = typer.Typer(
@@ -45,9 +47,13 @@ def _register_capability_commands() -> None:
     """Capabilities' own command groups (imported late: they import this module's helpers)."""
     from consentry.commerce.import_cli import import_app
     from consentry.consent.cli import consent_app
+    from consentry.platform.audit_cli import audit_app
+    from consentry.platform.keys_cli import keys_app
 
     app.add_typer(import_app, name="import")
     app.add_typer(consent_app, name="consent")
+    app.add_typer(audit_app, name="audit")
+    app.add_typer(keys_app, name="keys")
 
 
 console = Console()
@@ -72,6 +78,25 @@ def open_store(settings: Settings, *, migrate: bool = True) -> Database:
     if migrate:
         upgrade_store(settings.database_url)
     return Database.from_url(settings.database_url)
+
+
+def keyring_for(settings: Settings) -> Keyring:
+    """The settings' keyring; development and test derive keys from the secret when unset."""
+    dev = settings.secret_key if settings.environment != "production" else None
+    return build_keyring(
+        master_keys=settings.crypto.master_keys,
+        blind_index_key=settings.crypto.blind_index_key,
+        dev_secret=dev,
+    )
+
+
+def open_keys(settings: Settings) -> KeyStore:
+    """The key store beside the settings' data store."""
+    return open_keystore(
+        data_url=settings.database_url,
+        keystore_url=settings.crypto.keystore_url,
+        keyring=keyring_for(settings),
+    )
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

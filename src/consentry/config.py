@@ -72,6 +72,26 @@ class DoubleOptInSettings(BaseModel):
     )
 
 
+class CryptoSettings(BaseModel):
+    """Encryption of personal data at rest (see docs/privacy.md)."""
+
+    master_keys: str = Field(
+        "",
+        repr=False,
+        description="Master keys wrapping the data keys, 'id:base64key,...'; the first is "
+        "current, older ones stay to read keys not yet re-wrapped (consentry keys rotate). "
+        "Empty in development and test: keys derived from CONSENTRY_SECRET_KEY.",
+    )
+    blind_index_key: str = Field(
+        "", repr=False, description="Base64 key of the blind indexes (equality look-ups)."
+    )
+    keystore_url: str | None = Field(
+        None,
+        description="Where wrapped data keys live, apart from the data: default the file "
+        "<db>.keys.db beside an SQLite store, the database <name>_keys on PostgreSQL.",
+    )
+
+
 class Settings(BaseSettings):
     """All of consentry's settings."""
 
@@ -98,12 +118,20 @@ class Settings(BaseSettings):
     identity: IdentitySettings = IdentitySettings()
     smtp: SmtpSettings = SmtpSettings()
     double_opt_in: DoubleOptInSettings = DoubleOptInSettings()
+    crypto: CryptoSettings = CryptoSettings()
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         if self.environment == "production" and self.secret_key == PLACEHOLDER_SECRET:
             raise ValueError(
                 "CONSENTRY_SECRET_KEY is still the placeholder; set a random value in production"
+            )
+        if self.environment == "production" and not (
+            self.crypto.master_keys.strip() and self.crypto.blind_index_key.strip()
+        ):
+            raise ValueError(
+                "CONSENTRY_CRYPTO__MASTER_KEYS and CONSENTRY_CRYPTO__BLIND_INDEX_KEY must be set "
+                "in production (consentry keys generate prints fresh ones)"
             )
         return self
 
