@@ -27,7 +27,7 @@ from consentry.consent.routes import router as consent_router
 from consentry.consent.signal_routes import router as consent_signals_router
 from consentry.consent.signal_routes import well_known as consent_well_known
 from consentry.delivery.smtp import SmtpMailer
-from consentry.deps import AnyToken, CommerceRead, DbDep
+from consentry.deps import AnyToken, CommerceRead, DbDep, ReadAudit
 from consentry.errors import (
     Conflict,
     ConsentryError,
@@ -42,7 +42,10 @@ from consentry.ingest.routes import router as ingest_router
 from consentry.ingest.writer import IngestWriter
 from consentry.nul_guard import NulGuard
 from consentry.platform import tenancy
+from consentry.platform.audit_routes import router as audit_router
 from consentry.platform.db import Database
+from consentry.privacy.access_routes import router as access_router
+from consentry.privacy.processor_routes import router as privacy_processors_router
 from consentry.profiles import service as profiles
 from consentry.profiles.routes import router as profiles_router
 
@@ -129,6 +132,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(consent_signals_router)  # /tcf, /signals/...: before {profile_id}
     app.include_router(consent_well_known)  # /.well-known/gpc.json
     app.include_router(consent_router)
+    app.include_router(privacy_processors_router)
+    app.include_router(audit_router)
+    app.include_router(access_router)
     _mount_core(app)
     _mount_web(app)
     return app
@@ -170,10 +176,14 @@ def _mount_core(app: FastAPI) -> None:
         return {"pending": pending}
 
     @app.get("/v1/orders/{order_id}", tags=["commerce"])
-    def get_order(order_id: str, principal: CommerceRead, db: DbDep) -> dict[str, Any]:
-        """One order with its items."""
-        with db.read() as session:
-            order = commerce.get_order(
-                session=session, workspace_id=principal.workspace_id, order_id=order_id
-            )
+    def get_order(
+        order_id: str, principal: CommerceRead, db: DbDep, reads: ReadAudit
+    ) -> dict[str, Any]:
+        """One order with its items (the read is recorded under the buyer's profile id)."""
+        with reads.reading(principal, "order.read", lookup="order_id") as note:
+            with db.read() as session:
+                order = commerce.get_order(
+                    session=session, workspace_id=principal.workspace_id, order_id=order_id
+                )
+            note.found([order.profile_id] if order.profile_id else [])
         return asdict(order)

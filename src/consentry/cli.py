@@ -49,9 +49,11 @@ def _register_capability_commands() -> None:
     from consentry.consent.cli import consent_app
     from consentry.platform.audit_cli import audit_app
     from consentry.platform.keys_cli import keys_app
+    from consentry.privacy.cli import privacy_app
 
     app.add_typer(import_app, name="import")
     app.add_typer(consent_app, name="consent")
+    app.add_typer(privacy_app, name="privacy")
     app.add_typer(audit_app, name="audit")
     app.add_typer(keys_app, name="keys")
 

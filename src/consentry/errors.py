@@ -7,6 +7,7 @@
      |    +-- LimitExceeded  a size or count limit was passed
      +-- Unauthorized     no or unknown credentials
      +-- Forbidden        credentials lack the scope
+     |    +-- TransferRefused  data may not leave to that processor (privacy's gate)
      +-- NotFound         no such thing in this workspace
      +-- Conflict         the request contradicts the current state
 """
@@ -63,6 +64,12 @@ class Forbidden(ConsentryError):
     """Credentials are valid but may not do this."""
 
     code = "forbidden"
+
+
+class TransferRefused(Forbidden):
+    """Data may not leave to a processor; ``errors`` name every reason."""
+
+    code = "transfer_refused"
 
 
 class NotFound(ConsentryError):

@@ -2,7 +2,8 @@
 receipts and verification of the ledger.
 
 A subject is named by profile id, or by ``email`` / ``user_id`` (resolved to the unified profile).
-Reads need the scope ``consent:read``; recording and verifying need ``consent:write``.
+Reads need the scope ``consent:read``; recording and verifying need ``consent:write``. Every read
+of a subject's consent is recorded in the audit trail (:class:`consentry.deps.ReadRecorder`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from consentry.consent import service
 from consentry.consent.models import ANY_CHANNEL, ConsentIn, ConsentRecord, parse_items
-from consentry.deps import ConsentRead, ConsentWrite, DbDep
+from consentry.deps import ConsentRead, ConsentWrite, DbDep, ReadAudit, ReadRecorder
 from consentry.errors import Invalid
 from consentry.platform.tenancy import Principal
 
@@ -37,6 +38,14 @@ class BulkIn(BaseModel):
 
 def _actor(principal: Principal) -> str:
     return f"token:{principal.key_id}"
+
+
+def _lookup(profile_id: str | None, email: str | None, user_id: str | None) -> str:
+    """Which kind of lookup named the subject (recorded instead of the value)."""
+    kinds = [
+        k for k, v in (("profile_id", profile_id), ("email", email), ("user_id", user_id)) if v
+    ]
+    return "+".join(kinds) or "none"
 
 
 def record_json(record: ConsentRecord) -> dict[str, Any]:
@@ -76,6 +85,7 @@ def record_bulk(body: BulkIn, principal: ConsentWrite, db: DbDep) -> dict[str, A
 def decision(
     principal: ConsentRead,
     db: DbDep,
+    reads: ReadAudit,
     purpose: Annotated[str, Query(max_length=100)],
     channel: Annotated[str, Query(max_length=16)] = ANY_CHANNEL,
     profile_id: Annotated[str | None, Query(max_length=36)] = None,
@@ -84,32 +94,40 @@ def decision(
     at: datetime | None = None,
 ) -> dict[str, Any]:
     """The policy's decision: may ``purpose`` use this subject over ``channel`` (now or ``at``)?"""
-    with db.read() as session:
-        subject = service.resolve_subject(
-            session=session,
-            workspace_id=principal.workspace_id,
-            profile_id=profile_id,
-            email=email,
-            user_id=user_id,
-        )
-        found = service.can_use(
-            session=session,
-            workspace_id=principal.workspace_id,
-            profile_id=subject,
-            purpose=purpose,
-            channel=channel,
-            at=at,
-        )
+    lookup = _lookup(profile_id, email, user_id)
+    with reads.reading(principal, "consent.decision", lookup=lookup) as note:
+        with db.read() as session:
+            subject = service.resolve_subject(
+                session=session,
+                workspace_id=principal.workspace_id,
+                profile_id=profile_id,
+                email=email,
+                user_id=user_id,
+            )
+            found = service.can_use(
+                session=session,
+                workspace_id=principal.workspace_id,
+                profile_id=subject,
+                purpose=purpose,
+                channel=channel,
+                at=at,
+            )
+        note.found([subject])
     return {"profile_id": subject, "purpose": purpose, "channel": channel, **asdict(found)}
 
 
 @router.get("/records/{record_id}/receipt")
-def get_receipt(record_id: str, principal: ConsentRead, db: DbDep) -> dict[str, Any]:
+def get_receipt(
+    record_id: str, principal: ConsentRead, db: DbDep, reads: ReadAudit
+) -> dict[str, Any]:
     """A consent receipt of one record (Kantara CR v1.1 / ISO/IEC TS 27560 fields)."""
-    with db.read() as session:
-        return service.receipt(
-            session=session, workspace_id=principal.workspace_id, record_id=record_id
-        )
+    with reads.reading(principal, "consent.receipt", target_type="consent_record") as note:
+        with db.read() as session:
+            found = service.receipt(
+                session=session, workspace_id=principal.workspace_id, record_id=record_id
+            )
+        note.found([record_id])
+    return found
 
 
 @router.post("/verify")
@@ -129,25 +147,49 @@ def _current(db: DbDep, workspace_id: str, profile_id: str) -> dict[str, Any]:
         )
 
 
+def _read_current(
+    db: DbDep,
+    reads: ReadRecorder,
+    principal: Principal,
+    *,
+    profile_id: str | None = None,
+    email: str | None = None,
+    user_id: str | None = None,
+) -> dict[str, Any]:
+    """The subject's current consent; the read (or the miss) is recorded by profile id only."""
+    lookup = _lookup(profile_id, email, user_id)
+    with reads.reading(principal, "consent.read", lookup=lookup) as note:
+        if profile_id is None:
+            with db.read() as session:
+                profile_id = service.resolve_subject(
+                    session=session,
+                    workspace_id=principal.workspace_id,
+                    email=email,
+                    user_id=user_id,
+                )
+        shown = _current(db, principal.workspace_id, profile_id)
+        note.found([shown["profile_id"]])
+    return shown
+
+
 @router.get("")
 def find_consent(
     principal: ConsentRead,
     db: DbDep,
+    reads: ReadAudit,
     email: Annotated[str | None, Query(max_length=512)] = None,
     user_id: Annotated[str | None, Query(max_length=512)] = None,
 ) -> dict[str, Any]:
     """The current consent of the subject holding this email or user id."""
-    with db.read() as session:
-        subject = service.resolve_subject(
-            session=session, workspace_id=principal.workspace_id, email=email, user_id=user_id
-        )
-    return _current(db, principal.workspace_id, subject)
+    return _read_current(db, reads, principal, email=email, user_id=user_id)
 
 
 @router.get("/{profile_id}")
-def get_consent(profile_id: str, principal: ConsentRead, db: DbDep) -> dict[str, Any]:
+def get_consent(
+    profile_id: str, principal: ConsentRead, db: DbDep, reads: ReadAudit
+) -> dict[str, Any]:
     """Per purpose and channel, the current state across the unified profile, with record ids."""
-    return _current(db, principal.workspace_id, profile_id)
+    return _read_current(db, reads, principal, profile_id=profile_id)
 
 
 @router.get("/{profile_id}/history")
@@ -155,16 +197,19 @@ def get_history(
     profile_id: str,
     principal: ConsentRead,
     db: DbDep,
+    reads: ReadAudit,
     limit: Limit = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> dict[str, Any]:
     """Every record of the unified profile's members, newest first."""
-    with db.read() as session:
-        canonical, records = service.subject_history(
-            session=session,
-            workspace_id=principal.workspace_id,
-            profile_id=profile_id,
-            limit=limit,
-            offset=offset,
-        )
+    with reads.reading(principal, "consent.history", lookup="profile_id") as note:
+        with db.read() as session:
+            canonical, records = service.subject_history(
+                session=session,
+                workspace_id=principal.workspace_id,
+                profile_id=profile_id,
+                limit=limit,
+                offset=offset,
+            )
+        note.found([canonical])
     return {"profile_id": canonical, "records": [record_json(r) for r in records]}

@@ -16,8 +16,10 @@ def metadata() -> MetaData:
     from consentry.commerce import tables as _commerce  # noqa: F401
     from consentry.consent import tables as _consent  # noqa: F401
     from consentry.ingest import tables as _ingest  # noqa: F401
+    from consentry.platform import audit_tables as _audit  # noqa: F401
     from consentry.platform import tenancy as _tenancy  # noqa: F401
     from consentry.platform.db import Base
+    from consentry.privacy import tables as _privacy  # noqa: F401
     from consentry.profiles import tables as _profiles  # noqa: F401
 
     return Base.metadata

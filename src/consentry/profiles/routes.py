@@ -1,7 +1,9 @@
 """Admin routes of profiles: search, the profile 360 view, timeline, merge and unmerge.
 
 The profile 360 view composes three capabilities' public services (profiles, ingest, commerce);
-composing them here keeps the services free of each other's tables.
+composing them here keeps the services free of each other's tables. Every read of a profile is
+recorded in the audit trail by profile id (:class:`consentry.deps.ReadRecorder`), never by the
+email, phone or id it was looked up with.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from consentry.commerce import service as commerce
-from consentry.deps import DbDep, ProfilesRead, ProfilesWrite, SettingsDep
+from consentry.deps import DbDep, ProfilesRead, ProfilesWrite, ReadAudit, SettingsDep
 from consentry.errors import FieldError, Invalid
 from consentry.ingest import service as ingest
 from consentry.platform.db import Database
@@ -115,6 +117,7 @@ def search_profiles(
     principal: ProfilesRead,
     db: DbDep,
     settings: SettingsDep,
+    reads: ReadAudit,
     email: str | None = None,
     phone: str | None = None,
     user_id: str | None = None,
@@ -123,8 +126,10 @@ def search_profiles(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> dict[str, Any]:
     """Find unified profiles by email, phone, userId or anonymousId; without one, list them."""
-    with db.read() as session:
-        if any(v is not None for v in (email, phone, user_id, anonymous_id)):
+    given = {"email": email, "phone": phone, "user_id": user_id, "anonymous_id": anonymous_id}
+    lookup = "+".join(k for k, v in given.items() if v is not None) or "list"
+    with reads.reading(principal, "profile.search", lookup=lookup) as note, db.read() as session:
+        if lookup != "list":
             ids = service.search_identifiers(
                 session=session,
                 workspace_id=principal.workspace_id,
@@ -149,6 +154,7 @@ def search_profiles(
             )
             for pid in ids
         ]
+        note.found(p.id for p in found)
     return {
         "total": total,
         "profiles": [
@@ -160,10 +166,13 @@ def search_profiles(
 
 @router.get("/profiles/{profile_id}")
 def get_profile(
-    profile_id: str, principal: ProfilesRead, db: DbDep, events_limit: Limit = 50
+    profile_id: str, principal: ProfilesRead, db: DbDep, reads: ReadAudit, events_limit: Limit = 50
 ) -> dict[str, Any]:
     """The profile 360 view. A merged-away id answers with the profile it now belongs to."""
-    return profile_360(db, principal.workspace_id, profile_id, events_limit)
+    with reads.reading(principal, "profile.read", lookup="profile_id") as note:
+        shown = profile_360(db, principal.workspace_id, profile_id, events_limit)
+        note.found([shown["id"]])
+    return shown
 
 
 @router.get("/profiles/{profile_id}/events")
@@ -171,26 +180,32 @@ def get_profile_events(
     profile_id: str,
     principal: ProfilesRead,
     db: DbDep,
+    reads: ReadAudit,
     limit: Limit = 50,
     before: str | None = None,
 ) -> dict[str, Any]:
     """The profile's timeline, newest first; pass ``next`` back as ``before`` to page on."""
-    with db.read() as session:
-        view = service.get_profile(
-            session=session, workspace_id=principal.workspace_id, profile_id=profile_id
-        )
-    return timeline(db, principal.workspace_id, view.member_ids, limit, before)
+    with reads.reading(principal, "profile.events", lookup="profile_id") as note:
+        with db.read() as session:
+            view = service.get_profile(
+                session=session, workspace_id=principal.workspace_id, profile_id=profile_id
+            )
+        shown = timeline(db, principal.workspace_id, view.member_ids, limit, before)
+        note.found([view.id])
+    return shown
 
 
 @router.get("/profiles/{profile_id}/traits/history")
 def get_trait_history(
-    profile_id: str, principal: ProfilesRead, db: DbDep, key: str | None = None
+    profile_id: str, principal: ProfilesRead, db: DbDep, reads: ReadAudit, key: str | None = None
 ) -> dict[str, Any]:
     """Every observed value of the profile's traits, newest first."""
-    with db.read() as session:
-        rows = service.trait_history(
-            session=session, workspace_id=principal.workspace_id, profile_id=profile_id, key=key
-        )
+    with reads.reading(principal, "profile.traits", lookup="profile_id") as note:
+        with db.read() as session:
+            rows = service.trait_history(
+                session=session, workspace_id=principal.workspace_id, profile_id=profile_id, key=key
+            )
+        note.found([profile_id])
     return {"history": rows}
 
 

@@ -41,13 +41,15 @@ from consentry.deps import (
     DbDep,
     ProfilesRead,
     ProfilesWrite,
+    ReadAudit,
+    ReadRecorder,
     SettingsDep,
 )
 from consentry.errors import ConsentryError, FieldError, Forbidden, Invalid, Unauthorized
 from consentry.ingest import service as ingest
 from consentry.platform import tenancy
 from consentry.platform.db import Database
-from consentry.platform.tenancy import Scope
+from consentry.platform.tenancy import Principal, Scope
 from consentry.profiles import service as profiles
 from consentry.profiles.models import ANONYMOUS_ID, EMAIL, PHONE, USER_ID
 from consentry.profiles.routes import profile_360, timeline
@@ -356,42 +358,64 @@ def logout() -> Response:
     return response
 
 
+def audited_search(
+    reads: ReadRecorder, principal: Principal, db: Database, query: str, region: str
+) -> SearchResult:
+    """:func:`search`, the profiles it shows recorded in the audit trail (never the query)."""
+    with reads.reading(principal, "profile.search", lookup="query", via="dashboard") as note:
+        found = search(db, principal.workspace_id, query, region)
+        note.found(p.id for p in found.profiles)
+    return found
+
+
 @router.get("")
 def search_page(
     request: Request,
     principal: ProfilesRead,
     db: DbDep,
     settings: SettingsDep,
+    reads: ReadAudit,
     q: str = "",
     page: PageNumber = 1,
 ) -> Response:
     """The search box, the most recently seen profiles and the workspace's counts."""
     ws = principal.workspace_id
+    region = settings.default_phone_region
+    with reads.reading(principal, "profile.list", lookup="list", via="dashboard") as note:
+        recent = recent_profiles(db, ws, page)
+        note.found(p.id for p in recent["profiles"])
     return render(
         request,
         "search.html",
         principal=principal,
         counts=workspace_counts(db, ws),
-        result=search(db, ws, q, settings.default_phone_region) if q.strip() else None,
-        recent=recent_profiles(db, ws, page),
+        result=audited_search(reads, principal, db, q, region) if q.strip() else None,
+        recent=recent,
     )
 
 
 @router.get("/profiles/search")
 def search_results(
-    principal: ProfilesRead, db: DbDep, settings: SettingsDep, q: str = ""
+    principal: ProfilesRead, db: DbDep, settings: SettingsDep, reads: ReadAudit, q: str = ""
 ) -> Response:
     """The results table of a search (an htmx fragment)."""
-    found = search(db, principal.workspace_id, q, settings.default_phone_region)
+    found = audited_search(reads, principal, db, q, settings.default_phone_region)
     return fragment("_results.html", result=found if found.query else None)
 
 
 @router.get("/profiles/{profile_id}")
 def profile_page(
-    request: Request, profile_id: str, principal: ProfilesRead, db: DbDep, undone: str = ""
+    request: Request,
+    profile_id: str,
+    principal: ProfilesRead,
+    db: DbDep,
+    reads: ReadAudit,
+    undone: str = "",
 ) -> Response:
     """The profile 360 view; a merged-away id shows the profile it now belongs to."""
-    view = profile_360(db, principal.workspace_id, profile_id, EVENTS_PAGE)
+    with reads.reading(principal, "profile.read", lookup="profile_id", via="dashboard") as note:
+        view = profile_360(db, principal.workspace_id, profile_id, EVENTS_PAGE)
+        note.found([view["id"]])
     return render(
         request,
         "profile.html",
@@ -405,14 +429,20 @@ def profile_page(
 
 @router.get("/profiles/{profile_id}/events")
 def profile_events(
-    profile_id: str, principal: ProfilesRead, db: DbDep, before: str | None = None
+    profile_id: str,
+    principal: ProfilesRead,
+    db: DbDep,
+    reads: ReadAudit,
+    before: str | None = None,
 ) -> Response:
     """The next page of a timeline: event rows and a new "Load more" row (an htmx fragment)."""
-    with db.read() as session:
-        view = profiles.get_profile(
-            session=session, workspace_id=principal.workspace_id, profile_id=profile_id
-        )
-    page = timeline(db, principal.workspace_id, view.member_ids, EVENTS_PAGE, before)
+    with reads.reading(principal, "profile.events", lookup="profile_id", via="dashboard") as note:
+        with db.read() as session:
+            view = profiles.get_profile(
+                session=session, workspace_id=principal.workspace_id, profile_id=profile_id
+            )
+        page = timeline(db, principal.workspace_id, view.member_ids, EVENTS_PAGE, before)
+        note.found([view.id])
     return fragment("_events.html", profile_id=profile_id, timeline=page)
 
 
