@@ -26,17 +26,17 @@ _US_AREA_CODES = (
     "773", "786", "813", "818", "858", "917", "949", "971",
 )  # fmt: skip
 
-# National formats of number ranges reserved for drama/fiction; X = free digit.
+# National formats of number ranges reserved for drama/fiction; # = a free digit.
 _PHONE_BLOCKS: dict[str, tuple[str, ...]] = {
-    "US": tuple(f"({npa}) 555-01XX" for npa in _US_AREA_CODES),
+    "US": tuple(f"({npa}) 555-01##" for npa in _US_AREA_CODES),
     "GB": (
-        "0113 496 0XXX", "0114 496 0XXX", "0116 496 0XXX", "0117 496 0XXX", "0118 496 0XXX",
-        "0121 496 0XXX", "0131 496 0XXX", "0141 496 0XXX", "0151 496 0XXX", "0161 496 0XXX",
-        "0191 498 0XXX", "020 7946 0XXX", "028 9649 6XXX", "029 2018 0XXX",
+        "0113 496 0###", "0114 496 0###", "0116 496 0###", "0117 496 0###", "0118 496 0###",
+        "0121 496 0###", "0131 496 0###", "0141 496 0###", "0151 496 0###", "0161 496 0###",
+        "0191 498 0###", "020 7946 0###", "028 9649 6###", "029 2018 0###",
     ),
-    "FR": ("01 99 00 XX XX", "02 61 91 XX XX", "03 53 01 XX XX", "04 65 71 XX XX",
-           "05 36 49 XX XX"),
-    "DE": ("030 23125XXX", "069 90009XXX", "040 66969XXX", "0221 4710XXX", "089 99998XXX"),
+    "FR": ("01 99 00 ## ##", "02 61 91 ## ##", "03 53 01 ## ##", "04 65 71 ## ##",
+           "05 36 49 ## ##"),
+    "DE": ("030 23125###", "069 90009###", "040 66969###", "0221 4710###", "089 99998###"),
 }  # fmt: skip
 _CALLING_CODES = {"US": "1", "GB": "44", "FR": "33", "DE": "49"}
 
@@ -181,7 +181,7 @@ class PhoneBook:
     def draw(self, country: str) -> str | None:
         for _ in range(12):
             number = "".join(
-                str(self._rng.randrange(10)) if ch == "X" else ch
+                str(self._rng.randrange(10)) if ch == "#" else ch
                 for ch in self._rng.choice(_PHONE_BLOCKS[country])
             )
             if number not in self._taken:
