@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 from rich.progress import Progress  # noqa: E402
 from sqlalchemy import insert  # noqa: E402
 
+from consentry.config import Settings  # noqa: E402
 from consentry.consent import service as consent  # noqa: E402
 from consentry.consent.ledger import append  # noqa: E402
 from consentry.consent.models import ConsentEntry  # noqa: E402
@@ -43,6 +44,7 @@ from consentry.migrations import upgrade  # noqa: E402
 from consentry.platform import tenancy  # noqa: E402
 from consentry.platform.db import Database, utcnow  # noqa: E402
 from consentry.profiles.tables import CurrentTraitRow, ProfileRow  # noqa: E402
+from consentry.stores import open_database  # noqa: E402
 
 WORKSPACE = "bench-consent"
 PURPOSE = "marketing.communications.email"
@@ -55,7 +57,7 @@ def build(path: Path, subjects: int, seed: int = 11) -> None:
     """Profiles, countries and consent records for ``subjects`` unified profiles."""
     url = f"sqlite:///{path}"
     upgrade(url)
-    db = Database.from_url(url, sqlite_synchronous="OFF")
+    db = open_database(Settings(environment="test", database_url=url), sqlite_synchronous="OFF")
     rnd = random.Random(seed)
     with db.write() as session:
         tenancy.create_workspace(session=session, workspace_id=WORKSPACE)
@@ -278,7 +280,7 @@ def main() -> None:
         build(partial, args.subjects)
         partial.rename(path)
     upgrade(f"sqlite:///{path}")  # a store cached by an older version gets the new indexes
-    db = Database.from_url(f"sqlite:///{path}")
+    db = open_database(Settings(environment="test", database_url=f"sqlite:///{path}"))
     ids = canonical_ids(path)
     raw, batch, singles = [], [], []
     reasons: dict[str, int] = {}

@@ -37,9 +37,10 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.postgres import ThrowawayPostgres, find_bindir, free_port  # noqa: E402
 
+from consentry.config import Settings  # noqa: E402
 from consentry.migrations import upgrade  # noqa: E402
 from consentry.platform import tenancy  # noqa: E402
-from consentry.platform.db import Database  # noqa: E402
+from consentry.stores import open_database  # noqa: E402
 
 BATCH = 100
 WORKERS = int(os.environ.get("CONSENTRY_BENCH_WORKERS", "1"))
@@ -112,7 +113,7 @@ def _client_proc(port: int, key: str, bodies: list[bytes], threads: int, out: An
 def _workspace(url: str) -> tuple[str, str]:
     """A fresh workspace: its write key and an analyst token."""
     upgrade(url)
-    db = Database.from_url(url)
+    db = open_database(Settings(environment="test", database_url=url))
     with db.write() as session:
         ws = f"bench-{uuid.uuid4().hex[:8]}"
         tenancy.create_workspace(session=session, workspace_id=ws)

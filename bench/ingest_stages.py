@@ -107,12 +107,13 @@ def run_once(url: str, workload: str, n_events: int, chunk: int) -> dict[str, An
     from consentry.ingest.models import parse_batch
     from consentry.migrations import upgrade
     from consentry.platform import tenancy
-    from consentry.platform.db import Database, utcnow
+    from consentry.platform.db import utcnow
+    from consentry.stores import open_database
 
     bodies = _bodies(workload, n_events)
     upgrade(url)
-    db = Database.from_url(url)
     settings = Settings(environment="test", database_url=url)
+    db = open_database(settings)
     limits = settings.ingest
     with db.write() as session:
         workspace_id = f"bench-{uuid.uuid4().hex[:8]}"

@@ -20,6 +20,7 @@ from consentry.config import Settings
 from consentry.migrations import upgrade
 from consentry.platform import tenancy
 from consentry.platform.db import Database
+from consentry.stores import close_database, open_database
 from tests.support.postgres import ThrowawayPostgres, find_bindir
 
 BACKENDS = [
@@ -52,9 +53,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 
 @pytest.fixture(scope="session")
 def db(database_url: str) -> Iterator[Database]:
-    database = Database.from_url(database_url)
+    database = open_database(Settings(environment="test", database_url=database_url))
     yield database
-    database.dispose()
+    close_database(database)
 
 
 @pytest.fixture

@@ -48,6 +48,7 @@ from consentry.privacy.access_routes import router as access_router
 from consentry.privacy.processor_routes import router as privacy_processors_router
 from consentry.profiles import service as profiles
 from consentry.profiles.routes import router as profiles_router
+from consentry.stores import open_database
 
 STATUS: list[tuple[type[ConsentryError], int]] = [
     (Invalid, 400),  # LimitExceeded included: the ingestion contract answers 400
@@ -98,7 +99,7 @@ async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
 def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
     """Build the application around a store; nothing connects before the first request."""
     settings = settings or get_settings()
-    store = db or Database.from_url(settings.database_url)
+    store = db or open_database(settings)
     writer = IngestWriter(store, settings)
 
     @asynccontextmanager

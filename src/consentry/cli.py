@@ -25,10 +25,9 @@ from consentry.ingest import service as ingest_service
 from consentry.migrations import current as current_revision
 from consentry.migrations import upgrade as upgrade_store
 from consentry.platform import tenancy
-from consentry.platform.crypto import Keyring, build_keyring
 from consentry.platform.db import Database, utcnow
-from consentry.platform.keystore import KeyStore, open_keystore
 from consentry.profiles import service as profiles_service
+from consentry.stores import open_database
 
 app = typer.Typer(
     help="consentry: a self-hosted customer data platform for e-commerce, governed by consent.",
@@ -79,26 +78,7 @@ def open_store(settings: Settings, *, migrate: bool = True) -> Database:
     """Open the store, bringing its schema up to date first."""
     if migrate:
         upgrade_store(settings.database_url)
-    return Database.from_url(settings.database_url)
-
-
-def keyring_for(settings: Settings) -> Keyring:
-    """The settings' keyring; development and test derive keys from the secret when unset."""
-    dev = settings.secret_key if settings.environment != "production" else None
-    return build_keyring(
-        master_keys=settings.crypto.master_keys,
-        blind_index_key=settings.crypto.blind_index_key,
-        dev_secret=dev,
-    )
-
-
-def open_keys(settings: Settings) -> KeyStore:
-    """The key store beside the settings' data store."""
-    return open_keystore(
-        data_url=settings.database_url,
-        keystore_url=settings.crypto.keystore_url,
-        keyring=keyring_for(settings),
-    )
+    return open_database(settings)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

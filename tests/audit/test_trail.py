@@ -13,8 +13,9 @@ from sqlalchemy import text
 
 from consentry.errors import Invalid
 from consentry.platform import audit
-from consentry.platform.audit import GENESIS_HASH, AuditEntry
+from consentry.platform.audit import AuditEntry
 from consentry.platform.db import Database
+from consentry.platform.hashchain import GENESIS_HASH
 from tests.conftest import new_workspace
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)

@@ -14,7 +14,6 @@ from sqlalchemy import text
 from consentry.consent import ledger
 from consentry.consent import service as consent
 from consentry.consent.models import (
-    GENESIS_HASH,
     ConsentEntry,
     ConsentRecord,
     ProofIn,
@@ -23,6 +22,7 @@ from consentry.consent.models import (
 from consentry.errors import Invalid, NotFound
 from consentry.platform import tenancy
 from consentry.platform.db import Database
+from consentry.platform.hashchain import GENESIS_HASH
 from tests.conftest import new_workspace
 from tests.consent.support import EMAIL, at, choose, subject
 

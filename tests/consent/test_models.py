@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 from consentry.consent.models import (
     DEFAULT_PURPOSES,
-    GENESIS_HASH,
     OPT_IN,
     OPT_OUT,
     ChainFields,
@@ -34,6 +33,7 @@ from consentry.consent.models import (
     strip_url,
     truncate_ip,
 )
+from consentry.platform.hashchain import GENESIS_HASH
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 PURPOSES = {p.key for p in DEFAULT_PURPOSES}

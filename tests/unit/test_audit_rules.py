@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from consentry.platform import audit
-from consentry.platform.audit import GENESIS_HASH, AuditEntry
+from consentry.platform.audit import AuditEntry
+from consentry.platform.hashchain import GENESIS_HASH
 
 AT = datetime(2026, 5, 1, 12, 30, 0, 250, tzinfo=UTC)
 

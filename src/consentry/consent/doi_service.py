@@ -9,14 +9,14 @@ record in place (it is true that the subject asked), ready to be sent again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from consentry.consent import doi, links
-from consentry.consent.ledger import append, get_config, get_record
+from consentry.consent.ledger import append, get_config, get_record, records_of
 from consentry.consent.models import (
     CONSENT,
     GRANTED,
@@ -226,10 +226,6 @@ def pending_of_records(*, session: Session, records: list[ConsentRecord]) -> lis
 # --- reading the ledger around a request --------------------------------------------------------
 
 
-def _to_record(row: ConsentRecordRow) -> ConsentRecord:
-    return ConsentRecord(**{f.name: getattr(row, f.name) for f in fields(ConsentRecord)})
-
-
 def _records_after(
     session: Session, workspace_id: str, pending: ConsentRecord
 ) -> list[ConsentRecord]:
@@ -250,7 +246,7 @@ def _records_after(
         )
         .order_by(ConsentRecordRow.seq)
     )
-    return [_to_record(row) for row in rows]
+    return records_of(session, workspace_id, rows)
 
 
 def _request(session: Session, workspace_id: str, record_id: str) -> ConsentRecord:

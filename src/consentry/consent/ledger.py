@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session
 
 from consentry.consent import notices
 from consentry.consent.models import (
-    GENESIS_HASH,
     ChainFields,
     ConsentConfig,
     ConsentEntry,
@@ -43,6 +42,8 @@ from consentry.consent.tables import (
 from consentry.errors import FieldError, Invalid, NotFound
 from consentry.platform import tenancy
 from consentry.platform.db import lock_workspace, utcnow
+from consentry.platform.hashchain import GENESIS_HASH, Break, Chain
+from consentry.platform.vault import is_token, vault_of
 from consentry.profiles import service as profiles
 
 CHUNK = 5000  # ids per IN list, rows per page of a walk
@@ -130,7 +131,7 @@ def append(
     head = session.get(ConsentChainHeadRow, workspace_id, populate_existing=True)
     seq, prev_hash = (head.seq, head.hash) if head else (0, GENESIS_HASH)
     records = list(_chain(workspace_id, entries, seq, prev_hash, now))
-    session.execute(insert(ConsentRecordRow), [asdict(r) for r in records])
+    session.execute(insert(ConsentRecordRow), _stored_rows(session, workspace_id, records))
     if head is None:
         head = ConsentChainHeadRow(workspace_id=workspace_id)
         session.add(head)
@@ -199,8 +200,71 @@ def _apply_states(session: Session, workspace_id: str, records: Sequence[Consent
 # --- reading ------------------------------------------------------------------------------------
 
 
-def _record(row: ConsentRecordRow) -> ConsentRecord:
-    return ConsentRecord(**{f.name: getattr(row, f.name) for f in fields(ConsentRecord)})
+# Proof values that identify a person (the address a confirmation went to, the truncated IP,
+# the browser) are stored sealed under the subject's key; the rest (GPC, the CMP string, the
+# page) stays clear. The proof digest in the chain is of the clear proof, so it still verifies
+# once the sealed values can no longer be opened (after an erasure), as the digest is kept.
+PERSONAL_PROOF_KEYS = frozenset({"email", "ip", "user_agent"})
+
+
+def proof_field(key: str) -> str:
+    return f"consent.proof:{key}"
+
+
+def _stored_rows(
+    session: Session, workspace_id: str, records: Sequence[ConsentRecord]
+) -> list[dict[str, Any]]:
+    rows = [asdict(r) for r in records]
+    slots = [
+        (row, key)
+        for row in rows
+        if row["proof"]
+        for key in sorted(row["proof"])
+        if key in PERSONAL_PROOF_KEYS and row["proof"][key] is not None
+    ]
+    if slots:
+        tokens = vault_of(session).seal_many(
+            workspace_id,
+            [(row["profile_id"], proof_field(key), row["proof"][key]) for row, key in slots],
+        )
+        for (row, key), token in zip(slots, tokens, strict=True):
+            row["proof"] = {**row["proof"], key: token}
+    return rows
+
+
+def records_of(
+    session: Session, workspace_id: str, rows: Iterable[ConsentRecordRow]
+) -> list[ConsentRecord]:
+    """Stored rows as records, the personal values of their proofs opened (None once the
+    subject was erased)."""
+    records = [
+        ConsentRecord(**{f.name: getattr(row, f.name) for f in fields(ConsentRecord)})
+        for row in rows
+    ]
+    slots = [
+        (i, key)
+        for i, record in enumerate(records)
+        if record.proof
+        for key, value in record.proof.items()
+        if is_token(value)
+    ]
+    if not slots:
+        return records
+    values = vault_of(session).open_many(
+        workspace_id,
+        [(proof_field(key), records[i].proof[key]) for i, key in slots],  # type: ignore[index]
+    )
+    opened: dict[int, dict[str, Any]] = {}
+    for (i, key), value in zip(slots, values, strict=True):
+        opened.setdefault(i, dict(records[i].proof or {}))[key] = value
+    return [
+        replace(record, proof=opened[i]) if i in opened else record
+        for i, record in enumerate(records)
+    ]
+
+
+def _record(session: Session, workspace_id: str, row: ConsentRecordRow) -> ConsentRecord:
+    return records_of(session, workspace_id, [row])[0]
 
 
 def _state(row: ConsentStateRow) -> CurrentState:
@@ -212,7 +276,7 @@ def get_record(*, session: Session, workspace_id: str, record_id: str) -> Consen
     row = session.get(ConsentRecordRow, record_id)
     if row is None or row.workspace_id != workspace_id:
         raise NotFound(f"no consent record {record_id!r} in this workspace")
-    return _record(row)
+    return _record(session, workspace_id, row)
 
 
 def states_of(
@@ -257,7 +321,7 @@ def history(
         .limit(limit)
         .offset(offset)
     )
-    return [_record(row) for row in rows]
+    return records_of(session, workspace_id, rows)
 
 
 def walk(*, session: Session, workspace_id: str, after: int = 0) -> Iterator[ConsentRecord]:
@@ -269,8 +333,7 @@ def walk(*, session: Session, workspace_id: str, after: int = 0) -> Iterator[Con
             .order_by(ConsentRecordRow.seq)
             .limit(CHUNK)
         ).all()
-        for row in rows:
-            yield _record(row)
+        yield from records_of(session, workspace_id, rows)
         if len(rows) < CHUNK:
             return
         after = rows[-1].seq
@@ -301,91 +364,35 @@ class VerifyReport:
 
 def verify(*, session: Session, workspace_id: str) -> VerifyReport:
     """Walk the chain in seq order and report the first edited, deleted or reordered record."""
-    prev: ConsentRecord | None = None
-    checked = 0
-    for record in walk(session=session, workspace_id=workspace_id):
-        problem = _check_record(session, workspace_id, record, prev)
-        if problem is not None:  # the problem may lie with the record before this one
-            return VerifyReport(ok=False, checked=min(checked, problem.seq - 1), problem=problem)
-        prev, checked = record, checked + 1
-    problem = _check_head(session, workspace_id, prev)
-    return VerifyReport(ok=problem is None, checked=checked, problem=problem)
 
+    def find(condition: Any) -> ConsentRecordRow | None:
+        return session.scalars(
+            select(ConsentRecordRow)
+            .where(ConsentRecordRow.workspace_id == workspace_id, condition)
+            .limit(1)
+        ).first()
 
-def _check_record(
-    session: Session, workspace_id: str, record: ConsentRecord, prev: ConsentRecord | None
-) -> Problem | None:
-    expected = prev.seq + 1 if prev else 1
-    if record.seq != expected:
-        return _gap(session, workspace_id, record, expected, prev.hash if prev else GENESIS_HASH)
-    if record.chain_fields().digest() != record.hash:
-        return _mismatch(session, workspace_id, record)
-    if record.prev_hash != (prev.hash if prev else GENESIS_HASH):
-        return _broken_link(session, workspace_id, record, prev)
-    if record.proof is not None and proof_digest(record.proof) != record.proof_digest:
-        return Problem("edited", record.seq, record.id, "the proof does not match its digest")
-    return None
+    def head() -> tuple[int, str] | None:
+        row = session.get(ConsentChainHeadRow, workspace_id, populate_existing=True)
+        return (row.seq, row.hash) if row else None
 
+    def proof_intact(record: ConsentRecord) -> Break | None:
+        if record.proof is not None and proof_digest(record.proof) != record.proof_digest:
+            return Break("edited", record.seq, record.id, "the proof does not match its digest")
+        return None
 
-def _gap(
-    session: Session, workspace_id: str, record: ConsentRecord, expected: int, prev_hash: str
-) -> Problem:
-    moved = _find(session, workspace_id, ConsentRecordRow.prev_hash == prev_hash)
-    if moved is not None:
-        return Problem("reordered", moved.seq, moved.id, f"belongs at seq {expected}")
-    return Problem(
-        "deleted",
-        expected,
-        None,
-        f"seq {expected} to {record.seq - 1} missing; record {record.id} follows the gap",
+    chain: Chain[ConsentRecord] = Chain(
+        rehash=lambda record, seq: replace(record.chain_fields(), seq=seq).digest(),
+        by_hash=lambda value: find(ConsentRecordRow.hash == value),
+        by_prev_hash=lambda value: find(ConsentRecordRow.prev_hash == value),
+        noun="record",
+        plural="records",
+        whole="chain",
     )
-
-
-def _mismatch(session: Session, workspace_id: str, record: ConsentRecord) -> Problem:
-    """The record's fields do not give its hash: its seq was swapped, or it was edited."""
-    candidates = {1} if record.prev_hash == GENESIS_HASH else set()
-    successor = _find(session, workspace_id, ConsentRecordRow.prev_hash == record.hash)
-    predecessor = _find(session, workspace_id, ConsentRecordRow.hash == record.prev_hash)
-    candidates |= {successor.seq - 1} if successor else set()
-    candidates |= {predecessor.seq + 1} if predecessor else set()
-    fields_now = record.chain_fields()
-    for seq in sorted(candidates - {record.seq}):
-        if replace(fields_now, seq=seq).digest() == record.hash:
-            return Problem("reordered", record.seq, record.id, f"was recorded at seq {seq}")
-    return Problem("edited", record.seq, record.id, "its fields do not match its hash")
-
-
-def _broken_link(
-    session: Session, workspace_id: str, record: ConsentRecord, prev: ConsentRecord | None
-) -> Problem:
-    """The record is intact but does not link to the one before it."""
-    linked = _find(session, workspace_id, ConsentRecordRow.hash == record.prev_hash)
-    if linked is not None:
-        return Problem("reordered", linked.seq, linked.id, f"belongs before seq {record.seq}")
-    if prev is None:
-        return Problem("deleted", record.seq, record.id, "records before it are missing")
-    return Problem("edited", prev.seq, prev.id, f"rewritten: seq {record.seq} does not link to it")
-
-
-def _check_head(session: Session, workspace_id: str, last: ConsentRecord | None) -> Problem | None:
-    head = session.get(ConsentChainHeadRow, workspace_id, populate_existing=True)
-    head_seq, head_hash = (head.seq, head.hash) if head else (0, GENESIS_HASH)
-    last_seq, last_hash = (last.seq, last.hash) if last else (0, GENESIS_HASH)
-    if head_seq > last_seq:
-        detail = f"seq {last_seq + 1} to {head_seq} missing at the end of the chain"
-        return Problem("deleted", last_seq + 1, None, detail)
-    if head_seq < last_seq or head_hash != last_hash:
-        detail = "the last record does not match the chain's head"
-        return Problem("edited", last_seq, last.id if last else None, detail)
-    return None
-
-
-def _find(session: Session, workspace_id: str, condition: Any) -> ConsentRecordRow | None:
-    return session.scalars(
-        select(ConsentRecordRow)
-        .where(ConsentRecordRow.workspace_id == workspace_id, condition)
-        .limit(1)
-    ).first()
+    result = chain.walk(walk(session=session, workspace_id=workspace_id), head, proof_intact)
+    broken = result.broken
+    problem = Problem(broken.kind, broken.seq, broken.link_id, broken.detail) if broken else None
+    return VerifyReport(ok=result.ok, checked=result.checked, problem=problem)
 
 
 # --- receipts -----------------------------------------------------------------------------------

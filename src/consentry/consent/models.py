@@ -60,7 +60,6 @@ OPT_IN_COUNTRIES = frozenset(
 OPT_OUT_COUNTRIES = frozenset({"US"})
 COUNTRY_ALIASES = {"UK": "GB", "EL": "GR"}
 
-GENESIS_HASH = "0" * 64
 CLOCK_SKEW = timedelta(minutes=5)
 _PURPOSE_KEY = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 

@@ -24,6 +24,7 @@ from consentry.consent import service as consent
 from consentry.ingest.models import Envelope
 from consentry.ingest.tables import EventRow, IngestCursorRow
 from consentry.platform.db import Bulk, lock_workspace, utcnow
+from consentry.platform.vault import Vault, vault_of
 from consentry.profiles import service as profiles
 from consentry.profiles.models import (
     ANONYMOUS_ID,
@@ -63,7 +64,7 @@ def store(*, session: Session, workspace_id: str, envelopes: Sequence[Envelope])
     lock_workspace(session, workspace_id)
     fresh = _new_messages(session, workspace_id, envelopes)
     if fresh:  # Core executemany: no ORM bookkeeping on the hot path
-        _INSERT_EVENTS.run(session.connection(), [_row(workspace_id, e) for e in fresh])
+        _INSERT_EVENTS.run(session.connection(), _rows(vault_of(session), workspace_id, fresh))
     return IngestResult(accepted=len(fresh), duplicates=len(envelopes) - len(fresh))
 
 
@@ -92,7 +93,10 @@ def process_pending(
     result = IngestResult(processed=len(rows))
     if not rows:
         return result
-    envelopes = [_envelope(i, row) for i, row in enumerate(rows)]
+    payloads = vault_of(session).open_many(workspace_id, [(PAYLOAD, row[-1]) for row in rows])
+    envelopes = [
+        _envelope(i, row, p) for i, (row, p) in enumerate(zip(rows, payloads, strict=True))
+    ]
     _resolve(session, workspace_id, envelopes, identity, default_region, result)
     _link_events(session, [row[0] for row in rows], envelopes)
     _apply(session, workspace_id, envelopes)
@@ -189,14 +193,16 @@ _ENVELOPE_COLUMNS = (
 )
 
 
-def _envelope(index: int, row: Sequence[Any]) -> Envelope:
-    _, message_id, kind, user_id, anonymous_id, event, original, sent, received, ts, payload = row
+def _envelope(index: int, row: Sequence[Any], payload: dict[str, Any] | None) -> Envelope:
+    """The stored event as a message again (its payload opened; ``{}`` if it was erased)."""
+    _, message_id, kind, _user, _anonymous, event, original, sent, received, ts, _ = row
+    payload = payload or {}
     return Envelope(
         index=index,
         message_id=message_id,
         type=kind,
-        user_id=user_id,
-        anonymous_id=anonymous_id,
+        user_id=_text(payload.get("userId")),
+        anonymous_id=_text(payload.get("anonymousId")),
         event=event if kind == "track" else None,
         original_timestamp=original,
         sent_at=sent,
@@ -286,21 +292,65 @@ def _resolve(
         result.warnings.extend(f"message {env.index}: {w}" for w in resolution.warnings)
 
 
-def _row(workspace_id: str, env: Envelope) -> dict[str, Any]:
-    return {
-        "workspace_id": workspace_id,
-        "message_id": env.message_id,
-        "type": env.type,
-        "event": env.name,
-        "user_id": env.user_id,
-        "anonymous_id": env.anonymous_id,
-        "profile_id": env.profile_id,
-        "original_timestamp": env.original_timestamp,
-        "sent_at": env.sent_at,
-        "received_at": env.received_at,
-        "timestamp": env.timestamp,
-        "payload": env.payload,
-    }
+PAYLOAD = "event.payload"  # the field an event's sealed payload is bound to
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def identity_index(vault: Vault, workspace_id: str, kind: str, raw: Any) -> str | None:
+    """The blind index of a userId or anonymousId as the events table stores it: the same as
+    the identifier's when the id is usable, else of its text (a junk id such as "null")."""
+    if raw is None:
+        return None
+    return vault.index(workspace_id, kind, normalize_id(raw) or str(raw))
+
+
+def event_subject(
+    vault: Vault, workspace_id: str, user_id: Any, anonymous_id: Any, message_id: str
+) -> str:
+    """Whose key seals an event: its userId's, else its anonymousId's (as identifiers, so an
+    erasure of the person reaches it); a message with only junk ids gets a key of its own."""
+    for kind, raw in ((USER_ID, user_id), (ANONYMOUS_ID, anonymous_id)):
+        usable = normalize_id(raw)
+        if usable is not None:
+            return subject_of_index(vault.index(workspace_id, kind, usable))
+    return subject_of_index(vault.index(workspace_id, "message_id", message_id))
+
+
+def subject_of_index(index: str) -> str:
+    """The key-store subject of an identity, from its blind index."""
+    return "id-" + index[:32]
+
+
+def _rows(vault: Vault, workspace_id: str, envelopes: Sequence[Envelope]) -> list[dict[str, Any]]:
+    """Event rows as stored: ids as blind indexes, the payload sealed under the identity's key."""
+    rows: list[dict[str, Any]] = []
+    seals: list[tuple[str, str, Any]] = []
+    for env in envelopes:
+        user = identity_index(vault, workspace_id, USER_ID, env.user_id)
+        anonymous = identity_index(vault, workspace_id, ANONYMOUS_ID, env.anonymous_id)
+        subject = event_subject(vault, workspace_id, env.user_id, env.anonymous_id, env.message_id)
+        seals.append((subject, PAYLOAD, env.payload))
+        rows.append(
+            {
+                "workspace_id": workspace_id,
+                "message_id": env.message_id,
+                "type": env.type,
+                "event": env.name,
+                "user_id": user,
+                "anonymous_id": anonymous,
+                "profile_id": env.profile_id,
+                "original_timestamp": env.original_timestamp,
+                "sent_at": env.sent_at,
+                "received_at": env.received_at,
+                "timestamp": env.timestamp,
+            }
+        )
+    for row, token in zip(rows, vault.seal_many(workspace_id, seals), strict=True):
+        row["payload"] = token
+    return rows
 
 
 def _apply(session: Session, workspace_id: str, envelopes: Sequence[Envelope]) -> None:
@@ -357,12 +407,17 @@ def events_of(
             or_(EventRow.timestamp < ts, and_(EventRow.timestamp == ts, EventRow.id < event_id))
         )
     order = (EventRow.timestamp.desc(), EventRow.id.desc())
-    rows = session.scalars(query.order_by(*order).limit(limit))
+    rows = list(session.scalars(query.order_by(*order).limit(limit)))
+    return _views(session, workspace_id, rows)
+
+
+def _views(session: Session, workspace_id: str, rows: Sequence[EventRow]) -> list[EventView]:
+    payloads = vault_of(session).open_many(workspace_id, [(PAYLOAD, r.payload) for r in rows])
     return [
         EventView(
-            r.id, r.message_id, r.type, r.event, r.profile_id, r.timestamp, r.received_at, r.payload
+            r.id, r.message_id, r.type, r.event, r.profile_id, r.timestamp, r.received_at, p or {}
         )
-        for r in rows
+        for r, p in zip(rows, payloads, strict=True)
     ]
 
 
@@ -383,6 +438,4 @@ def get_event(*, session: Session, workspace_id: str, message_id: str) -> EventV
     )
     if r is None:
         return None
-    return EventView(
-        r.id, r.message_id, r.type, r.event, r.profile_id, r.timestamp, r.received_at, r.payload
-    )
+    return _views(session, workspace_id, [r])[0]

@@ -13,7 +13,10 @@ from consentry.profiles.tables import BigId
 
 
 class EventRow(Base):
-    """One accepted message, stored once per ``messageId`` (de-duplication without a window)."""
+    """One accepted message, stored once per ``messageId`` (de-duplication without a window).
+
+    ``user_id`` and ``anonymous_id`` hold blind indexes; ``payload`` holds the message sealed
+    under its identity's key (a ``pv1:`` token, see platform.vault)."""
 
     __tablename__ = "events"
     __table_args__ = (

@@ -35,8 +35,8 @@ from sqlalchemy.orm import Session
 from consentry.errors import FieldError, Invalid
 from consentry.platform.audit_tables import AuditChainHeadRow, AuditEntryRow
 from consentry.platform.db import lock_workspace, utcnow
+from consentry.platform.hashchain import GENESIS_HASH, Chain
 
-GENESIS_HASH = "0" * 64
 UNSPECIFIED = "unspecified"  # the reason when the caller gave none
 MAX_REASON = 200
 MAX_ACTOR = 200
@@ -427,84 +427,27 @@ class VerifyReport:
 
 def verify(*, session: Session, workspace_id: str) -> VerifyReport:
     """Walk the trail in seq order and report the first edited, deleted or reordered entry."""
-    prev: AuditEntry | None = None
-    checked = 0
-    for entry in iter_entries(session=session, workspace_id=workspace_id):
-        problem = _check_entry(session, workspace_id, entry, prev)
-        if problem is not None:  # the problem may lie with the entry before this one
-            return VerifyReport(ok=False, checked=min(checked, problem.seq - 1), problem=problem)
-        prev, checked = entry, checked + 1
-    problem = _check_head(session, workspace_id, prev)
-    return VerifyReport(ok=problem is None, checked=checked, problem=problem)
 
+    def find(condition: Any) -> AuditEntryRow | None:
+        return session.scalars(
+            select(AuditEntryRow)
+            .where(AuditEntryRow.workspace_id == workspace_id, condition)
+            .limit(1)
+        ).first()
 
-def _check_entry(
-    session: Session, workspace_id: str, entry: AuditEntry, prev: AuditEntry | None
-) -> Problem | None:
-    expected = prev.seq + 1 if prev else 1
-    prev_hash = prev.hash if prev else GENESIS_HASH
-    if entry.seq != expected:
-        return _gap(session, workspace_id, entry, expected, prev_hash)
-    if entry.expected_hash() != entry.hash:
-        return _mismatch(session, workspace_id, entry)
-    if entry.prev_hash != prev_hash:
-        return _broken_link(session, workspace_id, entry, prev)
-    return None
+    def head() -> tuple[int, str] | None:
+        row = session.get(AuditChainHeadRow, workspace_id, populate_existing=True)
+        return (row.seq, row.hash) if row else None
 
-
-def _gap(
-    session: Session, workspace_id: str, entry: AuditEntry, expected: int, prev_hash: str
-) -> Problem:
-    moved = _find(session, workspace_id, AuditEntryRow.prev_hash == prev_hash)
-    if moved is not None:
-        return Problem("reordered", moved.seq, moved.id, f"belongs at seq {expected}")
-    return Problem(
-        "deleted",
-        expected,
-        None,
-        f"seq {expected} to {entry.seq - 1} missing; entry {entry.id} follows the gap",
+    chain: Chain[AuditEntry] = Chain(
+        rehash=lambda entry, seq: replace(entry, seq=seq).expected_hash(),
+        by_hash=lambda value: find(AuditEntryRow.hash == value),
+        by_prev_hash=lambda value: find(AuditEntryRow.prev_hash == value),
+        noun="entry",
+        plural="entries",
+        whole="trail",
     )
-
-
-def _mismatch(session: Session, workspace_id: str, entry: AuditEntry) -> Problem:
-    """The entry's fields do not give its hash: its seq was swapped, or it was edited."""
-    candidates = {1} if entry.prev_hash == GENESIS_HASH else set()
-    successor = _find(session, workspace_id, AuditEntryRow.prev_hash == entry.hash)
-    predecessor = _find(session, workspace_id, AuditEntryRow.hash == entry.prev_hash)
-    candidates |= {successor.seq - 1} if successor else set()
-    candidates |= {predecessor.seq + 1} if predecessor else set()
-    for seq in sorted(candidates - {entry.seq}):
-        if replace(entry, seq=seq).expected_hash() == entry.hash:
-            return Problem("reordered", entry.seq, entry.id, f"was recorded at seq {seq}")
-    return Problem("edited", entry.seq, entry.id, "its fields do not match its hash")
-
-
-def _broken_link(
-    session: Session, workspace_id: str, entry: AuditEntry, prev: AuditEntry | None
-) -> Problem:
-    """The entry is intact but does not link to the one before it."""
-    linked = _find(session, workspace_id, AuditEntryRow.hash == entry.prev_hash)
-    if linked is not None:
-        return Problem("reordered", linked.seq, linked.id, f"belongs before seq {entry.seq}")
-    if prev is None:
-        return Problem("deleted", entry.seq, entry.id, "entries before it are missing")
-    return Problem("edited", prev.seq, prev.id, f"rewritten: seq {entry.seq} does not link to it")
-
-
-def _check_head(session: Session, workspace_id: str, last: AuditEntry | None) -> Problem | None:
-    head = session.get(AuditChainHeadRow, workspace_id, populate_existing=True)
-    head_seq, head_hash = (head.seq, head.hash) if head else (0, GENESIS_HASH)
-    last_seq, last_hash = (last.seq, last.hash) if last else (0, GENESIS_HASH)
-    if head_seq > last_seq:
-        detail = f"seq {last_seq + 1} to {head_seq} missing at the end of the trail"
-        return Problem("deleted", last_seq + 1, None, detail)
-    if head_seq < last_seq or head_hash != last_hash:
-        detail = "the last entry does not match the trail's head"
-        return Problem("edited", last_seq, last.id if last else None, detail)
-    return None
-
-
-def _find(session: Session, workspace_id: str, condition: Any) -> AuditEntryRow | None:
-    return session.scalars(
-        select(AuditEntryRow).where(AuditEntryRow.workspace_id == workspace_id, condition).limit(1)
-    ).first()
+    result = chain.walk(iter_entries(session=session, workspace_id=workspace_id), head)
+    broken = result.broken
+    problem = Problem(broken.kind, broken.seq, broken.link_id, broken.detail) if broken else None
+    return VerifyReport(ok=result.ok, checked=result.checked, problem=problem)

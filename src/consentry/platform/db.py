@@ -162,14 +162,16 @@ def create_db_engine(url: str, *, sqlite_synchronous: str = "FULL", echo: bool =
 class Database:
     """One store: an engine and the factory of its sessions."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, vault: object | None = None) -> None:
         self.engine = engine
+        # the sealing of personal values (platform.vault); its sessions carry it in ``info``
+        self.vault = vault
         self._sessions = sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
 
     @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> Database:
+    def from_url(cls, url: str, *, vault: object | None = None, **kwargs: Any) -> Database:
         """Open the store at ``url``."""
-        return cls(create_db_engine(url, **kwargs))
+        return cls(create_db_engine(url, **kwargs), vault)
 
     @property
     def dialect(self) -> str:
@@ -188,7 +190,7 @@ class Database:
         """
         token, durable_token = _immediate.set(True), _durable.set(durable)
         try:
-            with self._sessions() as session, session.begin():
+            with self._sessions(info={"vault": self.vault}) as session, session.begin():
                 if not durable and self.dialect == "postgresql":
                     session.execute(text("SET LOCAL synchronous_commit = off"))
                 yield session
@@ -199,7 +201,7 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A read-only unit of work; it is rolled back at the end."""
-        with self._sessions() as session:
+        with self._sessions(info={"vault": self.vault}) as session:
             try:
                 yield session
             finally:
@@ -211,7 +213,10 @@ class Database:
             return conn.execute(text("SELECT 1")).scalar() == 1
 
     def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection (and the vault's key store, if it has one)."""
+        close = getattr(self.vault, "close", None)
+        if callable(close):
+            close()
         self.engine.dispose()
 
 

@@ -43,7 +43,8 @@ def generate(
 @keys_app.command("rotate")
 def rotate(database_url: DatabaseOpt = None) -> None:
     """Re-wrap every data key with the current (first) master key; the data is not rewritten."""
-    from consentry.cli import console, fail, open_keys, settings_for
+    from consentry.cli import console, fail, settings_for
+    from consentry.stores import open_keys
 
     settings = settings_for(database_url)
     try:
@@ -74,7 +75,8 @@ def rotate(database_url: DatabaseOpt = None) -> None:
 @keys_app.command("status")
 def status(database_url: DatabaseOpt = None) -> None:
     """How many data keys each master key wraps, and how many subjects were shredded."""
-    from consentry.cli import console, fail, open_keys, settings_for
+    from consentry.cli import console, fail, settings_for
+    from consentry.stores import open_keys
 
     settings = settings_for(database_url)
     try:

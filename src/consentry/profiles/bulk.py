@@ -13,7 +13,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from consentry.profiles.models import is_personal_trait
 from consentry.profiles.tables import CurrentTraitRow, ProfileRow
+from consentry.profiles.traits import open_traits
 
 CHUNK = 500
 SCAN_ABOVE = 20_000
@@ -55,7 +57,23 @@ def current_traits_many(
     canonical_ids: Sequence[str],
     keys: Collection[str],
 ) -> dict[str, dict[str, Any]]:
-    """The current values of ``keys`` for each unified profile that has any of them."""
+    """The current values of ``keys`` for each unified profile that has any of them (personal
+    traits opened)."""
+    out = _current_traits_stored(
+        session=session, workspace_id=workspace_id, canonical_ids=canonical_ids, keys=keys
+    )
+    if any(is_personal_trait(k) for k in keys):
+        out = {c: open_traits(session, workspace_id, traits) for c, traits in out.items()}
+    return out
+
+
+def _current_traits_stored(
+    *,
+    session: Session,
+    workspace_id: str,
+    canonical_ids: Sequence[str],
+    keys: Collection[str],
+) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     t = CurrentTraitRow
     if len(canonical_ids) <= SCAN_ABOVE:

@@ -10,6 +10,7 @@ from sqlalchemy import Table, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from consentry.errors import NotFound
+from consentry.platform.vault import Vault, vault_of
 from consentry.profiles.models import (
     Identifier,
 )
@@ -78,12 +79,15 @@ def known_canonicals(
 
     One query per identifier type, so each uses the (workspace, type, value) index.
     """
-    by_type: dict[str, list[str]] = {}
+    vault = vault_of(session)
+    by_type: dict[str, dict[str, Identifier]] = {}  # type -> blind index -> identifier
     for ident in identifiers:
-        by_type.setdefault(ident.type, []).append(ident.value)
+        by_type.setdefault(ident.type, {})[vault.index(workspace_id, ident.type, ident.value)] = (
+            ident
+        )
     found: dict[Identifier, str] = {}
-    for kind, values in by_type.items():
-        unique = sorted(set(values))
+    for kind, by_index in by_type.items():
+        unique = sorted(by_index)
         for start in range(0, len(unique), 500):
             rows = session.connection().execute(
                 select(_I.value, _P.canonical_id)
@@ -94,8 +98,19 @@ def known_canonicals(
                     _I.value.in_(unique[start : start + 500]),
                 )
             )
-            found.update((Identifier(kind, value), canonical) for value, canonical in rows)
+            found.update((by_index[index], canonical) for index, canonical in rows)
     return found
+
+
+def identifier_row(
+    vault: Vault, workspace_id: str, profile_id: str, ident: Identifier
+) -> tuple[str, tuple[str, str, str]]:
+    """The stored look-up value of an identifier (its blind index) and what to seal for it:
+    ``(subject, field, value)``, sealed under the profile's key."""
+    return (
+        vault.index(workspace_id, ident.type, ident.value),
+        (profile_id, f"identifier:{ident.type}", ident.value),
+    )
 
 
 def identifier_counts(session: Session, workspace_id: str, canonical_id: str) -> dict[str, int]:

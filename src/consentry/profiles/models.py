@@ -25,6 +25,40 @@ PHONE = "phone"
 # Lower number wins: the identifier that names a profile when several profiles match.
 PRIORITY = {USER_ID: 0, EMAIL: 1, PHONE: 2, ANONYMOUS_ID: 9}
 
+# Traits that name a person directly: stored sealed (platform.vault), never in clear. Compared
+# without case, "_" or "-" ("first_name" and "firstName" are the same trait). A workspace may
+# mark more traits personal; traits such as country or plan stay clear for analysis.
+PERSONAL_TRAITS = frozenset(
+    {
+        "address",
+        "avatar",
+        "birthday",
+        "dateofbirth",
+        "email",
+        "firstname",
+        "ip",
+        "lastname",
+        "name",
+        "phone",
+        "postalcode",
+        "street",
+        "username",
+        "zip",
+    }
+)
+
+
+def trait_slug(key: str) -> str:
+    """A trait name folded for comparison: lower case, without "_", "-" or spaces."""
+    return key.lower().replace("_", "").replace("-", "").replace(" ", "")
+
+
+def is_personal_trait(key: str, extra: frozenset[str] = frozenset()) -> bool:
+    """Whether a trait names a person directly (``extra``: the workspace's own, as slugs)."""
+    slug = trait_slug(key)
+    return slug in PERSONAL_TRAITS or slug in extra
+
+
 JUNK_VALUES = frozenset(
     {
         "",

@@ -13,9 +13,11 @@ from sqlalchemy import Table, Update, and_, bindparam, case, insert, or_, update
 from sqlalchemy.orm import Session
 
 from consentry.platform.db import Bulk, utcnow
+from consentry.platform.vault import vault_of
 from consentry.profiles.graph import (
     identifier_counts,
     identifier_counts_many,
+    identifier_row,
     is_blocked,
     known_canonicals,
 )
@@ -97,7 +99,7 @@ class _Batch:
         """Core executemany of the plain rows: no ORM bookkeeping on the hot path."""
         connection = session.connection()
         _INSERT_PROFILES.run(connection, list(self.profiles.values()))
-        _INSERT_IDENTIFIERS.run(connection, self.identifiers)
+        _INSERT_IDENTIFIERS.run(connection, _sealed(session, self.workspace_id, self.identifiers))
         self.profiles, self.identifiers = {}, []
 
     def write_seen(self, session: Session) -> None:
@@ -105,6 +107,21 @@ class _Batch:
         row that changes is written."""
         rows = [{"pid": p, "first": f, "last": la} for p, (f, la) in self.seen.items()]
         _WIDEN_SEEN.run(session.connection(), rows)
+
+
+def _sealed(
+    session: Session, workspace_id: str, rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Identifier rows as stored: the blind index to look up by, the value sealed."""
+    vault = vault_of(session)
+    looked_up = [
+        identifier_row(vault, workspace_id, r["profile_id"], Identifier(r["type"], r["value"]))
+        for r in rows
+    ]
+    tokens = vault.seal_many(workspace_id, [seal for _, seal in looked_up])
+    for row, (index, _), token in zip(rows, looked_up, tokens, strict=True):
+        row["value"], row["sealed"] = index, token
+    return rows
 
 
 _PROFILES = cast(Table, ProfileRow.__table__)
@@ -385,12 +402,15 @@ def _attach(
             continue
         counts[ident.type] = counts.get(ident.type, 0) + 1
         result.attached.append(ident)
+        vault = vault_of(session)
+        index, seal = identifier_row(vault, workspace_id, profile_id, ident)
         session.add(
             IdentifierRow(
                 workspace_id=workspace_id,
                 profile_id=profile_id,
                 type=ident.type,
-                value=ident.value,
+                value=index,
+                sealed=vault.seal(workspace_id, *seal),
                 first_seen=seen_at,
                 source_message_id=message_id,
             )

@@ -14,6 +14,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from consentry.errors import FieldError, Invalid
+from consentry.platform.vault import vault_of
 from consentry.profiles.bulk import canonical_map_many, current_traits_many
 from consentry.profiles.graph import (
     canonical_map,
@@ -44,6 +45,7 @@ from consentry.profiles.tables import (
 )
 from consentry.profiles.traits import (
     TraitObservation,
+    open_traits,
     record_traits,
     record_traits_batch,
     trait_history,
@@ -96,21 +98,31 @@ def get_profile(*, session: Session, workspace_id: str, profile_id: str) -> Prof
     root = session.get(ProfileRow, canonical)
     assert root is not None
     members = member_ids(session=session, workspace_id=workspace_id, canonical_id=canonical)
-    traits = {
-        row.key: row.value
-        for row in session.scalars(
-            select(CurrentTraitRow)
-            .where(CurrentTraitRow.canonical_id == canonical)
-            .order_by(CurrentTraitRow.key)
-        )
-    }
-    identifiers = [
-        {"type": r.type, "value": r.value, "profile_id": r.profile_id, "first_seen": r.first_seen}
-        for r in session.scalars(
+    traits = open_traits(
+        session,
+        workspace_id,
+        {
+            row.key: row.value
+            for row in session.scalars(
+                select(CurrentTraitRow)
+                .where(CurrentTraitRow.canonical_id == canonical)
+                .order_by(CurrentTraitRow.key)
+            )
+        },
+    )
+    rows = list(
+        session.scalars(
             select(IdentifierRow)
             .where(IdentifierRow.profile_id.in_(members))
             .order_by(IdentifierRow.type, IdentifierRow.first_seen)
         )
+    )
+    values = vault_of(session).open_many(
+        workspace_id, [(f"identifier:{r.type}", r.sealed) for r in rows]
+    )
+    identifiers = [
+        {"type": r.type, "value": value, "profile_id": r.profile_id, "first_seen": r.first_seen}
+        for r, value in zip(rows, values, strict=True)
     ]
     merges = [
         merge_record(r)

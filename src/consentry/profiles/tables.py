@@ -30,7 +30,8 @@ class ProfileRow(Base):
 
 
 class IdentifierRow(Base):
-    """An identifier, attached to the profile that first carried it."""
+    """An identifier, attached to the profile that first carried it. ``value`` is its blind
+    index (equality look-ups); ``sealed`` the value itself, sealed under the profile's key."""
 
     __tablename__ = "identifiers"
     __table_args__ = (UniqueConstraint("workspace_id", "type", "value"),)
@@ -40,6 +41,7 @@ class IdentifierRow(Base):
     profile_id: Mapped[str] = mapped_column(ForeignKey("profiles.id"), index=True)
     type: Mapped[str] = mapped_column(String(64))
     value: Mapped[str] = mapped_column(String(512))
+    sealed: Mapped[str | None] = mapped_column(Text)
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime())
     source_message_id: Mapped[str | None] = mapped_column(String(128))
 

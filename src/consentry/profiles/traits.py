@@ -6,7 +6,7 @@ The latest observation by event time wins; the history keeps every value.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
 
@@ -14,10 +14,9 @@ from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from consentry.platform.db import Bulk
+from consentry.platform.vault import is_token, vault_of
 from consentry.profiles.graph import canonical_of, core_members_query, members_query
-from consentry.profiles.models import (
-    latest_traits,
-)
+from consentry.profiles.models import is_personal_trait, latest_traits
 from consentry.profiles.tables import (
     CurrentTraitRow,
     TraitHistoryRow,
@@ -53,6 +52,7 @@ def record_traits(
     if not traits:
         return
     keys = [str(k)[:200] for k in traits]
+    traits = seal_traits(session, workspace_id, profile_id, traits)
     session.add_all(
         TraitHistoryRow(
             workspace_id=workspace_id,
@@ -99,7 +99,11 @@ def record_traits_batch(
     message order, then new ones are inserted and replaced ones updated, each in one
     executemany.
     """
-    observations = [o for o in observations if o.traits]
+    observations = [
+        replace(o, traits=seal_traits(session, workspace_id, o.profile_id, o.traits))
+        for o in observations
+        if o.traits
+    ]
     if not observations:
         return
     connection = session.connection()
@@ -157,6 +161,40 @@ def record_traits_batch(
     _REPLACE_CURRENT.run(connection, replaced)
 
 
+def seal_traits(
+    session: Session, workspace_id: str, profile_id: str, traits: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The stored form of traits: a personal trait's value sealed under the profile's key
+    (field ``trait:<key>``), any other as it is."""
+    personal = [
+        (profile_id, trait_field(k), v)
+        for k, v in traits.items()
+        if v is not None and is_personal_trait(str(k))
+    ]
+    if not personal:
+        return dict(traits)
+    tokens = iter(vault_of(session).seal_many(workspace_id, personal))
+    return {
+        k: next(tokens) if v is not None and is_personal_trait(str(k)) else v
+        for k, v in traits.items()
+    }
+
+
+def trait_field(key: str) -> str:
+    """The field a trait's sealed value is bound to."""
+    return f"trait:{str(key)[:200]}"
+
+
+def open_traits(session: Session, workspace_id: str, traits: Mapping[str, Any]) -> dict[str, Any]:
+    """Traits as stored, with their sealed values opened (None where the subject was erased)."""
+    if not any(is_token(v) for v in traits.values()):
+        return dict(traits)
+    opened = vault_of(session).open_many(
+        workspace_id, [(trait_field(k), v) for k, v in traits.items()]
+    )
+    return dict(zip(traits, opened, strict=True))
+
+
 _HISTORY = cast(Table, TraitHistoryRow.__table__)
 _CURRENT = cast(Table, CurrentTraitRow.__table__)
 _INSERT_HISTORY = Bulk(insert(_HISTORY))
@@ -202,13 +240,18 @@ def trait_history(
     )
     if key is not None:
         query = query.where(TraitHistoryRow.key == key)
-    rows = session.scalars(query.order_by(TraitHistoryRow.observed_at.desc(), TraitHistoryRow.id))
+    rows = list(
+        session.scalars(query.order_by(TraitHistoryRow.observed_at.desc(), TraitHistoryRow.id))
+    )
+    values = vault_of(session).open_many(
+        workspace_id, [(trait_field(r.key), r.value) for r in rows]
+    )
     return [
         {
             "key": r.key,
-            "value": r.value,
+            "value": value,
             "observed_at": r.observed_at,
             "message_id": r.source_message_id,
         }
-        for r in rows
+        for r, value in zip(rows, values, strict=True)
     ]

@@ -1,0 +1,46 @@
+"""Opening the stores of a deployment from its settings: the data store with its vault, and the
+key store apart from it. Adapters (API, CLI, benchmarks) open stores here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from consentry.config import Settings
+from consentry.platform.crypto import Keyring, build_keyring
+from consentry.platform.db import Database
+from consentry.platform.keystore import KeyStore, open_keystore
+from consentry.platform.vault import Vault
+
+
+def keyring_for(settings: Settings) -> Keyring:
+    """The settings' keyring; development and test derive keys from the secret when unset."""
+    dev = settings.secret_key if settings.environment != "production" else None
+    return build_keyring(
+        master_keys=settings.crypto.master_keys,
+        blind_index_key=settings.crypto.blind_index_key,
+        dev_secret=dev,
+    )
+
+
+def open_keys(settings: Settings) -> KeyStore:
+    """The key store beside the settings' data store."""
+    return open_keystore(
+        data_url=settings.database_url,
+        keystore_url=settings.crypto.keystore_url,
+        keyring=keyring_for(settings),
+    )
+
+
+def vault_for(settings: Settings) -> Vault:
+    """The vault of the settings' data store (its key store opened, its schema ensured)."""
+    return Vault(keyring_for(settings), open_keys(settings))
+
+
+def open_database(settings: Settings, **kwargs: Any) -> Database:
+    """The data store of the settings, with its vault."""
+    return Database.from_url(settings.database_url, vault=vault_for(settings), **kwargs)
+
+
+def close_database(db: Database) -> None:
+    """Close the data store and its key store."""
+    db.dispose()
