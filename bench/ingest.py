@@ -40,7 +40,6 @@ from tests.support.postgres import ThrowawayPostgres, find_bindir, free_port  # 
 from consentry.config import Settings  # noqa: E402
 from consentry.migrations import upgrade  # noqa: E402
 from consentry.platform import tenancy  # noqa: E402
-from consentry.stores import open_database  # noqa: E402
 
 BATCH = 100
 WORKERS = int(os.environ.get("CONSENTRY_BENCH_WORKERS", "1"))
@@ -113,6 +112,8 @@ def _client_proc(port: int, key: str, bodies: list[bytes], threads: int, out: An
 def _workspace(url: str) -> tuple[str, str]:
     """A fresh workspace: its write key and an analyst token."""
     upgrade(url)
+    from consentry.stores import open_database  # here: bench/ingest_stages imports this module
+
     db = open_database(Settings(environment="test", database_url=url))
     with db.write() as session:
         ws = f"bench-{uuid.uuid4().hex[:8]}"
