@@ -16,6 +16,7 @@ from rich.table import Table
 from sqlalchemy.orm import Session
 
 from consentry import __version__
+from consentry.cli_options import DatabaseOpt
 from consentry.commerce import service as commerce_service
 from consentry.config import Settings, get_settings
 from consentry.demo.generator import ShopSpec, window
@@ -59,11 +60,6 @@ def _register_capability_commands() -> None:
 
 console = Console()
 err_console = Console(stderr=True)
-
-DatabaseOpt = Annotated[
-    str | None,
-    typer.Option("--database-url", envvar="CONSENTRY_DATABASE_URL", help="Store URL."),
-]
 
 
 def settings_for(database_url: str | None) -> Settings:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import insert, select
@@ -14,7 +15,7 @@ from sqlalchemy import insert, select
 from consentry.config import Settings
 from consentry.ingest import service as ingest
 from consentry.ingest.tables import EventRow
-from consentry.migrations import metadata, upgrade
+from consentry.migrations import alembic_config, metadata, upgrade
 from consentry.platform.db import Database, create_db_engine
 from consentry.platform.tenancy import WorkspaceRow
 from consentry.platform.vault import is_token
@@ -133,3 +134,24 @@ def test_migration_0010_seals_what_an_earlier_release_stored_in_clear(
             assert event is not None and event.payload == payload
     finally:
         close_database(db)
+
+    # ...and the downgrade gives release 0009 its clear values back
+    command.downgrade(alembic_config(url), "0009")
+    engine = create_db_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert set(
+                conn.execute(
+                    sa.text("SELECT type, value FROM identifiers WHERE workspace_id = 'ws-old'")
+                )
+            ) == {("user_id", "old-user-1"), ("email", "old.customer@example.com")}
+            event_row = conn.execute(
+                select(EventRow.user_id, EventRow.payload).where(EventRow.workspace_id == "ws-old")
+            ).one()
+            assert event_row.user_id == "old-user-1" and event_row.payload == payload
+            assert (
+                conn.scalar(select(CurrentTraitRow.value).where(CurrentTraitRow.key == "email"))
+                == "old.customer@example.com"
+            )
+    finally:
+        engine.dispose()

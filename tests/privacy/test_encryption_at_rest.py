@@ -25,7 +25,7 @@ from consentry.ingest.tables import EventRow
 from consentry.migrations import upgrade
 from consentry.platform import tenancy
 from consentry.platform.db import Database, utcnow
-from consentry.platform.vault import is_token
+from consentry.platform.vault import Vault, is_token
 from consentry.profiles import service as profiles
 from consentry.profiles.models import normalize_email, normalize_phone
 from consentry.profiles.tables import IdentifierRow
@@ -172,4 +172,22 @@ def test_sealed_values_read_back_in_clear_through_the_services(
         assert records[0].proof["ip"] == "198.51.100.0"
         events = ingest.events_of(session=session, workspace_id=WS, profile_ids=[profile_id])
         assert events and all(e.payload.get("messageId") == e.message_id for e in events)
+        assert consent.verify(session=session, workspace_id=WS).ok
+
+
+def test_the_consent_chain_still_verifies_once_a_subjects_key_is_shredded(
+    fresh_store: tuple[str, Database],
+) -> None:
+    _, db = fresh_store
+    profile_id = _seed(db)
+    assert isinstance(db.vault, Vault)
+    assert db.vault.keystore.shred(WS, [profile_id]) == 1
+    with db.read() as session:
+        _, records = consent.subject_history(
+            session=session, workspace_id=WS, profile_id=profile_id, limit=10, offset=0
+        )
+        assert records[0].proof is not None
+        assert records[0].proof["ip"] is None and records[0].proof["user_agent"] is None
+        view = profiles.get_profile(session=session, workspace_id=WS, profile_id=profile_id)
+        assert all(i["value"] is None for i in view.identifiers if i["profile_id"] == profile_id)
         assert consent.verify(session=session, workspace_id=WS).ok

@@ -34,6 +34,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from consentry.cli_options import DatabaseOpt
 from consentry.commerce.importers import (
     FileRefused,
     Format,
@@ -62,10 +63,6 @@ SHOWN_ERRORS = 10
 
 FileArg = Annotated[Path, typer.Argument(help="The CSV file.", show_default=False)]
 WorkspaceOpt = Annotated[str, typer.Option("--workspace", "-w", help="Workspace to import into.")]
-DatabaseOpt = Annotated[
-    str | None,
-    typer.Option("--database-url", envvar="CONSENTRY_DATABASE_URL", help="Store URL."),
-]
 FormatOpt = Annotated[
     Format,
     typer.Option(

@@ -11,18 +11,13 @@ from typing import Annotated
 
 import typer
 
+from consentry.cli_options import DatabaseOpt, WorkspaceOpt
 from consentry.consent import service
 from consentry.platform import tenancy
 
 consent_app = typer.Typer(
     help="Consent: verify the ledger's hash chain, print consent receipts.", no_args_is_help=True
 )
-
-DatabaseOpt = Annotated[
-    str | None,
-    typer.Option("--database-url", envvar="CONSENTRY_DATABASE_URL", help="Store URL."),
-]
-WorkspaceOpt = Annotated[str, typer.Option("--workspace", help="The workspace.")]
 
 
 @consent_app.command("verify")

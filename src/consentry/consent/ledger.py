@@ -41,8 +41,9 @@ from consentry.consent.tables import (
 )
 from consentry.errors import FieldError, Invalid, NotFound
 from consentry.platform import tenancy
+from consentry.platform.chain_store import stored_chain
 from consentry.platform.db import lock_workspace, utcnow
-from consentry.platform.hashchain import GENESIS_HASH, Break, Chain
+from consentry.platform.hashchain import GENESIS_HASH, Break
 from consentry.platform.vault import is_token, vault_of
 from consentry.profiles import service as profiles
 
@@ -242,7 +243,7 @@ def records_of(
         for row in rows
     ]
     slots = [
-        (i, key)
+        (i, key, value)
         for i, record in enumerate(records)
         if record.proof
         for key, value in record.proof.items()
@@ -251,11 +252,10 @@ def records_of(
     if not slots:
         return records
     values = vault_of(session).open_many(
-        workspace_id,
-        [(proof_field(key), records[i].proof[key]) for i, key in slots],  # type: ignore[index]
+        workspace_id, [(proof_field(key), token) for _, key, token in slots]
     )
     opened: dict[int, dict[str, Any]] = {}
-    for (i, key), value in zip(slots, values, strict=True):
+    for (i, key, _), value in zip(slots, values, strict=True):
         opened.setdefault(i, dict(records[i].proof or {}))[key] = value
     return [
         replace(record, proof=opened[i]) if i in opened else record
@@ -362,29 +362,27 @@ class VerifyReport:
     problem: Problem | None = None
 
 
+def _rehash(record: ConsentRecord, seq: int) -> str:
+    return replace(record.chain_fields(), seq=seq).digest()
+
+
 def verify(*, session: Session, workspace_id: str) -> VerifyReport:
     """Walk the chain in seq order and report the first edited, deleted or reordered record."""
 
-    def find(condition: Any) -> ConsentRecordRow | None:
-        return session.scalars(
-            select(ConsentRecordRow)
-            .where(ConsentRecordRow.workspace_id == workspace_id, condition)
-            .limit(1)
-        ).first()
-
-    def head() -> tuple[int, str] | None:
-        row = session.get(ConsentChainHeadRow, workspace_id, populate_existing=True)
-        return (row.seq, row.hash) if row else None
-
     def proof_intact(record: ConsentRecord) -> Break | None:
-        if record.proof is not None and proof_digest(record.proof) != record.proof_digest:
+        proof = record.proof
+        if proof is None or any(proof.get(k, "") is None for k in PERSONAL_PROOF_KEYS):
+            return None  # erased (its personal values can no longer be opened): digest stands
+        if proof_digest(proof) != record.proof_digest:
             return Break("edited", record.seq, record.id, "the proof does not match its digest")
         return None
 
-    chain: Chain[ConsentRecord] = Chain(
-        rehash=lambda record, seq: replace(record.chain_fields(), seq=seq).digest(),
-        by_hash=lambda value: find(ConsentRecordRow.hash == value),
-        by_prev_hash=lambda value: find(ConsentRecordRow.prev_hash == value),
+    chain, head = stored_chain(
+        session,
+        workspace_id,
+        ConsentRecordRow,
+        ConsentChainHeadRow,
+        rehash=_rehash,
         noun="record",
         plural="records",
         whole="chain",

@@ -177,13 +177,12 @@ def _events_table() -> Table:
     return cast(Table, EventRow.__table__)
 
 
-# The columns :func:`_envelope` reads, in its order (``id`` first).
+# The columns :func:`_envelope` reads, in its order (``id`` first, the sealed payload last; the
+# ids come from the opened payload, as the columns hold only their blind indexes).
 _ENVELOPE_COLUMNS = (
     "id",
     "message_id",
     "type",
-    "user_id",
-    "anonymous_id",
     "event",
     "original_timestamp",
     "sent_at",
@@ -195,7 +194,7 @@ _ENVELOPE_COLUMNS = (
 
 def _envelope(index: int, row: Sequence[Any], payload: dict[str, Any] | None) -> Envelope:
     """The stored event as a message again (its payload opened; ``{}`` if it was erased)."""
-    _, message_id, kind, _user, _anonymous, event, original, sent, received, ts, _ = row
+    _, message_id, kind, event, original, sent, received, ts, _ = row
     payload = payload or {}
     return Envelope(
         index=index,

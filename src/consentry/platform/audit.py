@@ -34,8 +34,9 @@ from sqlalchemy.orm import Session
 
 from consentry.errors import FieldError, Invalid
 from consentry.platform.audit_tables import AuditChainHeadRow, AuditEntryRow
+from consentry.platform.chain_store import stored_chain
 from consentry.platform.db import lock_workspace, utcnow
-from consentry.platform.hashchain import GENESIS_HASH, Chain
+from consentry.platform.hashchain import GENESIS_HASH
 
 UNSPECIFIED = "unspecified"  # the reason when the caller gave none
 MAX_REASON = 200
@@ -425,24 +426,19 @@ class VerifyReport:
     problem: Problem | None = None
 
 
+def _rehash(entry: AuditEntry, seq: int) -> str:
+    return replace(entry, seq=seq).expected_hash()
+
+
 def verify(*, session: Session, workspace_id: str) -> VerifyReport:
     """Walk the trail in seq order and report the first edited, deleted or reordered entry."""
 
-    def find(condition: Any) -> AuditEntryRow | None:
-        return session.scalars(
-            select(AuditEntryRow)
-            .where(AuditEntryRow.workspace_id == workspace_id, condition)
-            .limit(1)
-        ).first()
-
-    def head() -> tuple[int, str] | None:
-        row = session.get(AuditChainHeadRow, workspace_id, populate_existing=True)
-        return (row.seq, row.hash) if row else None
-
-    chain: Chain[AuditEntry] = Chain(
-        rehash=lambda entry, seq: replace(entry, seq=seq).expected_hash(),
-        by_hash=lambda value: find(AuditEntryRow.hash == value),
-        by_prev_hash=lambda value: find(AuditEntryRow.prev_hash == value),
+    chain, head = stored_chain(
+        session,
+        workspace_id,
+        AuditEntryRow,
+        AuditChainHeadRow,
+        rehash=_rehash,
         noun="entry",
         plural="entries",
         whole="trail",

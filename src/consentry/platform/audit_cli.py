@@ -11,18 +11,13 @@ from typing import Annotated, Literal
 
 import typer
 
+from consentry.cli_options import DatabaseOpt, WorkspaceOpt
 from consentry.platform import audit, tenancy
 
 audit_app = typer.Typer(
     help="The audit trail: verify its hash chain, export it (JSON Lines or CSV).",
     no_args_is_help=True,
 )
-
-DatabaseOpt = Annotated[
-    str | None,
-    typer.Option("--database-url", envvar="CONSENTRY_DATABASE_URL", help="Store URL."),
-]
-WorkspaceOpt = Annotated[str, typer.Option("--workspace", help="The workspace.")]
 
 
 @audit_app.command("verify")

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12  # the GCM standard nonce; random per seal (2^32 seals per key stay safe)
+TAG_BYTES = 16  # the GCM authentication tag
 SEALED_PREFIX = "enc1:"  # a sealed value as text: the prefix, then base64url(nonce + ciphertext)
 _KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
@@ -102,9 +103,7 @@ def field_context(workspace_id: str, subject_id: str, field: str) -> bytes:
 
 def seal(key: bytes, plaintext: str, context: bytes) -> str:
     """``plaintext`` encrypted and authenticated under ``key``, bound to ``context``."""
-    nonce = os.urandom(NONCE_BYTES)
-    sealed = AESGCM(key).encrypt(nonce, plaintext.encode(), context)
-    return SEALED_PREFIX + base64.urlsafe_b64encode(nonce + sealed).rstrip(b"=").decode()
+    return SEALED_PREFIX + seal_body(AESGCM(key), plaintext.encode(), context)
 
 
 def open_sealed(key: bytes, token: str, context: bytes) -> str:
@@ -112,18 +111,29 @@ def open_sealed(key: bytes, token: str, context: bytes) -> str:
     not the one it was sealed with."""
     if not is_sealed(token):
         raise CryptoError("not a sealed value")
-    body = token[len(SEALED_PREFIX) :]
+    return open_body(AESGCM(key), token[len(SEALED_PREFIX) :], context).decode()
+
+
+def seal_body(cipher: AESGCM, plaintext: bytes, context: bytes) -> str:
+    """base64url(nonce + ciphertext) of ``plaintext`` under ``cipher`` (a fresh random nonce),
+    bound to ``context``: the part of a sealed token after its prefix."""
+    nonce = os.urandom(NONCE_BYTES)
+    sealed = cipher.encrypt(nonce, plaintext, context)
+    return base64.urlsafe_b64encode(nonce + sealed).rstrip(b"=").decode()
+
+
+def open_body(cipher: AESGCM, body: str, context: bytes) -> bytes:
+    """The plaintext of a :func:`seal_body` text; CryptoError if it does not open."""
     try:
         raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     except (binascii.Error, ValueError) as exc:
         raise CryptoError("a sealed value is not valid base64url") from exc
-    if len(raw) < NONCE_BYTES + 16:
+    if len(raw) < NONCE_BYTES + TAG_BYTES:
         raise CryptoError("a sealed value is too short")
     try:
-        plain = AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context)
+        return cipher.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context)
     except InvalidTag as exc:
         raise CryptoError("a sealed value does not open with this key and context") from exc
-    return plain.decode()
 
 
 def is_sealed(value: object) -> bool:

@@ -11,17 +11,13 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from consentry.cli_options import DatabaseOpt
 from consentry.platform import crypto
 
 keys_app = typer.Typer(
     help="Encryption keys of personal data: generate, rotate master keys, status.",
     no_args_is_help=True,
 )
-
-DatabaseOpt = Annotated[
-    str | None,
-    typer.Option("--database-url", envvar="CONSENTRY_DATABASE_URL", help="Store URL."),
-]
 
 
 @keys_app.command("generate")

@@ -14,22 +14,17 @@ Services reach the vault of their session with :func:`vault_of`; :class:`Databas
 
 from __future__ import annotations
 
-import base64
-import binascii
-import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.orm import Session
 
-from consentry.platform.crypto import NONCE_BYTES, CryptoError, Keyring, field_context
+from consentry.platform.crypto import CryptoError, Keyring, field_context, open_body, seal_body
 from consentry.platform.jsoncodec import json_dumps, json_loads
 from consentry.platform.keystore import KeyStore
 
 TOKEN_PREFIX = "pv1:"
-_TAG_BYTES = 16
 
 
 def is_token(value: object) -> bool:
@@ -74,11 +69,8 @@ class Vault:
             cipher = ciphers.get(subject)
             if cipher is None:
                 cipher = ciphers[subject] = AESGCM(keys[subject])
-            nonce = os.urandom(NONCE_BYTES)
-            sealed = cipher.encrypt(
-                nonce, json_dumps(value).encode(), field_context(workspace_id, subject, field)
-            )
-            body = base64.urlsafe_b64encode(nonce + sealed).rstrip(b"=").decode()
+            context = field_context(workspace_id, subject, field)
+            body = seal_body(cipher, json_dumps(value).encode(), context)
             out.append(f"{TOKEN_PREFIX}{subject}:{body}")
         return out
 
@@ -103,32 +95,10 @@ class Vault:
             if cipher is None:  # shredded: the value is gone for good
                 out.append(None)
                 continue
-            out.append(_open(cipher, workspace_id, subject, field, stored))
+            body = stored[len(TOKEN_PREFIX) + len(subject) + 1 :]
+            context = field_context(workspace_id, subject, field)
+            out.append(json_loads(open_body(cipher, body, context)))
         return out
-
-    def open(self, workspace_id: str, field: str, stored: Any) -> Any:
-        return self.open_many(workspace_id, [(field, stored)])[0]
-
-    def subjects_of(self, tokens: Iterable[Any]) -> set[str]:
-        """The subjects whose keys sealed these stored values."""
-        return {token_subject(t) for t in tokens if is_token(t)}
-
-
-def _open(cipher: AESGCM, workspace_id: str, subject: str, field: str, token: str) -> Any:
-    body = token[len(TOKEN_PREFIX) + len(subject) + 1 :]
-    try:
-        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-    except (binascii.Error, ValueError) as exc:
-        raise CryptoError("a sealed value is not valid base64url") from exc
-    if len(raw) < NONCE_BYTES + _TAG_BYTES:
-        raise CryptoError("a sealed value is too short")
-    try:
-        plain = cipher.decrypt(
-            raw[:NONCE_BYTES], raw[NONCE_BYTES:], field_context(workspace_id, subject, field)
-        )
-    except InvalidTag as exc:
-        raise CryptoError(f"a sealed {field} does not open with its key and context") from exc
-    return json_loads(plain)
 
 
 def vault_of(session: Session) -> Vault:

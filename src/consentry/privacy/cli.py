@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 import typer
 
+from consentry.cli_options import DatabaseOpt, WorkspaceOpt
 from consentry.platform import tenancy
 from consentry.privacy import processor_service as service
 from consentry.privacy.processors import Processor
@@ -25,11 +26,6 @@ privacy_app = typer.Typer(
 processors_app = typer.Typer(help="Processors and destinations data may leave to.")
 privacy_app.add_typer(processors_app, name="processors", no_args_is_help=True)
 
-DatabaseOpt = Annotated[
-    str | None,
-    typer.Option("--database-url", envvar="CONSENTRY_DATABASE_URL", help="Store URL."),
-]
-WorkspaceOpt = Annotated[str, typer.Option("--workspace", help="The workspace.")]
 AtOpt = Annotated[
     datetime | None, typer.Option("--at", help="The register as it stood then (UTC).")
 ]

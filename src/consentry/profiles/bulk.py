@@ -13,9 +13,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from consentry.platform.vault import vault_of
 from consentry.profiles.models import is_personal_trait
 from consentry.profiles.tables import CurrentTraitRow, ProfileRow
-from consentry.profiles.traits import open_traits
+from consentry.profiles.traits import trait_field
 
 CHUNK = 500
 SCAN_ABOVE = 20_000
@@ -62,8 +63,13 @@ def current_traits_many(
     out = _current_traits_stored(
         session=session, workspace_id=workspace_id, canonical_ids=canonical_ids, keys=keys
     )
-    if any(is_personal_trait(k) for k in keys):
-        out = {c: open_traits(session, workspace_id, traits) for c, traits in out.items()}
+    if any(is_personal_trait(k) for k in keys):  # one pass over every sealed value
+        slots = [(traits, key) for traits in out.values() for key in traits]
+        opened = vault_of(session).open_many(
+            workspace_id, [(trait_field(key), traits[key]) for traits, key in slots]
+        )
+        for (traits, key), value in zip(slots, opened, strict=True):
+            traits[key] = value
     return out
 
 

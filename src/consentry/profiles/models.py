@@ -26,8 +26,8 @@ PHONE = "phone"
 PRIORITY = {USER_ID: 0, EMAIL: 1, PHONE: 2, ANONYMOUS_ID: 9}
 
 # Traits that name a person directly: stored sealed (platform.vault), never in clear. Compared
-# without case, "_" or "-" ("first_name" and "firstName" are the same trait). A workspace may
-# mark more traits personal; traits such as country or plan stay clear for analysis.
+# without case, "_" or "-" ("first_name" and "firstName" are the same trait). Traits such as
+# country or plan stay clear for analysis.
 PERSONAL_TRAITS = frozenset(
     {
         "address",
@@ -53,10 +53,9 @@ def trait_slug(key: str) -> str:
     return key.lower().replace("_", "").replace("-", "").replace(" ", "")
 
 
-def is_personal_trait(key: str, extra: frozenset[str] = frozenset()) -> bool:
-    """Whether a trait names a person directly (``extra``: the workspace's own, as slugs)."""
-    slug = trait_slug(key)
-    return slug in PERSONAL_TRAITS or slug in extra
+def is_personal_trait(key: str) -> bool:
+    """Whether a trait names a person directly."""
+    return trait_slug(key) in PERSONAL_TRAITS
 
 
 JUNK_VALUES = frozenset(

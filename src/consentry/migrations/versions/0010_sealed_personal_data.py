@@ -5,6 +5,7 @@ value sealed under the profile's key; personal traits, the personal values of co
 event payloads are stored as sealed tokens, and ``events.user_id`` / ``anonymous_id`` as blind
 indexes (see docs/encryption-keys.md). Rows a previous release wrote in clear are sealed here,
 with the keys of the settings (``CONSENTRY_CRYPTO__*``) and the key store beside this store.
+The downgrade opens them again (what an erasure destroyed stays destroyed).
 
 Revision ID: 0010
 Revises: 0009
@@ -12,8 +13,14 @@ Revises: 0009
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import sqlalchemy as sa
 from alembic import context, op
+
+if TYPE_CHECKING:
+    from consentry.platform.vault import Vault
 
 revision = "0010"
 down_revision = "0009"
@@ -22,29 +29,35 @@ depends_on = None
 
 
 def upgrade() -> None:
+    from consentry.migrations.sealing import seal_existing
+
     with op.batch_alter_table("identifiers") as batch:
         batch.add_column(sa.Column("sealed", sa.Text(), nullable=True))
+    _with_vault(seal_existing)
+
+
+def downgrade() -> None:
+    from consentry.migrations.sealing import open_existing
+
+    _with_vault(open_existing)
+    with op.batch_alter_table("identifiers") as batch:
+        batch.drop_column("sealed")
+
+
+def _with_vault(rewrite: Callable[[sa.Connection, Vault], int]) -> None:
+    """Run ``rewrite`` with the vault of this store, if the store holds any personal rows."""
     bind = op.get_bind()
     if not _has_rows(bind):
         return
     from consentry.config import get_settings
-    from consentry.migrations.sealing import seal_existing
-    from consentry.platform.vault import Vault
     from consentry.stores import vault_for
 
     url = context.config.get_main_option("sqlalchemy.url") or ""
-    settings = get_settings().model_copy(update={"database_url": url})
-    opened: list[Vault] = []
-
-    def vault() -> Vault:
-        opened.append(vault_for(settings))
-        return opened[-1]
-
+    vault = vault_for(get_settings().model_copy(update={"database_url": url}))
     try:
-        seal_existing(bind, vault)
+        rewrite(bind, vault)
     finally:
-        for each in opened:
-            each.close()
+        vault.close()
 
 
 def _has_rows(bind: sa.Connection) -> bool:
@@ -52,7 +65,3 @@ def _has_rows(bind: sa.Connection) -> bool:
         if bind.execute(sa.text(f"SELECT 1 FROM {table} LIMIT 1")).first() is not None:
             return True
     return False
-
-
-def downgrade() -> None:
-    raise NotImplementedError("sealed data is not turned back into clear text")
