@@ -5,14 +5,18 @@ This is the only place that turns a domain error into an HTTP status.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import asdict
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from consentry import __version__
@@ -44,8 +48,13 @@ from consentry.nul_guard import NulGuard
 from consentry.platform import tenancy
 from consentry.platform.audit_routes import router as audit_router
 from consentry.platform.db import Database
+from consentry.privacy import notification_service, retention_service
 from consentry.privacy.access_routes import router as access_router
+from consentry.privacy.erasure_routes import router as erasure_router
 from consentry.privacy.processor_routes import router as privacy_processors_router
+from consentry.privacy.request_pages import pages as privacy_request_pages
+from consentry.privacy.request_routes import router as privacy_requests_router
+from consentry.privacy.retention_routes import router as retention_router
 from consentry.profiles import service as profiles
 from consentry.profiles.routes import router as profiles_router
 from consentry.stores import open_database
@@ -57,6 +66,8 @@ STATUS: list[tuple[type[ConsentryError], int]] = [
     (NotFound, 404),
     (Conflict, 409),
 ]
+
+log = logging.getLogger("consentry.api")
 
 
 def _status(exc: ConsentryError) -> int:
@@ -105,7 +116,14 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         writer.start()  # applies events a previous run stored but did not process
+        jobs = [asyncio.create_task(_deliver_erasure_notifications(store, settings))]
+        if settings.retention.scheduled:
+            jobs.append(asyncio.create_task(_run_retention(store, settings)))
         yield
+        for job in jobs:
+            job.cancel()
+            with suppress(asyncio.CancelledError):
+                await job
         writer.close()
 
     app = FastAPI(
@@ -134,11 +152,55 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(consent_well_known)  # /.well-known/gpc.json
     app.include_router(consent_router)
     app.include_router(privacy_processors_router)
+    app.include_router(privacy_requests_router)  # /v1/privacy/requests: intake, queue, steps
+    app.include_router(privacy_request_pages)  # /privacy-request/{workspace}, /dsr/{token}
     app.include_router(audit_router)
     app.include_router(access_router)
+    app.include_router(erasure_router)
+    app.include_router(retention_router)
     _mount_core(app)
     _mount_web(app)
     return app
+
+
+async def _deliver_erasure_notifications(store: Database, settings: Settings) -> None:
+    """Retry erasure webhooks that are due, every ``erasure.webhook_interval_seconds``."""
+    while True:
+        await asyncio.sleep(settings.erasure.webhook_interval_seconds)
+        try:
+            report = await run_in_threadpool(
+                notification_service.deliver_due, db=store, server_secret=settings.secret_key
+            )
+        except Exception:  # a broken store must not end the loop; the next round tries again
+            log.exception("erasure notifications: the delivery round failed")
+            continue
+        if report.attempted:
+            log.info(
+                "erasure notifications: %d delivered, %d to retry, %d failed",
+                report.delivered,
+                report.retrying,
+                report.failed,
+            )
+
+
+async def _run_retention(store: Database, settings: Settings) -> None:
+    """Run every workspace's retention policy every ``retention.interval_hours``."""
+    while True:
+        await asyncio.sleep(settings.retention.interval_hours * 3600)
+        try:
+            await run_in_threadpool(_retention_round, store, settings)
+        except Exception:  # a failed round must not end the schedule
+            log.exception("retention: the scheduled run failed")
+
+
+def _retention_round(store: Database, settings: Settings) -> None:
+    hold = settings.erasure.order_hold_days
+    with store.read() as session:
+        names = retention_service.workspaces(session=session)
+    for name in names:
+        retention_service.run(
+            db=store, workspace_id=name, order_hold=timedelta(days=hold) if hold else None
+        )
 
 
 def _mount_web(app: FastAPI) -> None:

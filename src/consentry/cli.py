@@ -50,10 +50,13 @@ def _register_capability_commands() -> None:
     from consentry.platform.audit_cli import audit_app
     from consentry.platform.keys_cli import keys_app
     from consentry.privacy.cli import privacy_app
+    from consentry.privacy.erasure_cli import erase as _erase_commands  # noqa: F401 - registers
+    from consentry.privacy.retention_cli import retention_app
 
     app.add_typer(import_app, name="import")
     app.add_typer(consent_app, name="consent")
     app.add_typer(privacy_app, name="privacy")
+    app.add_typer(retention_app, name="retention")
     app.add_typer(audit_app, name="audit")
     app.add_typer(keys_app, name="keys")
 

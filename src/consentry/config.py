@@ -92,6 +92,76 @@ class CryptoSettings(BaseModel):
     )
 
 
+class PrivacySettings(BaseModel):
+    """Data-subject requests (docs/privacy-requests.md): the deadline of each jurisdiction, the
+    verification of the requester, reminders and who receives them.
+
+    Lists and mappings are set as JSON, e.g. ``CONSENTRY_PRIVACY__REMINDER_DAYS='[7, 2, 0]'``
+    or ``CONSENTRY_PRIVACY__CONTACTS='{"acme-eu": "dpo@acme.example"}'``.
+    """
+
+    gdpr_months: int = Field(1, ge=1, le=12, description="GDPR: answer within N months.")
+    gdpr_extension_months: int = Field(
+        2, ge=0, le=12, description="GDPR: the extension (once, the person told why), in months."
+    )
+    ccpa_days: int = Field(45, ge=1, le=365, description="CCPA: answer within N days.")
+    ccpa_extension_days: int = Field(45, ge=0, le=365, description="CCPA: the extension, days.")
+    default_jurisdiction: Literal["gdpr", "ccpa"] = Field(
+        "gdpr", description="For a country outside the EU/EEA, UK, CH and US, or none given."
+    )
+    reminder_days: list[int] = Field(
+        [7, 2],
+        max_length=10,
+        description="Remind the privacy contact this many days before a due date (0: on the "
+        "day or once overdue); each step is mailed once per request.",
+    )
+    verification_days: int = Field(
+        14, ge=1, le=90, description="An unverified request expires after N days."
+    )
+    code_ttl_hours: int = Field(
+        72, ge=1, le=24 * 90, description="How long a verification code and link work."
+    )
+    code_attempts: int = Field(5, ge=1, le=20, description="Wrong codes before a code is dead.")
+    max_codes: int = Field(5, ge=1, le=20, description="Codes mailed per request, at most.")
+    contact_email: str | None = Field(
+        None,
+        max_length=320,
+        description="Who receives reminders when the workspace has no entry in contacts "
+        "(else the workspace's support email from the consent branding).",
+    )
+    contacts: dict[str, str] = Field(
+        default_factory=dict, description="Privacy contact per workspace id (reminders)."
+    )
+
+    @model_validator(mode="after")
+    def _check_reminders(self) -> PrivacySettings:
+        if any(d < 0 or d > 365 for d in self.reminder_days):
+            raise ValueError("reminder_days: each a number of days from 0 to 365")
+        return self
+
+
+class ErasureSettings(BaseModel):
+    """Erasure of a person (docs/erasure.md)."""
+
+    order_hold_days: int = Field(
+        3650,
+        ge=0,
+        le=36500,
+        description="Orders placed within this many days are kept pseudonymised when their "
+        "customer is erased (the legal hold of invoice data); 0 erases them too.",
+    )
+    webhook_interval_seconds: float = Field(
+        30.0, gt=0, le=3600, description="How often the server retries processors' webhooks."
+    )
+
+
+class RetentionSettings(BaseModel):
+    """Scheduled retention runs (docs/retention.md); the periods are set per workspace."""
+
+    scheduled: bool = Field(True, description="The server runs every workspace's policy.")
+    interval_hours: float = Field(24.0, gt=0, le=24 * 31, description="Hours between runs.")
+
+
 class Settings(BaseSettings):
     """All of consentry's settings."""
 
@@ -119,6 +189,9 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = SmtpSettings()
     double_opt_in: DoubleOptInSettings = DoubleOptInSettings()
     crypto: CryptoSettings = CryptoSettings()
+    erasure: ErasureSettings = ErasureSettings()
+    retention: RetentionSettings = RetentionSettings()
+    privacy: PrivacySettings = PrivacySettings()
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import delete as sql_delete
 from sqlalchemy.orm import Session
 
 from consentry.commerce.models import (
@@ -521,3 +522,74 @@ def counts(*, session: Session, workspace_id: str) -> dict[str, int]:
             or 0
         )
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class ErasedCommerce:
+    """What :func:`erase_customer` did: carts deleted, orders deleted, orders kept under the
+    legal hold (pseudonymised) and the last day the hold keeps one."""
+
+    carts: int
+    orders_deleted: int
+    orders_kept: int
+    kept_until: datetime | None
+
+
+def erase_customer(
+    *,
+    session: Session,
+    workspace_id: str,
+    profile_ids: Sequence[str],
+    hold: timedelta | None,
+    now: datetime,
+) -> ErasedCommerce:
+    """Erase a person from commerce: their carts go; an order placed within ``hold`` (the
+    legal hold of invoice data, None for none) is kept pseudonymised, unlinked from the person
+    and without its coupon code (which can name them); an older one goes, with its lines."""
+    carts = orders_deleted = orders_kept = 0
+    kept_until: datetime | None = None
+    for start in range(0, len(profile_ids), 500):
+        part = profile_ids[start : start + 500]
+        result = session.execute(
+            delete(CartRow).where(
+                CartRow.workspace_id == workspace_id, CartRow.profile_id.in_(part)
+            )
+        )
+        carts += int(getattr(result, "rowcount", 0) or 0)
+        orders = session.execute(
+            select(OrderRow.id, OrderRow.placed_at).where(
+                OrderRow.workspace_id == workspace_id, OrderRow.profile_id.in_(part)
+            )
+        ).all()
+        keep = [pk for pk, placed in orders if hold is not None and placed + hold > now]
+        drop = [pk for pk, placed in orders if hold is None or placed + hold <= now]
+        if keep:
+            assert hold is not None
+            session.execute(
+                update(OrderRow).where(OrderRow.id.in_(keep)).values(profile_id=None, coupon=None)
+            )
+            last = max(placed for pk, placed in orders if pk in set(keep)) + hold
+            kept_until = last if kept_until is None else max(kept_until, last)
+        if drop:
+            session.execute(delete(OrderItemRow).where(OrderItemRow.order_pk.in_(drop)))
+            session.execute(delete(OrderRow).where(OrderRow.id.in_(drop)))
+        orders_kept += len(keep)
+        orders_deleted += len(drop)
+    session.expunge_all()
+    return ErasedCommerce(carts, orders_deleted, orders_kept, kept_until)
+
+
+def abandoned_carts(
+    *, session: Session, workspace_id: str, before: datetime, delete: bool = False
+) -> int:
+    """How many carts that never became an order were last changed before ``before``; with
+    ``delete``, delete them and return how many went."""
+    where = (
+        CartRow.workspace_id == workspace_id,
+        CartRow.status != "converted",
+        CartRow.updated_at < before,
+    )
+    if not delete:
+        return int(session.scalar(select(func.count()).select_from(CartRow).where(*where)) or 0)
+    result = session.execute(sql_delete(CartRow).where(*where))
+    return int(getattr(result, "rowcount", 0) or 0)

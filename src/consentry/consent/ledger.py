@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import delete, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from consentry.consent import notices
@@ -30,6 +30,8 @@ from consentry.consent.models import (
     config_problems,
     country_of,
     entry_problems,
+    erased_proof,
+    is_erased_proof,
     proof_digest,
 )
 from consentry.consent.rates import Choice
@@ -371,8 +373,12 @@ def verify(*, session: Session, workspace_id: str) -> VerifyReport:
 
     def proof_intact(record: ConsentRecord) -> Break | None:
         proof = record.proof
-        if proof is None or any(proof.get(k, "") is None for k in PERSONAL_PROOF_KEYS):
-            return None  # erased (its personal values can no longer be opened): digest stands
+        if (
+            proof is None
+            or is_erased_proof(proof)
+            or any(proof.get(k, "") is None for k in PERSONAL_PROOF_KEYS)
+        ):
+            return None  # erased (reduced, or its values can no longer be opened): digest stands
         if proof_digest(proof) != record.proof_digest:
             return Break("edited", record.seq, record.id, "the proof does not match its digest")
         return None
@@ -391,6 +397,46 @@ def verify(*, session: Session, workspace_id: str) -> VerifyReport:
     broken = result.broken
     problem = Problem(broken.kind, broken.seq, broken.link_id, broken.detail) if broken else None
     return VerifyReport(ok=result.ok, checked=result.checked, problem=problem)
+
+
+# --- erasure ------------------------------------------------------------------------------------
+
+
+def erase_subject(
+    *, session: Session, workspace_id: str, profile_ids: Sequence[str], at: datetime
+) -> tuple[int, int]:
+    """Erase people from consent: their current states go; their ledger records stay (the
+    proof that consent was asked and given, Art. 7(1)) with a proof reduced to what does not
+    identify them (:func:`erased_proof`). Returns (states deleted, records whose proof was
+    reduced). The chain still verifies: a record's hash covers its proof's digest, not the
+    proof."""
+    states = reduced = 0
+    for start in range(0, len(profile_ids), 500):
+        part = profile_ids[start : start + 500]
+        result = session.execute(
+            delete(ConsentStateRow).where(
+                ConsentStateRow.workspace_id == workspace_id, ConsentStateRow.profile_id.in_(part)
+            )
+        )
+        states += int(getattr(result, "rowcount", 0) or 0)
+        rows = session.execute(
+            select(ConsentRecordRow.id, ConsentRecordRow.proof).where(
+                ConsentRecordRow.workspace_id == workspace_id,
+                ConsentRecordRow.profile_id.in_(part),
+                ConsentRecordRow.proof.is_not(None),
+            )
+        ).all()
+        for record_id, proof in rows:
+            if proof is None or is_erased_proof(proof):
+                continue
+            session.execute(
+                update(ConsentRecordRow)
+                .where(ConsentRecordRow.id == record_id)
+                .values(proof=erased_proof(proof, at))
+            )
+            reduced += 1
+    session.expunge_all()
+    return states, reduced
 
 
 # --- receipts -----------------------------------------------------------------------------------

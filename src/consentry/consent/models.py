@@ -173,6 +173,34 @@ def strip_url(raw: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
+ERASED_PROOF_KEY = "erased_at"
+
+
+def erased_proof(proof: Mapping[str, Any] | None, at: datetime) -> dict[str, Any] | None:
+    """What stays of a proof once its subject is erased: the time of the erasure, the GPC
+    signal, the CMP's TC string (the choices and the CMP, nothing about the person) and the
+    origin of the page (scheme and host). The address, IP and browser go, as does the page's
+    path. The chain keeps the digest of the whole proof, so it still verifies."""
+    if proof is None:
+        return None
+    if is_erased_proof(proof):
+        return dict(proof)
+    kept: dict[str, Any] = {ERASED_PROOF_KEY: at.isoformat()}
+    for key in ("gpc", "cmp_string"):
+        if key in proof:
+            kept[key] = proof[key]
+    page = proof.get("page_url")
+    if isinstance(page, str) and page:
+        parts = urlsplit(page)
+        kept["page_origin"] = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+    return kept
+
+
+def is_erased_proof(proof: Mapping[str, Any] | None) -> bool:
+    """Whether a stored proof was reduced by an erasure (its digest no longer matches it)."""
+    return proof is not None and ERASED_PROOF_KEY in proof
+
+
 class ProofIn(BaseModel):
     """Evidence of how a choice was made. The IP address is stored truncated."""
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -389,6 +389,7 @@ def preferences_page(token: str, request: Request, db: DbDep, settings: Settings
         done=t(done) if done else None,
         action=f"{base}?lang={look.language}",
         base=base,
+        request_url=f"/privacy-request/{quote(link.workspace_id, safe='')}",
     )
 
 

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from consentry.consent.signals import category_preferences
 from consentry.errors import FieldError
 from consentry.platform.jsoncodec import json_bytes
 
@@ -350,3 +351,16 @@ def _parse_all(
         else:
             envelopes.append(parsed)
     return envelopes, errors
+
+
+def returns_explicitly(env: Envelope, erased_at: datetime) -> bool:
+    """Whether a message of an erased person is a new, explicit action that brings them back:
+    an ``identify`` (a sign-up or log-in) that grants consent in ``context.consent`` and was made
+    after the erasure (its event time, and its ``sentAt`` when it has one, are later). A late or
+    replayed message, made before the erasure, never is."""
+    if env.type != "identify" or env.timestamp <= erased_at or env.received_at <= erased_at:
+        return False
+    if env.sent_at is not None and env.sent_at <= erased_at:
+        return False
+    prefs = category_preferences(env.payload)
+    return prefs is not None and any(value is True for value in prefs.values())

@@ -10,21 +10,22 @@ imports and the demo. Writers of one workspace are serialised, so ids commit in 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
 
 from consentry.commerce import service as commerce
 from consentry.config import IdentitySettings
 from consentry.consent import service as consent
-from consentry.ingest.models import Envelope
+from consentry.ingest.models import Envelope, returns_explicitly
 from consentry.ingest.tables import EventRow, IngestCursorRow
 from consentry.platform.db import Bulk, lock_workspace, utcnow
-from consentry.platform.vault import Vault, vault_of
+from consentry.platform.vault import Vault, is_token, token_subject, vault_of
 from consentry.profiles import service as profiles
 from consentry.profiles.models import (
     ANONYMOUS_ID,
@@ -41,6 +42,7 @@ class IngestResult:
 
     accepted: int = 0
     duplicates: int = 0
+    suppressed: int = 0  # messages of an erased person, dropped (see profiles.erasure)
     processed: int = 0
     profiles_created: int = 0
     merges: int = 0
@@ -63,9 +65,13 @@ def store(*, session: Session, workspace_id: str, envelopes: Sequence[Envelope])
     """Write each message that is new; a retried ``messageId`` is stored once."""
     lock_workspace(session, workspace_id)
     fresh = _new_messages(session, workspace_id, envelopes)
+    result = IngestResult(duplicates=len(envelopes) - len(fresh))
     if fresh:  # Core executemany: no ORM bookkeeping on the hot path
-        _INSERT_EVENTS.run(session.connection(), _rows(vault_of(session), workspace_id, fresh))
-    return IngestResult(accepted=len(fresh), duplicates=len(envelopes) - len(fresh))
+        rows = _rows(session, vault_of(session), workspace_id, fresh)
+        _INSERT_EVENTS.run(session.connection(), rows)
+        result.accepted = len(rows)
+        result.suppressed = len(fresh) - len(rows)
+    return result
 
 
 def process_pending(
@@ -97,12 +103,25 @@ def process_pending(
     envelopes = [
         _envelope(i, row, p) for i, (row, p) in enumerate(zip(rows, payloads, strict=True))
     ]
-    _resolve(session, workspace_id, envelopes, identity, default_region, result)
-    _link_events(session, [row[0] for row in rows], envelopes)
+    last_id = rows[-1][0]
+    ids = [row[0] for row in rows]
+    found = [_identifiers(session, workspace_id, env, default_region) for env in envelopes]
+    kept = _screen_identified(session, workspace_id, envelopes, found)
+    if len(kept) < len(envelopes):  # messages of an erased person: dropped, not applied
+        keep = set(kept)
+        _delete_events(session, [ids[i] for i in range(len(ids)) if i not in keep])
+        result.suppressed = len(ids) - len(kept)
+        envelopes, found, ids = (
+            [envelopes[i] for i in kept],
+            [found[i] for i in kept],
+            [ids[i] for i in kept],
+        )
+    _resolve(session, workspace_id, envelopes, found, identity, result)
+    _link_events(session, ids, envelopes)
     _apply(session, workspace_id, envelopes)
     # GPC and context.consent of resolved messages, in this transaction (consent.signals)
     consent.apply_event_signals(session=session, workspace_id=workspace_id, messages=envelopes)
-    cursor.last_event_id, cursor.updated_at = rows[-1][0], utcnow()
+    cursor.last_event_id, cursor.updated_at = last_id, utcnow()
     session.flush()
     return result
 
@@ -128,6 +147,7 @@ def ingest(
         result.processed += step.processed
         result.profiles_created += step.profiles_created
         result.merges += step.merges
+        result.suppressed += step.suppressed
         result.warnings += step.warnings
         if step.processed == 0:
             return result
@@ -269,17 +289,13 @@ def _resolve(
     session: Session,
     workspace_id: str,
     envelopes: Sequence[Envelope],
+    found: Sequence[list[Identifier]],
     identity: IdentitySettings,
-    default_region: str,
     result: IngestResult,
 ) -> None:
     sightings = [
-        profiles.Sighting(
-            identifiers=_identifiers(session, workspace_id, env, default_region),
-            seen_at=env.timestamp,
-            message_id=env.message_id,
-        )
-        for env in envelopes
+        profiles.Sighting(identifiers=ids, seen_at=env.timestamp, message_id=env.message_id)
+        for env, ids in zip(envelopes, found, strict=True)
     ]
     resolutions = profiles.resolve_batch(
         session=session, workspace_id=workspace_id, sightings=sightings, cap=identity.cap
@@ -307,30 +323,59 @@ def identity_index(vault: Vault, workspace_id: str, kind: str, raw: Any) -> str 
 
 
 def event_subject(
-    vault: Vault, workspace_id: str, user_id: Any, anonymous_id: Any, message_id: str
+    vault: Vault,
+    workspace_id: str,
+    user_id: Any,
+    anonymous_id: Any,
+    message_id: str,
+    generations: Mapping[str, int] | None = None,
 ) -> str:
     """Whose key seals an event: its userId's, else its anonymousId's (as identifiers, so an
-    erasure of the person reaches it); a message with only junk ids gets a key of its own."""
+    erasure of the person reaches it); a message with only junk ids gets a key of its own.
+    ``generations`` (by blind index) names the fresh key of an identity that came back after
+    an erasure."""
     for kind, raw in ((USER_ID, user_id), (ANONYMOUS_ID, anonymous_id)):
         usable = normalize_id(raw)
         if usable is not None:
-            return subject_of_index(vault.index(workspace_id, kind, usable))
+            index = vault.index(workspace_id, kind, usable)
+            return subject_of_index(index, (generations or {}).get(index, 0))
+    return message_subject(vault, workspace_id, message_id)
+
+
+def message_subject(vault: Vault, workspace_id: str, message_id: str) -> str:
+    """The key of a message that carries no usable id."""
     return subject_of_index(vault.index(workspace_id, "message_id", message_id))
 
 
-def subject_of_index(index: str) -> str:
-    """The key-store subject of an identity, from its blind index."""
-    return "id-" + index[:32]
+def subject_of_index(index: str, generation: int = 0) -> str:
+    """The key-store subject of an identity, from its blind index; an identity that came back
+    after an erasure (``generation`` 1, 2, ...) has a fresh one, as the old one was shredded."""
+    if generation == 0:
+        return "id-" + index[:32]
+    return f"i{generation}-{index[:30]}"
 
 
-def _rows(vault: Vault, workspace_id: str, envelopes: Sequence[Envelope]) -> list[dict[str, Any]]:
-    """Event rows as stored: ids as blind indexes, the payload sealed under the identity's key."""
+def _rows(
+    session: Session, vault: Vault, workspace_id: str, envelopes: Sequence[Envelope]
+) -> list[dict[str, Any]]:
+    """Event rows as stored: ids as blind indexes, the payload sealed under the identity's key.
+    A message of an erased person is left out (see :func:`_screen_stored`)."""
+    indexes = [
+        (
+            identity_index(vault, workspace_id, USER_ID, env.user_id),
+            identity_index(vault, workspace_id, ANONYMOUS_ID, env.anonymous_id),
+        )
+        for env in envelopes
+    ]
+    kept, generations = _screen_stored(session, workspace_id, envelopes, indexes)
     rows: list[dict[str, Any]] = []
     seals: list[tuple[str, str, Any]] = []
-    for env in envelopes:
-        user = identity_index(vault, workspace_id, USER_ID, env.user_id)
-        anonymous = identity_index(vault, workspace_id, ANONYMOUS_ID, env.anonymous_id)
-        subject = event_subject(vault, workspace_id, env.user_id, env.anonymous_id, env.message_id)
+    for i in kept:
+        env = envelopes[i]
+        user, anonymous = indexes[i]
+        subject = event_subject(
+            vault, workspace_id, env.user_id, env.anonymous_id, env.message_id, generations
+        )
         seals.append((subject, PAYLOAD, env.payload))
         rows.append(
             {
@@ -350,6 +395,141 @@ def _rows(vault: Vault, workspace_id: str, envelopes: Sequence[Envelope]) -> lis
     for row, token in zip(rows, vault.seal_many(workspace_id, seals), strict=True):
         row["payload"] = token
     return rows
+
+
+# --- messages of erased people -------------------------------------------------------------------
+
+
+def _screen(
+    session: Session,
+    workspace_id: str,
+    envelopes: Sequence[Envelope],
+    identities: Sequence[Sequence[profiles.Identity]],
+) -> tuple[list[int], dict[str, int]]:
+    """Which messages may be kept (by position), and the generation of each identity (by blind
+    index) that came back after an erasure. A message that carries an identity of an erased
+    person is dropped, unless it is the person's new, explicit return (``returns_explicitly``),
+    which takes its identities off the suppression list."""
+    if not profiles.has_suppressions(session=session, workspace_id=workspace_id):
+        return list(range(len(envelopes))), {}
+    entries = profiles.suppressed(
+        session=session,
+        workspace_id=workspace_id,
+        identities=(i for ids in identities for i in ids),
+    )
+    if not entries:
+        return list(range(len(envelopes))), {}
+    kept: list[int] = []
+    for position, (env, ids) in enumerate(zip(envelopes, identities, strict=True)):
+        active = [entries[i] for i in ids if i in entries and entries[i].active]
+        if active and returns_explicitly(env, max(e.created_at for e in active)):
+            lifted = profiles.lift_suppressions(
+                session=session,
+                workspace_id=workspace_id,
+                identities=[e.identity for e in active],
+                actor=f"message:{env.message_id}"[:200],
+                at=utcnow(),
+            )
+            for ident, generation in lifted.items():
+                entries[ident] = replace(
+                    entries[ident], lifted_at=env.received_at, generation=generation
+                )
+            active = []
+        if not active:
+            kept.append(position)
+    generations = {i.index: e.generation for i, e in entries.items() if e.generation}
+    return kept, generations
+
+
+def _screen_stored(
+    session: Session,
+    workspace_id: str,
+    envelopes: Sequence[Envelope],
+    indexes: Sequence[tuple[str | None, str | None]],
+) -> tuple[list[int], dict[str, int]]:
+    """:func:`_screen` by the userId and anonymousId, before a message is stored (its key would
+    be a shredded one)."""
+    identities = [
+        [
+            profiles.Identity(kind, index)
+            for kind, index in ((USER_ID, user), (ANONYMOUS_ID, anonymous))
+            if index is not None
+        ]
+        for user, anonymous in indexes
+    ]
+    return _screen(session, workspace_id, envelopes, identities)
+
+
+def _screen_identified(
+    session: Session,
+    workspace_id: str,
+    envelopes: Sequence[Envelope],
+    found: Sequence[Sequence[Identifier]],
+) -> list[int]:
+    """:func:`_screen` by every identifier of a message (its email, phone, external ids), before
+    it is applied; returns the positions of the messages to apply."""
+    if not profiles.has_suppressions(session=session, workspace_id=workspace_id):
+        return list(range(len(envelopes)))
+    vault = vault_of(session)
+    identities = [
+        [profiles.Identity(i.type, vault.index(workspace_id, i.type, i.value)) for i in ids]
+        for ids in found
+    ]
+    return _screen(session, workspace_id, envelopes, identities)[0]
+
+
+def _delete_events(session: Session, ids: Sequence[int]) -> int:
+    events = _events_table()
+    deleted = 0
+    for start in range(0, len(ids), 500):
+        result = session.execute(delete(events).where(events.c.id.in_(ids[start : start + 500])))
+        deleted += int(getattr(result, "rowcount", 0) or 0)
+    return deleted
+
+
+@dataclass(frozen=True, slots=True)
+class ErasedEvents:
+    """What :func:`erase_events` deleted: how many events, and for each, the key-store subject
+    that sealed it with its messageId (the caller decides which keys are the person's)."""
+
+    count: int
+    sealed_by: list[tuple[str, str]]
+
+
+def erase_events(
+    *,
+    session: Session,
+    workspace_id: str,
+    profile_ids: Sequence[str],
+    identity_indexes: Sequence[str],
+) -> ErasedEvents:
+    """Delete the events of these profiles, and the stored events not applied yet that carry one
+    of these userId or anonymousId blind indexes."""
+    events = _events_table()
+    cursor = session.get(IngestCursorRow, workspace_id)
+    after = cursor.last_event_id if cursor is not None else 0
+    conditions: list[ColumnElement[bool]] = [
+        events.c.profile_id.in_(profile_ids[start : start + 500])
+        for start in range(0, len(profile_ids), 500)
+    ]
+    for start in range(0, len(identity_indexes), 500):
+        part = identity_indexes[start : start + 500]
+        conditions.append(
+            and_(
+                events.c.id > after,
+                or_(events.c.user_id.in_(part), events.c.anonymous_id.in_(part)),
+            )
+        )
+    found: dict[int, tuple[str, str]] = {}
+    for condition in conditions:
+        for event_id, message_id, payload in session.connection().execute(
+            select(events.c.id, events.c.message_id, events.c.payload).where(
+                events.c.workspace_id == workspace_id, condition
+            )
+        ):
+            found[event_id] = (token_subject(payload) if is_token(payload) else "", message_id)
+    count = _delete_events(session, sorted(found))
+    return ErasedEvents(count, [(s, m) for s, m in found.values() if s])
 
 
 def _apply(session: Session, workspace_id: str, envelopes: Sequence[Envelope]) -> None:
@@ -438,3 +618,27 @@ def get_event(*, session: Session, workspace_id: str, message_id: str) -> EventV
     if r is None:
         return None
     return _views(session, workspace_id, [r])[0]
+
+
+def expired_events(
+    *, session: Session, workspace_id: str, before: datetime, delete_up_to: int = 0
+) -> int:
+    """How many applied events of the workspace have an event time before ``before``; with
+    ``delete_up_to``, delete up to that many of them (oldest first) and return how many went.
+    Events not applied yet are never counted nor deleted (their effect is still to come)."""
+    events = _events_table()
+    cursor = session.get(IngestCursorRow, workspace_id)
+    applied = cursor.last_event_id if cursor is not None else 0
+    where = (
+        events.c.workspace_id == workspace_id,
+        events.c.timestamp < before,
+        events.c.id <= applied,
+    )
+    if not delete_up_to:
+        return int(session.scalar(select(func.count()).select_from(events).where(*where)) or 0)
+    ids = list(
+        session.scalars(
+            select(events.c.id).where(*where).order_by(events.c.timestamp).limit(delete_up_to)
+        )
+    )
+    return _delete_events(session, ids)

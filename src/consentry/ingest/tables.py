@@ -23,6 +23,8 @@ class EventRow(Base):
         UniqueConstraint("workspace_id", "message_id"),
         Index("ix_events_profile_ts", "profile_id", "timestamp"),
         Index("ix_events_ws_ts", "workspace_id", "timestamp"),
+        # an id is never handed out again once its event is erased (the cursor moves by id)
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -19,6 +19,7 @@ def metadata() -> MetaData:
     from consentry.platform import audit_tables as _audit  # noqa: F401
     from consentry.platform import tenancy as _tenancy  # noqa: F401
     from consentry.platform.db import Base
+    from consentry.privacy import request_tables as _requests  # noqa: F401
     from consentry.privacy import tables as _privacy  # noqa: F401
     from consentry.profiles import tables as _profiles  # noqa: F401
 

@@ -127,6 +127,9 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
         cur.execute(f"PRAGMA synchronous={synchronous}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
+        # deleted and overwritten content is zeroed, not left in free space: an erased
+        # person's rows leave no trace in the file (with :meth:`Database.purge_deleted`)
+        cur.execute("PRAGMA secure_delete=ON")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -211,6 +214,19 @@ class Database:
         """Return True when the store answers."""
         with self.engine.connect() as conn:
             return conn.execute(text("SELECT 1")).scalar() == 1
+
+    def purge_deleted(self) -> None:
+        """Make deleted rows unrecoverable from the store's files, as far as the engine allows.
+
+        SQLite (with ``secure_delete``, set on every connection) zeroes deleted content in the
+        pages, but older copies of those pages stay in the WAL file until it is rewritten: a
+        checkpoint copies the WAL back and truncates it to zero bytes. PostgreSQL keeps dead
+        row versions until vacuum reuses their space; there the personal values are sealed,
+        and their keys were destroyed (docs/erasure.md).
+        """
+        if self.dialect == "sqlite":
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def dispose(self) -> None:
         """Close every pooled connection (and the vault's key store, if it has one)."""

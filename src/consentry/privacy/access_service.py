@@ -14,13 +14,14 @@ from consentry.consent import service as consent
 from consentry.ingest import service as ingest
 from consentry.platform import tenancy
 from consentry.platform.db import utcnow
+from consentry.privacy import request_service as requests
 from consentry.privacy.access import SubjectData
 from consentry.profiles import service as profiles
 
 PAGE = 1000
 NO_REQUESTS_YET = (
-    "Privacy requests are listed once they are recorded through the request intake; this "
-    "archive was prepared on the shop's initiative or from a request received elsewhere."
+    "No privacy request of yours was recorded through the request intake; this archive was "
+    "prepared on the shop's initiative or from a request received elsewhere."
 )
 
 
@@ -56,7 +57,12 @@ def collect(
         ),
         "consent": _consent(session, workspace_id, view.id),
         "merges": [asdict(m) for m in view.merges],
-        "requests": [],
+        "requests": requests.requests_of_subject(
+            session=session,
+            workspace_id=workspace_id,
+            profile_ids=[view.id, *members],
+            emails=[str(i["value"]) for i in view.identifiers if i["type"] == "email"],
+        ),
     }
     brand = tenancy.get_workspace(session=session, workspace_id=workspace_id).name
     return SubjectData(
@@ -65,7 +71,7 @@ def collect(
         generated_at=at or utcnow(),
         categories=categories,
         brand=brand,
-        notes=(NO_REQUESTS_YET,),
+        notes=() if categories["requests"] else (NO_REQUESTS_YET,),
     )
 
 

@@ -1,5 +1,6 @@
 """``consentry privacy processors list`` and ``consentry privacy ropa``: the processor register
-and the record of processing activities (GDPR Art. 30) from the command line.
+and the record of processing activities (GDPR Art. 30) from the command line;
+``consentry privacy requests list|remind`` (data-subject requests) live in ``request_cli``.
 
 Exit codes: 0 done; 1 the workspace does not exist or the output file cannot be written.
 """
@@ -17,14 +18,17 @@ from consentry.cli_options import DatabaseOpt, WorkspaceOpt
 from consentry.platform import tenancy
 from consentry.privacy import processor_service as service
 from consentry.privacy.processors import Processor
+from consentry.privacy.request_cli import requests_app
 from consentry.privacy.ropa import record_csv, record_json
 
 privacy_app = typer.Typer(
-    help="Privacy: the processor register and the record of processing activities.",
+    help="Privacy: the processor register, the record of processing activities, access "
+    "archives, erasure and data-subject requests.",
     no_args_is_help=True,
 )
 processors_app = typer.Typer(help="Processors and destinations data may leave to.")
 privacy_app.add_typer(processors_app, name="processors", no_args_is_help=True)
+privacy_app.add_typer(requests_app, name="requests", no_args_is_help=True)
 
 AtOpt = Annotated[
     datetime | None, typer.Option("--at", help="The register as it stood then (UTC).")

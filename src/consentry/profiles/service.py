@@ -16,6 +16,21 @@ from sqlalchemy.orm import Session
 from consentry.errors import FieldError, Invalid
 from consentry.platform.vault import vault_of
 from consentry.profiles.bulk import canonical_map_many, current_traits_many
+from consentry.profiles.erasure import (
+    Identity,
+    Person,
+    Suppression,
+    count_inactive_people,
+    erase_person,
+    expired_warnings,
+    has_suppressions,
+    identifier_values,
+    inactive_people,
+    person_of,
+    suppress,
+    suppressed,
+)
+from consentry.profiles.erasure import lift as lift_suppressions
 from consentry.profiles.graph import (
     canonical_map,
     canonical_of,
@@ -52,7 +67,10 @@ from consentry.profiles.traits import (
 )
 
 __all__ = [
+    "Identity",
     "MergeRecord",
+    "Person",
+    "Suppression",
     "ProfileView",
     "Resolution",
     "Sighting",
@@ -60,18 +78,28 @@ __all__ = [
     "canonical_map",
     "canonical_map_many",
     "canonical_of",
+    "count_inactive_people",
     "count_profiles",
     "current_traits_many",
+    "erase_person",
+    "expired_warnings",
     "get_profile",
+    "has_suppressions",
+    "identifier_values",
+    "inactive_people",
+    "lift_suppressions",
     "list_profiles",
     "member_ids",
     "merge_profiles",
+    "person_of",
     "message_traits",
     "record_traits",
     "record_traits_batch",
     "resolve",
     "resolve_batch",
     "search_identifiers",
+    "suppress",
+    "suppressed",
     "trait_history",
     "unmerge",
     "warnings_for",

@@ -116,3 +116,21 @@ class IdentityWarningRow(Base):
     source_message_id: Mapped[str | None] = mapped_column(String(128))
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SuppressionRow(Base):
+    """An identifier of an erased person (its type and blind index): messages that carry it are
+    dropped, so late or replayed events do not bring the person back. ``lifted_at`` is set when
+    the person came back by a new, explicit action; ``generation`` counts those returns (it
+    names fresh keys for the identity's events, as the old ones were shredded)."""
+
+    __tablename__ = "identity_suppressions"
+
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(64), primary_key=True)
+    erasure_id: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lifted_by: Mapped[str | None] = mapped_column(String(200))
+    generation: Mapped[int] = mapped_column(Integer, default=0)
