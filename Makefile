@@ -39,6 +39,7 @@ check-chromium:
 bench: install check-postgres
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/consent.py --preference-center
+	$(BIN)/python bench/privacy.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

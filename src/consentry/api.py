@@ -116,7 +116,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         writer.start()  # applies events a previous run stored but did not process
-        jobs = [asyncio.create_task(_deliver_erasure_notifications(store, settings))]
+        jobs = [
+            asyncio.create_task(_deliver_erasure_notifications(store, settings)),
+            asyncio.create_task(_maintain(store)),
+        ]
         if settings.retention.scheduled:
             jobs.append(asyncio.create_task(_run_retention(store, settings)))
         yield
@@ -181,6 +184,20 @@ async def _deliver_erasure_notifications(store: Database, settings: Settings) ->
                 report.retrying,
                 report.failed,
             )
+
+
+MAINTENANCE_SECONDS = 6 * 3600
+
+
+async def _maintain(store: Database) -> None:
+    """Refresh the store's planner statistics soon after start, then every six hours."""
+    await asyncio.sleep(5)
+    while True:
+        try:
+            await run_in_threadpool(store.optimize)
+        except Exception:  # statistics are an optimisation: never stop the server for them
+            log.exception("store maintenance failed")
+        await asyncio.sleep(MAINTENANCE_SECONDS)
 
 
 async def _run_retention(store: Database, settings: Settings) -> None:

@@ -285,6 +285,7 @@ def _seed_demo(db: Database, settings: Settings, spec: ShopSpec) -> None:
             done = int((chunk.reached - start).total_seconds())
             progress.update(task, completed=done, month=f"{chunk.reached:%Y-%m}", stored=stored)
         progress.update(task, completed=total)
+    db.optimize()  # the planner's statistics for the new data
     with db.read() as session:
         counts = commerce_service.counts(session=session, workspace_id=DEMO_WORKSPACE)
         profiles = profiles_service.count_profiles(session=session, workspace_id=DEMO_WORKSPACE)

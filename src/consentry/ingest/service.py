@@ -17,7 +17,6 @@ from typing import Any, cast
 
 from sqlalchemy import Table, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import ColumnElement
 
 from consentry.commerce import service as commerce
 from consentry.config import IdentitySettings
@@ -508,23 +507,31 @@ def erase_events(
     events = _events_table()
     cursor = session.get(IngestCursorRow, workspace_id)
     after = cursor.last_event_id if cursor is not None else 0
-    conditions: list[ColumnElement[bool]] = [
-        events.c.profile_id.in_(profile_ids[start : start + 500])
-        for start in range(0, len(profile_ids), 500)
-    ]
-    for start in range(0, len(identity_indexes), 500):
-        part = identity_indexes[start : start + 500]
-        conditions.append(
-            and_(
-                events.c.id > after,
-                or_(events.c.user_id.in_(part), events.c.anonymous_id.in_(part)),
-            )
-        )
     found: dict[int, tuple[str, str]] = {}
-    for condition in conditions:
+    for start in range(0, len(profile_ids), 500):
         for event_id, message_id, payload in session.connection().execute(
             select(events.c.id, events.c.message_id, events.c.payload).where(
-                events.c.workspace_id == workspace_id, condition
+                events.c.workspace_id == workspace_id,
+                events.c.profile_id.in_(profile_ids[start : start + 500]),
+            )
+        ):
+            found[event_id] = (token_subject(payload) if is_token(payload) else "", message_id)
+    # the backlog not applied yet: a range of ids after the cursor (by the primary key, which
+    # stays small, rather than an index that scans the workspace), filtered here
+    wanted = set(identity_indexes)
+    pending = [
+        event_id
+        for event_id, ws, user, anonymous in session.connection().execute(
+            select(
+                events.c.id, events.c.workspace_id, events.c.user_id, events.c.anonymous_id
+            ).where(events.c.id > after)
+        )
+        if ws == workspace_id and (user in wanted or anonymous in wanted)
+    ]
+    for start in range(0, len(pending), 500):
+        for event_id, message_id, payload in session.connection().execute(
+            select(events.c.id, events.c.message_id, events.c.payload).where(
+                events.c.id.in_(pending[start : start + 500])
             )
         ):
             found[event_id] = (token_subject(payload) if is_token(payload) else "", message_id)
