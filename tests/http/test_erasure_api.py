@@ -281,3 +281,51 @@ def test_a_verified_erasure_request_is_fulfilled_by_erasing(
         ]
         == []
     )
+
+
+def test_rectification_corrects_traits_and_is_audited(
+    client: TestClient, db: Database, workspace: str, ada: str
+) -> None:
+    officer = token(db, workspace, tenancy.Role.PRIVACY_OFFICER)
+    admin = token(db, workspace, tenancy.Role.ADMIN)
+    url = "/v1/privacy/rectifications"
+    fixed = client.post(
+        url,
+        json={
+            "user_id": f"u-{MARK}",
+            "traits": {"email": "ada.correct@example.com", "first_name": "Ada"},
+            "reason": "typo reported by the customer",
+            "purge_history": True,
+        },
+        headers=officer,
+    )
+    assert fixed.status_code == 200, fixed.text
+    assert fixed.json()["rectified"] == ["email", "first_name"]
+    assert fixed.json()["history_deleted"] == 1  # the wrong email, observed once
+    view = client.get(f"/v1/profiles/{ada}", headers=admin).json()
+    assert view["traits"]["email"] == "ada.correct@example.com"
+    assert view["traits"]["first_name"] == "Ada"
+    history = client.get(
+        f"/v1/profiles/{ada}/traits/history", params={"key": "email"}, headers=admin
+    ).json()["history"]
+    assert [h["value"] for h in history] == ["ada.correct@example.com"]  # the wrong one is gone
+    trail = client.get(
+        "/v1/audit", params={"action": "privacy.rectification"}, headers=admin
+    ).json()
+    (entry,) = trail.get("entries", trail)
+    assert entry["target_id"] == ada and entry["details"]["keys"] == "email,first_name"
+    assert "correct@" not in str(entry)
+    for bad, field in (
+        ({"profile_id": ada, "traits": {}, "reason": "x"}, "traits"),
+        ({"profile_id": ada, "traits": {"a@b.example": 1}, "reason": "x"}, "traits.a@b.example"),
+        ({"profile_id": ada, "traits": {"plan": "x"}, "reason": f"from {EMAIL}"}, "reason"),
+    ):
+        answer = client.post(url, json=bad, headers=officer)
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["errors"][0]["field"] == field
+    unknown = {"email": "nobody@example.com", "traits": {"plan": "x"}, "reason": "x"}
+    assert client.post(url, json=unknown, headers=officer).status_code == 404
+    marketer = token(db, workspace, tenancy.Role.MARKETER)
+    assert (
+        client.post(url, json={**unknown, "profile_id": ada}, headers=marketer).status_code == 403
+    )

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Query
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 
 from consentry.consent import service as consent
 from consentry.deps import DbDep, PrivacyRead, PrivacyWrite, SettingsDep
@@ -58,6 +59,32 @@ class LiftIn(BaseModel):
     reason: str = Field(..., min_length=1, max_length=200)
 
 
+class RectificationIn(BaseModel):
+    """Whose traits to correct (one of profile_id, email, user_id), the correct values, why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    profile_id: str | None = Field(None, min_length=1, max_length=36)
+    email: str | None = Field(None, min_length=3, max_length=320)
+    user_id: str | None = Field(None, min_length=1, max_length=512)
+    traits: dict[str, Any] = Field(..., examples=[{"last_name": "Lovelace"}])
+    reason: str = Field(..., min_length=1, max_length=200)
+    purge_history: bool = Field(
+        False, description="Also delete the earlier values of these traits from the history."
+    )
+
+
+def _subject(session: Session, principal: Principal, body: ErasureIn | RectificationIn) -> str:
+    """The profile the body names by profile_id, email or user_id (404, 409 otherwise)."""
+    return consent.resolve_subject(
+        session=session,
+        workspace_id=principal.workspace_id,
+        profile_id=body.profile_id,
+        email=body.email,
+        user_id=body.user_id,
+    )
+
+
 def _actor(principal: Principal) -> str:
     return f"token:{principal.key_id}"
 
@@ -94,13 +121,7 @@ def erase(
     """Erase the person everywhere, destroy their keys, and issue the erasure certificate."""
     hold_days = settings.erasure.order_hold_days
     with db.write() as session:
-        profile_id = consent.resolve_subject(
-            session=session,
-            workspace_id=principal.workspace_id,
-            profile_id=body.profile_id,
-            email=body.email,
-            user_id=body.user_id,
-        )
+        profile_id = _subject(session, principal, body)
         erasure = erasure_service.erase(
             session=session,
             workspace_id=principal.workspace_id,
@@ -140,6 +161,25 @@ def fulfil_request(
     if erasure.notifications:
         background.add_task(_deliver, db, settings.secret_key)
     return document(erasure)
+
+
+@router.post("/rectifications")
+def rectify(body: RectificationIn, principal: PrivacyWrite, db: DbDep) -> dict[str, Any]:
+    """Correct a person's traits (GDPR Art. 16): the values become current; recorded in the
+    audit trail with the keys (never the values). 404 for an unknown person, 400 naming a bad
+    field."""
+    with db.write() as session:
+        profile_id = _subject(session, principal, body)
+        canonical, keys, purged = erasure_service.rectify(
+            session=session,
+            workspace_id=principal.workspace_id,
+            profile_id=profile_id,
+            traits=body.traits,
+            actor=_actor(principal),
+            reason=body.reason,
+            purge_history=body.purge_history,
+        )
+    return {"profile_id": canonical, "rectified": keys, "history_deleted": purged}
 
 
 @router.get("/erasures")

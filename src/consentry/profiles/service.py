@@ -63,6 +63,7 @@ from consentry.profiles.traits import (
     open_traits,
     record_traits,
     record_traits_batch,
+    rectify_traits,
     trait_history,
 )
 
@@ -95,6 +96,7 @@ __all__ = [
     "message_traits",
     "record_traits",
     "record_traits_batch",
+    "rectify_traits",
     "resolve",
     "resolve_batch",
     "search_identifiers",

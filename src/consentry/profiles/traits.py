@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from consentry.platform.db import Bulk
+from consentry.platform.db import Bulk, utcnow
 from consentry.platform.vault import is_token, vault_of
 from consentry.profiles.graph import canonical_of, core_members_query, members_query
 from consentry.profiles.models import is_personal_trait, latest_traits
@@ -255,3 +255,46 @@ def trait_history(
         }
         for r, value in zip(rows, values, strict=True)
     ]
+
+
+def rectify_traits(
+    *,
+    session: Session,
+    workspace_id: str,
+    canonical_id: str,
+    member_ids: Sequence[str],
+    traits: Mapping[str, Any],
+    purge_history: bool,
+    source: str,
+) -> int:
+    """Correct traits of a unified profile (GDPR Art. 16): each value becomes current, later
+    than anything known, and is kept in the history like any other; with ``purge_history``,
+    the earlier values of those keys are deleted from every member's history first. Returns
+    how many earlier history rows were deleted."""
+    keys = [str(k)[:200] for k in traits]
+    purged = 0
+    if purge_history:
+        result = session.execute(
+            delete(TraitHistoryRow).where(
+                TraitHistoryRow.workspace_id == workspace_id,
+                TraitHistoryRow.profile_id.in_(list(member_ids)),
+                TraitHistoryRow.key.in_(keys),
+            )
+        )
+        purged = int(getattr(result, "rowcount", 0) or 0)
+    latest = session.scalar(
+        select(func.max(CurrentTraitRow.observed_at)).where(
+            CurrentTraitRow.canonical_id == canonical_id, CurrentTraitRow.key.in_(keys)
+        )
+    )
+    now = utcnow()
+    at = max(now, latest + timedelta(microseconds=1)) if latest is not None else now
+    record_traits(
+        session=session,
+        workspace_id=workspace_id,
+        profile_id=canonical_id,
+        traits=dict(zip(keys, traits.values(), strict=True)),
+        observed_at=at,
+        message_id=source[:128],
+    )
+    return purged
