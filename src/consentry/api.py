@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager, suppress
 from dataclasses import asdict
-from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -116,12 +116,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         writer.start()  # applies events a previous run stored but did not process
-        jobs = [
-            asyncio.create_task(_deliver_erasure_notifications(store, settings)),
-            asyncio.create_task(_maintain(store)),
-        ]
-        if settings.retention.scheduled:
-            jobs.append(asyncio.create_task(_run_retention(store, settings)))
+        jobs = [asyncio.create_task(job) for job in _background_jobs(store, settings)]
         yield
         for job in jobs:
             job.cancel()
@@ -166,58 +161,58 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     return app
 
 
-async def _deliver_erasure_notifications(store: Database, settings: Settings) -> None:
-    """Retry erasure webhooks that are due, every ``erasure.webhook_interval_seconds``."""
-    while True:
-        await asyncio.sleep(settings.erasure.webhook_interval_seconds)
-        try:
-            report = await run_in_threadpool(
-                notification_service.deliver_due, db=store, server_secret=settings.secret_key
-            )
-        except Exception:  # a broken store must not end the loop; the next round tries again
-            log.exception("erasure notifications: the delivery round failed")
-            continue
-        if report.attempted:
-            log.info(
-                "erasure notifications: %d delivered, %d to retry, %d failed",
-                report.delivered,
-                report.retrying,
-                report.failed,
-            )
-
-
 MAINTENANCE_SECONDS = 6 * 3600
 
 
-async def _maintain(store: Database) -> None:
-    """Refresh the store's planner statistics soon after start, then every six hours."""
-    await asyncio.sleep(5)
+async def _every(seconds: float, job: Callable[[], object], what: str, *, first: float) -> None:
+    """Run ``job`` in a worker thread ``first`` seconds after start, then every ``seconds``.
+    A failed round is logged and the schedule goes on (the next round tries again)."""
+    await asyncio.sleep(first)
     while True:
         try:
-            await run_in_threadpool(store.optimize)
-        except Exception:  # statistics are an optimisation: never stop the server for them
-            log.exception("store maintenance failed")
-        await asyncio.sleep(MAINTENANCE_SECONDS)
+            await run_in_threadpool(job)
+        except Exception:
+            log.exception("%s: the scheduled round failed", what)
+        await asyncio.sleep(seconds)
 
 
-async def _run_retention(store: Database, settings: Settings) -> None:
-    """Run every workspace's retention policy every ``retention.interval_hours``."""
-    while True:
-        await asyncio.sleep(settings.retention.interval_hours * 3600)
-        try:
-            await run_in_threadpool(_retention_round, store, settings)
-        except Exception:  # a failed round must not end the schedule
-            log.exception("retention: the scheduled run failed")
+def _background_jobs(store: Database, settings: Settings) -> list[Coroutine[Any, Any, None]]:
+    """The server's schedule: erasure webhooks retried, planner statistics refreshed (5 s
+    after start, then every six hours), retention run (when scheduled)."""
+    webhooks = settings.erasure.webhook_interval_seconds
+    jobs = [
+        _every(
+            webhooks,
+            partial(_deliver_notifications, store, settings),
+            "erasure notifications",
+            first=webhooks,
+        ),
+        _every(MAINTENANCE_SECONDS, store.optimize, "store maintenance", first=5),
+    ]
+    if settings.retention.scheduled:
+        hours = settings.retention.interval_hours * 3600
+        jobs.append(
+            _every(hours, partial(_retention_round, store, settings), "retention", first=hours)
+        )
+    return jobs
+
+
+def _deliver_notifications(store: Database, settings: Settings) -> None:
+    report = notification_service.deliver_due(db=store, server_secret=settings.secret_key)
+    if report.attempted:
+        log.info(
+            "erasure notifications: %d delivered, %d to retry, %d failed",
+            report.delivered,
+            report.retrying,
+            report.failed,
+        )
 
 
 def _retention_round(store: Database, settings: Settings) -> None:
-    hold = settings.erasure.order_hold_days
     with store.read() as session:
-        names = retention_service.workspaces(session=session)
+        names = [w.id for w in tenancy.list_workspaces(session=session)]
     for name in names:
-        retention_service.run(
-            db=store, workspace_id=name, order_hold=timedelta(days=hold) if hold else None
-        )
+        retention_service.run(db=store, workspace_id=name, order_hold=settings.erasure.order_hold)
 
 
 def _mount_web(app: FastAPI) -> None:

@@ -7,6 +7,7 @@ arguments. Sections are nested models; a nested value is set with a double under
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 from typing import Literal
 
@@ -153,6 +154,11 @@ class ErasureSettings(BaseModel):
     webhook_interval_seconds: float = Field(
         30.0, gt=0, le=3600, description="How often the server retries processors' webhooks."
     )
+
+    @property
+    def order_hold(self) -> timedelta | None:
+        """The legal hold as the erasure takes it (None: no hold)."""
+        return timedelta(days=self.order_hold_days) if self.order_hold_days else None
 
 
 class RetentionSettings(BaseModel):

@@ -484,14 +484,14 @@ def test_an_operator_can_lift_a_suppression(store: tuple[str, Database]) -> None
             erasure_service.lift_suppression(
                 session=session,
                 workspace_id=WS,
-                identifiers=[("email", "not an email")],
+                identifiers={"email": "not an email"},
                 actor="test:dpo",
                 reason="new account",
             )
         lifted = erasure_service.lift_suppression(
             session=session,
             workspace_id=WS,
-            identifiers=[("user_id", f"user-{M}")],
+            identifiers={"user_id": f"user-{M}"},
             actor="test:dpo",
             reason="new account, verified in store",
         )

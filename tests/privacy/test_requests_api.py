@@ -346,6 +346,30 @@ def test_the_queue_puts_overdue_first_and_filters(
         assert answer.status_code == 400, answer.text
 
 
+def test_the_queue_is_paged_in_its_order_and_a_closed_request_is_never_overdue(
+    shop: TestClient, db: Database, workspace: str, officer: dict[str, str]
+) -> None:
+    now = utcnow()
+    late = made_at(db, workspace, now - timedelta(days=50), country="US", start=True)
+    closed = made_at(
+        db, workspace, now - timedelta(days=60), country="US", start=True, email="bo@example.com"
+    )
+    done = shop.post(f"/v1/privacy/requests/{closed.id}/complete", headers=officer)
+    assert done.status_code == 200, done.text
+    fresh = made_at(db, workspace, now - timedelta(days=1), request_type="erasure", country="FR")
+    everything = shop.get("/v1/privacy/requests", params={"status": "all"}, headers=officer)
+    assert everything.json()["total"] == 3
+    rows = everything.json()["requests"]
+    assert [r["id"] for r in rows] == [late.id, closed.id, fresh.id]
+    assert [r["overdue"] for r in rows] == [True, False, False]
+    page = shop.get(
+        "/v1/privacy/requests",
+        params={"status": "all", "limit": 1, "offset": 1},
+        headers=officer,
+    ).json()
+    assert page["total"] == 3 and [r["id"] for r in page["requests"]] == [closed.id]
+
+
 def test_reject_and_extend_need_a_reason_and_the_person_is_told_of_the_extension(
     shop: TestClient, smtp: SmtpServer, db: Database, workspace: str, officer: dict[str, str]
 ) -> None:

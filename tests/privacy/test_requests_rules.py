@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consentry.config import PrivacySettings
+from consentry.consent import links
 from consentry.errors import Conflict, Invalid
 from consentry.privacy import requests as rq
 
@@ -337,6 +338,26 @@ def test_links_are_signed_per_workspace_and_expire() -> None:
     for junk in ("", "x", "a.b.c", f"{body}.{mac}x", f"{body}=.{mac}", "é.é"):
         with pytest.raises(rq.LinkError):
             rq.read_link("secret", junk, T0 - timedelta(days=1))
+
+
+def test_verification_links_and_consent_links_are_signed_apart() -> None:
+    before = T0 - timedelta(days=1)
+    token = rq.sign_link(
+        "secret", workspace_id="ws-a", request_id="rq-1", code_ref="abcd", expires_at=T0
+    )
+    with pytest.raises(links.LinkError) as as_page:  # opens no consent page
+        links.read("secret", token, kind=links.PREFERENCES, now=before)
+    assert as_page.value.reason == "forged"
+    page = links.sign(
+        links.link_key("secret", "ws-a"),
+        workspace_id="ws-a",
+        profile_id="rq-1",
+        kind=links.PREFERENCES,
+        now=before,
+    )
+    with pytest.raises(rq.LinkError) as as_verification:  # and verifies no request
+        rq.read_link("secret", page, before)
+    assert as_verification.value.reason == "forged"
 
 
 def test_request_ids() -> None:

@@ -9,7 +9,6 @@ from decimal import Decimal
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
-from sqlalchemy import delete as sql_delete
 from sqlalchemy.orm import Session
 
 from consentry.commerce.models import (
@@ -561,35 +560,40 @@ def erase_customer(
                 OrderRow.workspace_id == workspace_id, OrderRow.profile_id.in_(part)
             )
         ).all()
-        keep = [pk for pk, placed in orders if hold is not None and placed + hold > now]
-        drop = [pk for pk, placed in orders if hold is None or placed + hold <= now]
+        held = {pk: placed + hold for pk, placed in orders if hold and placed + hold > now}
+        keep = list(held)
+        drop = [pk for pk, _ in orders if pk not in held]
         if keep:
-            assert hold is not None
             session.execute(
                 update(OrderRow).where(OrderRow.id.in_(keep)).values(profile_id=None, coupon=None)
             )
-            last = max(placed for pk, placed in orders if pk in set(keep)) + hold
-            kept_until = last if kept_until is None else max(kept_until, last)
+            kept_until = max([*held.values(), *([kept_until] if kept_until else [])])
         if drop:
             session.execute(delete(OrderItemRow).where(OrderItemRow.order_pk.in_(drop)))
             session.execute(delete(OrderRow).where(OrderRow.id.in_(drop)))
         orders_kept += len(keep)
         orders_deleted += len(drop)
-    session.expunge_all()
     return ErasedCommerce(carts, orders_deleted, orders_kept, kept_until)
 
 
 def abandoned_carts(
-    *, session: Session, workspace_id: str, before: datetime, delete: bool = False
+    *, session: Session, workspace_id: str, before: datetime, remove_up_to: int = 0
 ) -> int:
     """How many carts that never became an order were last changed before ``before``; with
-    ``delete``, delete them and return how many went."""
+    ``remove_up_to``, delete up to that many (oldest first) and return how many went."""
     where = (
         CartRow.workspace_id == workspace_id,
         CartRow.status != "converted",
         CartRow.updated_at < before,
     )
-    if not delete:
+    if not remove_up_to:
         return int(session.scalar(select(func.count()).select_from(CartRow).where(*where)) or 0)
-    result = session.execute(sql_delete(CartRow).where(*where))
+    ids = list(
+        session.scalars(
+            select(CartRow.cart_id).where(*where).order_by(CartRow.updated_at).limit(remove_up_to)
+        )
+    )
+    result = session.execute(
+        delete(CartRow).where(CartRow.workspace_id == workspace_id, CartRow.cart_id.in_(ids))
+    )
     return int(getattr(result, "rowcount", 0) or 0)

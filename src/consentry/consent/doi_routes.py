@@ -15,16 +15,14 @@ denial or withdrawal), 410 (expired).
 from __future__ import annotations
 
 from datetime import timedelta
-from functools import lru_cache
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, JSONResponse
-from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from consentry.config import Settings
-from consentry.consent import doi, doi_service, links
+from consentry.consent import customer_pages, doi, doi_service, links
 from consentry.consent.routes import record_json
 from consentry.delivery.models import Mailer
 from consentry.deps import ConsentWrite, DbDep, SettingsDep
@@ -37,10 +35,7 @@ pages = APIRouter(include_in_schema=False)
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
     "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",  # the token is in the URL
-    "Cache-Control": "no-store",
-    "X-Robots-Tag": "noindex, nofollow",
+    **customer_pages.PAGE_HEADERS,
 }
 FAILED: dict[int | str, dict[str, Any]] = {
     502: {
@@ -134,18 +129,6 @@ def resend_double_opt_in(
 # --- the customer's pages -----------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
-def templates() -> Environment:
-    """The Jinja2 environment of the customer pages; autoescape on."""
-    return Environment(
-        loader=PackageLoader("consentry.consent", "templates"),
-        autoescape=True,
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-
-
 def _page(
     status: int,
     language: str,
@@ -159,7 +142,7 @@ def _page(
     values = {"brand": brand}
     title, text = w[f"{kind}_title"], w[f"{kind}_text"]
     content = (
-        templates()
+        customer_pages.templates()
         .get_template("doi/page.html")
         .render(
             lang=language,

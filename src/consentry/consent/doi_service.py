@@ -351,9 +351,7 @@ def send(
 
 def read_link(*, secret: str, token: str, now: datetime | None = None) -> links.Link:
     """The verified link of ``token``; LinkError (malformed, forged, expired, kind) otherwise."""
-    workspace_id = links.workspace_of(token)
-    key = links.link_key(secret, workspace_id)
-    return links.verify(key, token, kind=links.CONFIRM, now=now or utcnow())
+    return links.read(secret, token, kind=links.CONFIRM, now=now or utcnow())
 
 
 def _pending_of(session: Session, link: links.Link) -> tuple[ConsentRecord, doi.LinkClaims]:

@@ -435,7 +435,6 @@ def erase_subject(
                 .values(proof=erased_proof(proof, at))
             )
             reduced += 1
-    session.expunge_all()
     return states, reduced
 
 

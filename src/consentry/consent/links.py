@@ -1,11 +1,15 @@
 """Signed, expiring links for customers who do not log in: the preference center, the double
-opt-in confirmation and one-click unsubscribe.
+opt-in confirmation, one-click unsubscribe, and the verification of a data-subject request
+(``privacy.requests``).
 
 A link token is ``base64url(payload) "." base64url(HMAC-SHA256(key, payload))``. The payload is
-compact JSON naming the workspace, the subject (a profile id), what the link is for, when it
-expires and any extra fields of that kind (a purpose, a record id). The key is derived from the
-server's secret and the workspace, so a token of one workspace never opens another, and all of a
-workspace's links can be revoked by rotating the secret. Pure functions: no SQL, no HTTP.
+compact JSON naming the workspace, the subject (a profile id; for a data-subject request, the
+request id), what the link is for, when it expires and any extra fields of that kind (a purpose,
+a record id, a code reference). The key is derived from the server's secret and the workspace, so
+a token of one workspace never opens another, and all of a workspace's links can be revoked by
+rotating the secret. A kind may have a key of its own (another derivation label): the
+verification links of data-subject requests do, so they stay apart from the consent pages' links.
+Pure functions: no SQL, no HTTP.
 """
 
 from __future__ import annotations
@@ -23,13 +27,16 @@ from typing import Any
 PREFERENCES = "preferences"
 CONFIRM = "confirm"  # double opt-in
 UNSUBSCRIBE = "unsubscribe"
-KINDS = (PREFERENCES, CONFIRM, UNSUBSCRIBE)
+DSR_VERIFY = "dsr-verify"  # a data-subject request's mailed link (privacy.requests)
+KINDS = (PREFERENCES, CONFIRM, UNSUBSCRIBE, DSR_VERIFY)
 
 DEFAULT_TTL = {
     PREFERENCES: timedelta(days=30),
     CONFIRM: timedelta(days=2),
     UNSUBSCRIBE: timedelta(days=365),  # RFC 8058 links must keep working for a long while
-}
+}  # a DSR_VERIFY link lives as long as the code mailed with it: its expiry is always given
+_KEY_LABEL = b"consentry-links"
+_OWN_KEY_LABELS = {DSR_VERIFY: b"consentry-dsr-link"}  # kinds signed with a key of their own
 MAX_TOKEN_CHARS = 2048
 
 
@@ -46,16 +53,18 @@ class Link:
     """What a verified token says."""
 
     workspace_id: str
-    profile_id: str
+    profile_id: str  # the subject: a profile id (for DSR_VERIFY, the request id)
     kind: str
     expires_at: datetime
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def link_key(secret: str, workspace_id: str) -> bytes:
-    """The signing key of one workspace's links, derived from the server's secret."""
+def link_key(secret: str, workspace_id: str, kind: str | None = None) -> bytes:
+    """The signing key of one workspace's links, derived from the server's secret: one key for
+    the consent pages' kinds, and a key of its own for a kind that has one (``DSR_VERIFY``)."""
+    label = _OWN_KEY_LABELS.get(kind or "", _KEY_LABEL)
     return hmac.new(
-        secret.encode(), b"consentry-links\x00" + workspace_id.encode(), hashlib.sha256
+        secret.encode(), label + b"\x00" + workspace_id.encode(), hashlib.sha256
     ).digest()
 
 
@@ -78,10 +87,32 @@ def sign(
     **extra: Any,
 ) -> str:
     """A token for ``kind`` that expires ``ttl`` (the kind's default) after ``now``."""
+    lifetime = ttl if ttl is not None else DEFAULT_TTL.get(kind)
+    if lifetime is None:
+        raise ValueError(f"a {kind!r} link has no default lifetime: give its ttl")
+    return sign_until(
+        key,
+        workspace_id=workspace_id,
+        profile_id=profile_id,
+        kind=kind,
+        expires_at=now + lifetime,
+        **extra,
+    )
+
+
+def sign_until(
+    key: bytes,
+    *,
+    workspace_id: str,
+    profile_id: str,
+    kind: str,
+    expires_at: datetime,
+    **extra: Any,
+) -> str:
+    """A token for ``kind`` that expires at ``expires_at`` (to the second)."""
     if kind not in KINDS:
         raise ValueError(f"unknown link kind {kind!r}")
-    expires = now + (ttl if ttl is not None else DEFAULT_TTL[kind])
-    payload = {"w": workspace_id, "s": profile_id, "k": kind, "e": int(expires.timestamp())}
+    payload = {"w": workspace_id, "s": profile_id, "k": kind, "e": int(expires_at.timestamp())}
     if extra:
         payload["x"] = extra
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
@@ -113,6 +144,12 @@ def _payload(token: str) -> tuple[dict[str, Any], bytes, bytes]:
     if not isinstance(payload, dict):
         raise LinkError("malformed", "the link is not valid")
     return payload, body, mac
+
+
+def read(secret: str, token: str, *, kind: str, now: datetime) -> Link:
+    """What ``token`` says, if it was signed here for ``kind`` and has not expired: the
+    workspace it claims picks the key (:func:`link_key`), the signature decides."""
+    return verify(link_key(secret, workspace_of(token), kind), token, kind=kind, now=now)
 
 
 def verify(key: bytes, token: str, *, kind: str, now: datetime) -> Link:

@@ -18,26 +18,18 @@ purpose) no longer exists; 410 for an expired link. Every error is a translated 
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import lru_cache
 from typing import Any
-from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, PackageLoader, StrictUndefined
-from markupsafe import Markup
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException
 
 from consentry.config import Settings
-from consentry.consent import doi_service, links, service
+from consentry.consent import customer_pages, doi_service, links, service
 from consentry.consent import preferences as pc
 from consentry.consent.i18n import NATIVE_NAMES, Translator, negotiate
 from consentry.consent.models import GRANTED, PENDING, ConsentConfig
@@ -51,12 +43,7 @@ admin = APIRouter(prefix="/v1/consent", tags=["consent"])
 pages = APIRouter(include_in_schema=False)
 
 PATHS = {links.PREFERENCES: pc.PREFERENCES_PATH, links.UNSUBSCRIBE: pc.UNSUBSCRIBE_PATH}
-PAGE_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",  # the token is in the URL
-    "Cache-Control": "no-store",
-    "X-Robots-Tag": "noindex, nofollow",
-}
+PAGE_HEADERS = customer_pages.PAGE_HEADERS
 DONE = {"saved": "done.saved", "unsubscribed": "done.unsubscribed_all", "pending": "done.pending"}
 
 
@@ -130,37 +117,6 @@ def write_branding(body: pc.BrandingIn, principal: ConsentWrite, db: DbDep) -> d
 # --- rendering the customer pages ---------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
-def templates() -> Environment:
-    """The Jinja2 environment of the customer pages; autoescape on."""
-    return Environment(
-        loader=PackageLoader("consentry.consent", "templates"),
-        autoescape=True,
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-
-
-@lru_cache(maxsize=64)
-def stylesheet(theme: pc.Theme) -> tuple[Markup, str]:
-    """The page's stylesheet in the brand's colours, and its CSP hash (no inline style else)."""
-    css = templates().get_template("preferences/page.css").render(theme=theme)
-    digest = base64.b64encode(hashlib.sha256(css.encode()).digest()).decode()
-    return Markup(css), f"'sha256-{digest}'"  # our template and validated colours
-
-
-def _csp(style_hash: str, logo_url: str | None) -> str:
-    images = "'self' data:"
-    if logo_url:
-        parts = urlsplit(logo_url)
-        images += f" {parts.scheme}://{parts.netloc.rpartition('@')[2]}"
-    return (
-        f"default-src 'none'; script-src 'self'; style-src {style_hash}; img-src {images}; "
-        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class Look:
     """The language and the branding of one customer page (no branding: a link not trusted)."""
@@ -183,30 +139,22 @@ def _look(request: Request, branding: pc.Branding | None) -> Look:
 
 def render(template: str, status: int, look: Look, **context: Any) -> HTMLResponse:
     """A whole customer page in the look's language and colours."""
-    branding = look.branding
-    css, style_hash = stylesheet(pc.theme_for(branding.primary_color if branding else ""))
-    html = (
-        templates()
-        .get_template(template)
-        .render(
-            t=look.t,
-            lang=look.language,
-            branding=branding,
-            brand=branding.brand_name if branding else "",
-            css=css,
-            languages=list(NATIVE_NAMES.items()),
-            htmx=context.pop("htmx", False),
-            **context,
-        )
+    return customer_pages.page(
+        customer_pages.templates(),
+        template,
+        status,
+        look.branding,
+        t=look.t,
+        languages=list(NATIVE_NAMES.items()),
+        scripts=True,
+        **context,
     )
-    logo = branding.logo_url if branding else None
-    headers = {**PAGE_HEADERS, "Content-Security-Policy": _csp(style_hash, logo)}
-    return HTMLResponse(html, status_code=status, headers=headers)
 
 
 def fragment(lines: list[str], status: int = 200, *, error: bool = False) -> HTMLResponse:
     """The status message htmx swaps into the page."""
-    html = templates().get_template("preferences/_status.html").render(lines=lines, error=error)
+    template = customer_pages.templates().get_template("preferences/_status.html")
+    html = template.render(lines=lines, error=error)
     return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
 
 
@@ -248,25 +196,17 @@ def refuse(
     )
 
 
-def _branding_of(db: Database, workspace_id: str) -> pc.Branding | None:
-    try:
-        with db.read() as session:
-            return service.get_branding(session=session, workspace_id=workspace_id)
-    except NotFound:
-        return None
-
-
 def verify(settings: Settings, token: str, kind: str) -> links.Link:
     """The link a token opens: the workspace it names picks the key, the signature decides."""
-    workspace = links.workspace_of(token)
-    key = links.link_key(settings.secret_key, workspace)
-    return links.verify(key, token, kind=kind, now=utcnow())
+    return links.read(settings.secret_key, token, kind=kind, now=utcnow())
 
 
 def link_refused(request: Request, db: Database, token: str, exc: links.LinkError) -> HTMLResponse:
     """400 for a malformed or forged link (or one made for another page), 410 when expired."""
     trusted = exc.reason in ("expired", "kind")  # the signature held: the workspace is real
-    look = _look(request, _branding_of(db, links.workspace_of(token)) if trusted else None)
+    look = _look(
+        request, customer_pages.branding_of(db, links.workspace_of(token)) if trusted else None
+    )
     t = look.t
     if exc.reason == "expired":
         return refuse(request, 410, look, "error.title.expired", [t("error.expired")])
@@ -276,7 +216,7 @@ def link_refused(request: Request, db: Database, token: str, exc: links.LinkErro
 
 def gone(request: Request, db: Database, link: links.Link) -> HTMLResponse:
     """404: the subject of a valid link (or the purpose it names) no longer exists."""
-    look = _look(request, _branding_of(db, link.workspace_id))
+    look = _look(request, customer_pages.branding_of(db, link.workspace_id))
     return refuse(request, 404, look, "error.title.gone", [look.t("error.gone")])
 
 
@@ -343,11 +283,7 @@ def _proof(request: Request, settings: Settings, path: str, token: str) -> dict[
 
 async def _form_fields(request: Request) -> list[tuple[str, str]] | None:
     """The text fields of a posted form, or None when it is too large or malformed."""
-    try:
-        form = await request.form(max_files=0, max_fields=pc.MAX_FIELDS + 1)
-    except (HTTPException, MultiPartException):
-        return None
-    return [(name, value) for name, value in form.multi_items() if isinstance(value, str)]
+    return await customer_pages.form_fields(request, pc.MAX_FIELDS + 1)
 
 
 # --- the preference center ----------------------------------------------------------------------
@@ -389,7 +325,7 @@ def preferences_page(token: str, request: Request, db: DbDep, settings: Settings
         done=t(done) if done else None,
         action=f"{base}?lang={look.language}",
         base=base,
-        request_url=f"/privacy-request/{quote(link.workspace_id, safe='')}",
+        request_url=customer_pages.request_form_path(link.workspace_id),
     )
 
 

@@ -408,9 +408,8 @@ def _screen(
     """Which messages may be kept (by position), and the generation of each identity (by blind
     index) that came back after an erasure. A message that carries an identity of an erased
     person is dropped, unless it is the person's new, explicit return (``returns_explicitly``),
-    which takes its identities off the suppression list."""
-    if not profiles.has_suppressions(session=session, workspace_id=workspace_id):
-        return list(range(len(envelopes))), {}
+    which takes its identities off the suppression list. Callers first ask
+    ``profiles.has_suppressions`` (most workspaces have none: one cheap query per batch)."""
     entries = profiles.suppressed(
         session=session,
         workspace_id=workspace_id,
@@ -448,6 +447,8 @@ def _screen_stored(
 ) -> tuple[list[int], dict[str, int]]:
     """:func:`_screen` by the userId and anonymousId, before a message is stored (its key would
     be a shredded one)."""
+    if not profiles.has_suppressions(session=session, workspace_id=workspace_id):
+        return list(range(len(envelopes))), {}
     identities = [
         [
             profiles.Identity(kind, index)
@@ -628,10 +629,10 @@ def get_event(*, session: Session, workspace_id: str, message_id: str) -> EventV
 
 
 def expired_events(
-    *, session: Session, workspace_id: str, before: datetime, delete_up_to: int = 0
+    *, session: Session, workspace_id: str, before: datetime, remove_up_to: int = 0
 ) -> int:
     """How many applied events of the workspace have an event time before ``before``; with
-    ``delete_up_to``, delete up to that many of them (oldest first) and return how many went.
+    ``remove_up_to``, delete up to that many of them (oldest first) and return how many went.
     Events not applied yet are never counted nor deleted (their effect is still to come)."""
     events = _events_table()
     cursor = session.get(IngestCursorRow, workspace_id)
@@ -641,11 +642,11 @@ def expired_events(
         events.c.timestamp < before,
         events.c.id <= applied,
     )
-    if not delete_up_to:
+    if not remove_up_to:
         return int(session.scalar(select(func.count()).select_from(events).where(*where)) or 0)
     ids = list(
         session.scalars(
-            select(events.c.id).where(*where).order_by(events.c.timestamp).limit(delete_up_to)
+            select(events.c.id).where(*where).order_by(events.c.timestamp).limit(remove_up_to)
         )
     )
     return _delete_events(session, ids)

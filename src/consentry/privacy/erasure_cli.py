@@ -8,7 +8,6 @@ or the erasure was not confirmed; 2 some notifications failed for good (``notify
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import Annotated, Any
 
 import typer
@@ -18,7 +17,6 @@ from consentry.errors import ConsentryError
 from consentry.platform import tenancy
 from consentry.privacy import erasure_service, notification_service
 from consentry.privacy.cli import privacy_app
-from consentry.privacy.erasure_routes import document
 
 ReasonOpt = Annotated[
     str, typer.Option("--reason", help="Why (recorded; no personal data), e.g. 'DSR 2026-114'.")
@@ -82,7 +80,6 @@ def erase(
             )
         if not yes and not typer.confirm(f"Erase profile {subject} for good?"):
             raise fail("not erased")
-        hold = settings.erasure.order_hold_days
         with db.write() as session:
             done = erasure_service.erase(
                 session=session,
@@ -91,7 +88,7 @@ def erase(
                 actor=ACTOR,
                 reason=reason,
                 request_id=request_id,
-                order_hold=timedelta(days=hold) if hold else None,
+                order_hold=settings.erasure.order_hold,
             )
         db.purge_deleted()
         if done.notifications:
@@ -108,7 +105,7 @@ def erase(
         raise fail(exc.message) from exc
     finally:
         db.dispose()
-    _show(document(done), as_json)
+    _show(done.document(), as_json)
 
 
 @privacy_app.command("erasure")
@@ -125,7 +122,7 @@ def show_erasure(
         found = erasure_service.get_erasure(
             session=session, workspace_id=workspace, erasure_id=erasure_id
         )
-    _show(document(found), as_json)
+    _show(found.document(), as_json)
 
 
 @privacy_app.command("notify")
@@ -163,19 +160,10 @@ def unsuppress(
     action the shop verified (recorded in the audit trail)."""
     from consentry.cli import console, unit_of_work
 
-    pairs = [
-        (kind, value)
-        for kind, value in (
-            ("email", email),
-            ("phone", phone),
-            ("user_id", user_id),
-            ("anonymous_id", anonymous_id),
-        )
-        if value is not None
-    ]
+    named = {"email": email, "phone": phone, "user_id": user_id, "anonymous_id": anonymous_id}
     with unit_of_work(database_url) as session:
         tenancy.get_workspace(session=session, workspace_id=workspace)
         lifted = erasure_service.lift_suppression(
-            session=session, workspace_id=workspace, identifiers=pairs, actor=ACTOR, reason=reason
+            session=session, workspace_id=workspace, identifiers=named, actor=ACTOR, reason=reason
         )
     console.print(f"{lifted} identifier(s) lifted")

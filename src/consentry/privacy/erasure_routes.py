@@ -1,5 +1,6 @@
 """Erasure routes: erase a person, read erasures and their certificates, lift a suppression,
-and the secret a processor checks erasure webhooks with.
+the secret a processor checks erasure webhooks with, and rectification (correcting a person's
+traits, which names its subject the same way).
 
 Erasing and lifting need ``privacy:write``; reading needs ``privacy:read`` (the privacy officer
 and admin roles hold both). The person is named by ``profile_id``, ``email`` or ``user_id``;
@@ -10,19 +11,24 @@ are called right after, and again later when they fail (docs/erasure.md).
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
+from consentry.config import Settings
 from consentry.consent import service as consent
 from consentry.deps import DbDep, PrivacyRead, PrivacyWrite, SettingsDep
 from consentry.errors import FieldError, Invalid
 from consentry.platform.db import Database
 from consentry.platform.tenancy import Principal
-from consentry.privacy import erasure_service, notification_service, processor_service
+from consentry.privacy import (
+    erasure_service,
+    notification_service,
+    processor_service,
+    rectification_service,
+)
 from consentry.privacy.erasure import webhook_secret
 from consentry.privacy.erasure_service import Erasure
 
@@ -89,25 +95,17 @@ def _actor(principal: Principal) -> str:
     return f"token:{principal.key_id}"
 
 
-def document(erasure: Erasure) -> dict[str, Any]:
-    """The JSON form of an erasure: its certificate and where its notifications stand."""
-    return {
-        "id": erasure.id,
-        "profile_id": erasure.profile_id,
-        "request_id": erasure.request_id,
-        "status": erasure.status,
-        "erased_by": erasure.actor,
-        "reason": erasure.reason,
-        "requested_at": erasure.requested_at,
-        "completed_at": erasure.completed_at,
-        "certificate": erasure.certificate,
-        "certificate_sha256": erasure.certificate_hash,
-        "notifications": erasure.notifications,
-    }
-
-
-def _deliver(db: Database, secret: str) -> None:
-    notification_service.deliver_due(db=db, server_secret=secret)
+def _answer(
+    erasure: Erasure, db: Database, settings: Settings, background: BackgroundTasks
+) -> dict[str, Any]:
+    """After the erasure's commit: purge the store's files, have the processors' webhooks
+    called once the answer is sent, and answer with the erasure."""
+    db.purge_deleted()
+    if erasure.notifications:
+        background.add_task(
+            notification_service.deliver_due, db=db, server_secret=settings.secret_key
+        )
+    return erasure.document()
 
 
 @router.post("/erasures", status_code=201)
@@ -119,7 +117,6 @@ def erase(
     background: BackgroundTasks,
 ) -> dict[str, Any]:
     """Erase the person everywhere, destroy their keys, and issue the erasure certificate."""
-    hold_days = settings.erasure.order_hold_days
     with db.write() as session:
         profile_id = _subject(session, principal, body)
         erasure = erasure_service.erase(
@@ -129,12 +126,9 @@ def erase(
             actor=_actor(principal),
             reason=body.reason,
             request_id=body.request_id,
-            order_hold=timedelta(days=hold_days) if hold_days > 0 else None,
+            order_hold=settings.erasure.order_hold,
         )
-    db.purge_deleted()
-    if erasure.notifications:
-        background.add_task(_deliver, db, settings.secret_key)
-    return document(erasure)
+    return _answer(erasure, db, settings, background)
 
 
 @router.post("/requests/{request_id}/erase", status_code=201)
@@ -148,19 +142,15 @@ def fulfil_request(
     """Fulfil a verified erasure request: erase the person linked to it, complete the request,
     and answer with the erasure and its certificate. 400 when the request is of another type or
     names no profile; 409 when it is not verified or in progress; 404 when the person is gone."""
-    hold = settings.erasure.order_hold_days
     with db.write() as session:
         erasure = erasure_service.fulfil_request(
             session=session,
             workspace_id=principal.workspace_id,
             request_id=request_id,
             actor=_actor(principal),
-            order_hold=timedelta(days=hold) if hold > 0 else None,
+            order_hold=settings.erasure.order_hold,
         )
-    db.purge_deleted()
-    if erasure.notifications:
-        background.add_task(_deliver, db, settings.secret_key)
-    return document(erasure)
+    return _answer(erasure, db, settings, background)
 
 
 @router.post("/rectifications")
@@ -170,7 +160,7 @@ def rectify(body: RectificationIn, principal: PrivacyWrite, db: DbDep) -> dict[s
     field."""
     with db.write() as session:
         profile_id = _subject(session, principal, body)
-        canonical, keys, purged = erasure_service.rectify(
+        canonical, keys, purged = rectification_service.rectify(
             session=session,
             workspace_id=principal.workspace_id,
             profile_id=profile_id,
@@ -194,7 +184,7 @@ def list_erasures(
         found = erasure_service.list_erasures(
             session=session, workspace_id=principal.workspace_id, limit=limit, offset=offset
         )
-    return {"erasures": [document(e) for e in found]}
+    return {"erasures": [e.document() for e in found]}
 
 
 @router.get("/erasures/{erasure_id}")
@@ -204,28 +194,18 @@ def read_erasure(erasure_id: str, principal: PrivacyRead, db: DbDep) -> dict[str
         found = erasure_service.get_erasure(
             session=session, workspace_id=principal.workspace_id, erasure_id=erasure_id
         )
-    return document(found)
+    return found.document()
 
 
 @router.post("/suppressions/lift")
 def lift(body: LiftIn, principal: PrivacyWrite, db: DbDep) -> dict[str, Any]:
     """Let an erased person's identifiers be used again (they came back by a new, explicit
     action the shop verified). Recorded in the audit trail."""
-    pairs = [
-        (kind, value)
-        for kind, value in (
-            ("email", body.email),
-            ("phone", body.phone),
-            ("user_id", body.user_id),
-            ("anonymous_id", body.anonymous_id),
-        )
-        if value is not None
-    ]
     with db.write() as session:
         lifted = erasure_service.lift_suppression(
             session=session,
             workspace_id=principal.workspace_id,
-            identifiers=pairs,
+            identifiers=body.model_dump(exclude={"reason"}),
             actor=_actor(principal),
             reason=body.reason,
         )

@@ -22,6 +22,7 @@ audit trail, and each processor with an erasure webhook gets a notification thro
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -77,6 +78,22 @@ class Erasure:
     certificate_hash: str
     notifications: list[dict[str, Any]]
 
+    def document(self) -> dict[str, Any]:
+        """The JSON form, as the API and the CLI show it."""
+        return {
+            "id": self.id,
+            "profile_id": self.profile_id,
+            "request_id": self.request_id,
+            "status": self.status,
+            "erased_by": self.actor,
+            "reason": self.reason,
+            "requested_at": self.requested_at,
+            "completed_at": self.completed_at,
+            "certificate": self.certificate,
+            "certificate_sha256": self.certificate_hash,
+            "notifications": self.notifications,
+        }
+
 
 def erase(
     *,
@@ -129,33 +146,22 @@ def erase(
             workspace_id, erasure_subject(erasure_id), NOTIFICATION_FIELD, body
         )
 
-    # the keys of the identities that sealed the person's events, of every generation
-    before = profiles.suppressed(
-        session=session, workspace_id=workspace_id, identities=person.identities
-    )
-    event_keyed = [i for i in person.identities if i.type in EVENT_KEYED_TYPES]
-    subjects = set(person.member_ids)
-    for ident in event_keyed:
-        entry = before.get(ident)
-        for generation in range((entry.generation if entry else 0) + 1):
-            subjects.add(ingest.subject_of_index(ident.index, generation))
-
-    suppressed = profiles.suppress(
+    suppressed, generations = profiles.suppress(
         session=session,
         workspace_id=workspace_id,
         identities=person.identities,
         erasure_id=erasure_id,
         at=at,
+        lift_now=not suppress,
     )
-    if not suppress:  # listed, then lifted: only the key generation moves on
-        profiles.lift_suppressions(
-            session=session,
-            workspace_id=workspace_id,
-            identities=person.identities,
-            actor=actor,
-            at=at,
-        )
-        suppressed = 0
+    # the keys of the identities that sealed the person's events, of every generation
+    event_keyed = [i for i in person.identities if i.type in EVENT_KEYED_TYPES]
+    subjects = set(person.member_ids)
+    subjects.update(
+        ingest.subject_of_index(ident.index, generation)
+        for ident in event_keyed
+        for generation in range(generations[ident] + 1)
+    )
     events = ingest.erase_events(
         session=session,
         workspace_id=workspace_id,
@@ -327,25 +333,27 @@ def lift_suppression(
     *,
     session: Session,
     workspace_id: str,
-    identifiers: list[tuple[str, str]],
+    identifiers: Mapping[str, str | None],
     actor: str,
     reason: str,
 ) -> int:
     """Let an erased person's identifiers be used again, because the person came back by a new,
-    explicit action the shop verified (a new account, a request in writing). ``identifiers`` are
-    ``(type, value)`` pairs (email, phone, user_id, anonymous_id). Returns how many were lifted;
-    recorded in the audit trail. Invalid names a value that is not an identifier."""
+    explicit action the shop verified (a new account, a request in writing). ``identifiers``
+    maps a type (email, phone, user_id, anonymous_id) to a value; a None value is left out.
+    Returns how many were lifted; recorded in the audit trail. Invalid names a value that is not
+    an identifier."""
     problem = audit.reason_problem(reason)
     errors = [FieldError("reason", problem)] if problem else []
     vault = vault_of(session)
     identities = []
-    for kind, raw in identifiers:
+    named = {kind: raw for kind, raw in identifiers.items() if raw is not None}
+    for kind, raw in named.items():
         normalised = normalized_identifier(kind, raw)
         if normalised is None:
             errors.append(FieldError(kind, f"not a usable {kind.replace('_', ' ')}"))
             continue
         identities.append(profiles.Identity(kind, vault.index(workspace_id, kind, normalised)))
-    if not identifiers:
+    if not named:
         errors.append(FieldError("email", "name at least one identifier to lift"))
     if errors:
         raise Invalid("nothing was lifted", errors)
@@ -429,64 +437,3 @@ def fulfil_request(
         reason=f"erased: certificate {done.id}",
     )
     return done
-
-
-MAX_RECTIFIED = 50
-
-
-def rectify(
-    *,
-    session: Session,
-    workspace_id: str,
-    profile_id: str,
-    traits: dict[str, Any],
-    actor: str,
-    reason: str,
-    purge_history: bool = False,
-) -> tuple[str, list[str], int]:
-    """Correct a person's traits (GDPR Art. 16) and record it in the audit trail (the keys,
-    never the values). Returns (unified profile id, keys corrected, earlier history rows
-    deleted). Invalid names a bad field; NotFound when no such profile."""
-    errors: list[FieldError] = []
-    if not traits:
-        errors.append(FieldError("traits", "name at least one trait to correct"))
-    if len(traits) > MAX_RECTIFIED:
-        errors.append(FieldError("traits", f"at most {MAX_RECTIFIED} traits at once"))
-    for key in traits:
-        if not key.strip() or len(key) > 200 or audit.looks_personal(key):
-            errors.append(FieldError(f"traits.{key[:40]}", "not a trait name"))
-    details: dict[str, audit.DetailValue] = {
-        "keys": ",".join(sorted(traits))[:200],
-        "purge_history": purge_history,
-    }
-    errors += audit.entry_problems(
-        actor=actor,
-        action="privacy.rectification",
-        target_type="profile",
-        target_ids=[profile_id],
-        reason=reason,
-        details=details,
-    )
-    if errors:
-        raise Invalid("nothing was corrected", errors)
-    person = profiles.person_of(session=session, workspace_id=workspace_id, profile_id=profile_id)
-    purged = profiles.rectify_traits(
-        session=session,
-        workspace_id=workspace_id,
-        canonical_id=person.canonical_id,
-        member_ids=person.member_ids,
-        traits=traits,
-        purge_history=purge_history,
-        source="rectification",
-    )
-    audit.record(
-        session=session,
-        workspace_id=workspace_id,
-        actor=actor,
-        action="privacy.rectification",
-        target_type="profile",
-        target_id=person.canonical_id,
-        reason=reason,
-        details={**details, "history_deleted": purged},
-    )
-    return person.canonical_id, sorted(traits), purged

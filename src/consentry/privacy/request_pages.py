@@ -18,28 +18,23 @@ workspace or request, 409 a request that cannot take the step, 410 an expired li
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import re
 import secrets
 from functools import lru_cache
-from importlib import resources
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, PackageLoader, StrictUndefined
-from markupsafe import Markup
+from jinja2 import Environment
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException
 
 from consentry.config import Settings
+from consentry.consent import customer_pages
 from consentry.consent import preferences as pc
 from consentry.consent import service as consent
-from consentry.consent.preference_routes import stylesheet
+from consentry.consent.i18n import Translator
 from consentry.deps import DbDep, SettingsDep
 from consentry.errors import Conflict, Invalid, NotFound
 from consentry.platform.db import Database, utcnow
@@ -49,54 +44,24 @@ from consentry.privacy.request_routes import rules_of, send_challenge
 
 pages = APIRouter(include_in_schema=False)
 
-FORM_PATH = "/privacy-request/"
+FORM_PATH = customer_pages.REQUEST_FORM_PATH
 CSRF_COOKIE = "consentry_dsr_csrf"
 CSRF_FIELD = "csrf_token"
 _CSRF_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
 MAX_FIELDS = 10
-PAGE_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",  # a link's token is in the URL
-    "Cache-Control": "no-store",
-    "X-Robots-Tag": "noindex, nofollow",
-}
+PAGE_HEADERS = customer_pages.PAGE_HEADERS
+ENGLISH = Translator("en")  # the form is in English only (the frame's footer, too)
+
+
+def templates() -> Environment:
+    """These pages' templates, framed by the preference center's (``preferences/base.html``)."""
+    return customer_pages.environment("consentry.privacy")
 
 
 @lru_cache(maxsize=1)
-def templates() -> Environment:
-    """The Jinja2 environment of these pages; autoescape on."""
-    return Environment(
-        loader=PackageLoader("consentry.privacy", "templates"),
-        autoescape=True,
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-
-
-@lru_cache(maxsize=64)
-def _styles(theme: pc.Theme) -> tuple[Markup, str]:
-    """The preference center's stylesheet plus the form's rules, and the CSP hash of both."""
-    base, _ = stylesheet(theme)
-    extra = (
-        resources.files("consentry.privacy")
-        .joinpath("templates/requests/extra.css")
-        .read_text(encoding="utf-8")
-    )
-    css = str(base) + "\n" + extra
-    digest = base64.b64encode(hashlib.sha256(css.encode()).digest()).decode()
-    return Markup(css), f"'sha256-{digest}'"  # our files and validated colours
-
-
-def _csp(style_hash: str, logo_url: str | None) -> str:
-    images = "'self' data:"
-    if logo_url:
-        parts = urlsplit(logo_url)
-        images += f" {parts.scheme}://{parts.netloc.rpartition('@')[2]}"
-    return (
-        f"default-src 'none'; style-src {style_hash}; img-src {images}; form-action 'self'; "
-        "base-uri 'none'; frame-ancestors 'none'"
-    )
+def _extra_css() -> str:
+    """The form's rules, added to the preference center's stylesheet."""
+    return templates().get_template("requests/extra.css").render()
 
 
 # --- CSRF (double submit) -----------------------------------------------------------------------
@@ -126,21 +91,18 @@ def render(
     **context: Any,
 ) -> HTMLResponse:
     """A whole page in the workspace's look, carrying the CSRF token its forms post back."""
-    css, style_hash = _styles(pc.theme_for(branding.primary_color if branding else ""))
     token, fresh = _csrf_token(request)
-    html = (
-        templates()
-        .get_template(template)
-        .render(
-            css=css,
-            branding=branding,
-            brand=branding.brand_name if branding else "",
-            csrf_token=token,
-            **context,
-        )
+    response = customer_pages.page(
+        templates(),
+        template,
+        status,
+        branding,
+        t=ENGLISH,
+        languages=[],
+        extra_css=_extra_css(),
+        csrf_token=token,
+        **context,
     )
-    headers = {**PAGE_HEADERS, "Content-Security-Policy": _csp(style_hash, _logo(branding))}
-    response = HTMLResponse(html, status_code=status, headers=headers)
     if fresh:
         response.set_cookie(
             CSRF_COOKIE,
@@ -151,10 +113,6 @@ def render(
             secure=request.url.scheme == "https",
         )
     return response
-
-
-def _logo(branding: pc.Branding | None) -> str | None:
-    return branding.logo_url if branding else None
 
 
 def message_page(
@@ -179,24 +137,14 @@ def message_page(
     )
 
 
-def _branding(db: Database, workspace_id: str) -> pc.Branding | None:
-    try:
-        with db.read() as session:
-            return consent.get_branding(session=session, workspace_id=workspace_id)
-    except NotFound:
-        return None
-
-
 async def _fields(request: Request) -> dict[str, str] | None:
     """The text fields of a posted form (the first of each name), None when malformed."""
-    try:
-        form = await request.form(max_files=0, max_fields=MAX_FIELDS)
-    except (HTTPException, MultiPartException):
+    fields = await customer_pages.form_fields(request, MAX_FIELDS)
+    if fields is None:
         return None
     out: dict[str, str] = {}
-    for name, value in form.multi_items():
-        if isinstance(value, str) and name not in out:
-            out[name] = value
+    for name, value in fields:
+        out.setdefault(name, value)
     return out
 
 
@@ -235,7 +183,7 @@ def _form(
         status,
         branding,
         title="Make a privacy request",
-        action=f"{FORM_PATH}{quote(workspace, safe='')}",
+        action=customer_pages.request_form_path(workspace),
         types=[(k, rq.TYPE_NAMES[k], rq.TYPES[k]) for k in rq.TYPES],
         values=shown,
         problems=problems or [],
@@ -243,16 +191,16 @@ def _form(
     )
 
 
-@pages.get("/privacy-request/{workspace}")
+@pages.get(FORM_PATH + "{workspace}")
 def request_form(workspace: str, request: Request, db: DbDep) -> Response:
     """The form to file a request."""
-    branding = _branding(db, workspace)
+    branding = customer_pages.branding_of(db, workspace)
     if branding is None:
         return _unknown(request)
     return _form(request, workspace, branding)
 
 
-@pages.post("/privacy-request/{workspace}")
+@pages.post(FORM_PATH + "{workspace}")
 async def file_request(
     workspace: str, request: Request, db: DbDep, settings: SettingsDep
 ) -> Response:
@@ -268,7 +216,7 @@ def _file(
     settings: Settings,
     fields: dict[str, str] | None,
 ) -> Response:
-    branding = _branding(db, workspace)
+    branding = customer_pages.branding_of(db, workspace)
     if branding is None:
         return _unknown(request)
     if fields is None or not _csrf_ok(request, fields.get(CSRF_FIELD)):
@@ -289,17 +237,25 @@ def _file(
         problems = [(e.field, e.reason) for e in exc.errors] or [("form", exc.message)]
         return _form(request, workspace, branding, 400, fields, problems)
     assert intake.challenge is not None
-    delivery = send_challenge(request, settings, intake.challenge)
+    return _mailed(request, settings, workspace, intake.challenge)
+
+
+def _mailed(
+    request: Request, settings: Settings, workspace: str, challenge: service.Challenge
+) -> Response:
+    """Mail a challenge's code and link, then 303 to the request's page, which says whether
+    the mail went."""
+    delivery = send_challenge(request, settings, challenge)
     sent = "1" if delivery.error is None else "0"
     return RedirectResponse(
-        f"{_request_path(workspace, intake.request.id)}?sent={sent}",
+        f"{_request_path(workspace, challenge.request.id)}?sent={sent}",
         status_code=303,
         headers=PAGE_HEADERS,
     )
 
 
 def _request_path(workspace: str, request_id: str) -> str:
-    return f"{FORM_PATH}{quote(workspace, safe='')}/{quote(request_id, safe='')}"
+    return f"{customer_pages.request_form_path(workspace)}/{quote(request_id, safe='')}"
 
 
 # --- the request's page: the code ---------------------------------------------------------------
@@ -333,14 +289,22 @@ def _request_page(
     )
 
 
-def _load(db: Database, workspace: str, request_id: str) -> rq.Request | None:
+def _load(db: Database, workspace: str, request_id: str) -> tuple[rq.Request, pc.Branding] | None:
+    """The request and its workspace's branding (one read), None when it is not there."""
     try:
         with db.read() as session:
-            return service.get_request(
+            found = service.get_request(
                 session=session, workspace_id=workspace, request_id=request_id
             )
+            return found, consent.get_branding(session=session, workspace_id=workspace)
     except NotFound:
         return None
+
+
+def _reload(db: Database, workspace: str, request_id: str, before: rq.Request) -> rq.Request:
+    """The request as it stands now (after a step was refused)."""
+    loaded = _load(db, workspace, request_id)
+    return loaded[0] if loaded is not None else before
 
 
 SENT = (
@@ -349,15 +313,15 @@ SENT = (
 NOT_SENT = "We could not send the mail just now. Wait a moment, then ask for a new code below."
 
 
-@pages.get("/privacy-request/{workspace}/{request_id}")
+@pages.get(FORM_PATH + "{workspace}/{request_id}")
 def request_page(
     workspace: str, request_id: str, request: Request, db: DbDep, sent: str = ""
 ) -> Response:
     """The request's status and, while unverified, the box for the code."""
-    found = _load(db, workspace, request_id)
-    if found is None:
+    loaded = _load(db, workspace, request_id)
+    if loaded is None:
         return _unknown(request)
-    branding = _branding(db, workspace)
+    found, branding = loaded
     unverified = found.status == rq.UNVERIFIED
     notices = [SENT] if sent == "1" and unverified else []
     errors = [NOT_SENT] if sent == "0" and unverified else []
@@ -378,7 +342,24 @@ def _status_line(found: rq.Request) -> str:
     return "This request is closed."
 
 
-@pages.post("/privacy-request/{workspace}/{request_id}")
+def _posted(
+    request: Request,
+    db: Database,
+    workspace: str,
+    request_id: str,
+    fields: dict[str, str] | None,
+) -> tuple[rq.Request, pc.Branding] | Response:
+    """The request a form of its page posted to, or the page that refuses the post (404 for
+    no such request, 403 for a stale form)."""
+    loaded = _load(db, workspace, request_id)
+    if loaded is None:
+        return _unknown(request)
+    if fields is None or not _csrf_ok(request, fields.get(CSRF_FIELD)):
+        return _stale(request, loaded[1])
+    return loaded
+
+
+@pages.post(FORM_PATH + "{workspace}/{request_id}")
 async def enter_code(
     workspace: str, request_id: str, request: Request, db: DbDep, settings: SettingsDep
 ) -> Response:
@@ -397,12 +378,11 @@ def _enter_code(
     settings: Settings,
     fields: dict[str, str] | None,
 ) -> Response:
-    found = _load(db, workspace, request_id)
-    if found is None:
-        return _unknown(request)
-    branding = _branding(db, workspace)
-    if fields is None or not _csrf_ok(request, fields.get(CSRF_FIELD)):
-        return _stale(request, branding)
+    posted = _posted(request, db, workspace, request_id, fields)
+    if isinstance(posted, Response):
+        return posted
+    found, branding = posted
+    assert fields is not None
     code = re.sub(r"[\s-]", "", fields.get("code", ""))
     if not re.fullmatch(r"[0-9]{6}", code):
         errors = ["Enter the six digits of the code from the mail."]
@@ -418,7 +398,7 @@ def _enter_code(
                 secret=settings.secret_key,
             )
     except Conflict:
-        current = _load(db, workspace, request_id) or found
+        current = _reload(db, workspace, request_id, found)
         return _request_page(request, workspace, current, branding, 409, [_status_line(current)])
     return _verified_page(request, workspace, outcome, branding)
 
@@ -441,7 +421,7 @@ def _verified_page(
     return _request_page(request, workspace, found, branding, 409, errors=[line])
 
 
-@pages.post("/privacy-request/{workspace}/{request_id}/resend")
+@pages.post(FORM_PATH + "{workspace}/{request_id}/resend")
 async def resend_code(
     workspace: str, request_id: str, request: Request, db: DbDep, settings: SettingsDep
 ) -> Response:
@@ -458,12 +438,10 @@ def _resend(
     settings: Settings,
     fields: dict[str, str] | None,
 ) -> Response:
-    found = _load(db, workspace, request_id)
-    if found is None:
-        return _unknown(request)
-    branding = _branding(db, workspace)
-    if fields is None or not _csrf_ok(request, fields.get(CSRF_FIELD)):
-        return _stale(request, branding)
+    posted = _posted(request, db, workspace, request_id, fields)
+    if isinstance(posted, Response):
+        return posted
+    found, branding = posted
     try:
         with db.write() as session:
             challenge = service.resend(
@@ -474,14 +452,10 @@ def _resend(
                 secret=settings.secret_key,
             )
     except Conflict as exc:
-        current = _load(db, workspace, request_id) or found
+        current = _reload(db, workspace, request_id, found)
         lines = [_status_line(current)] if current.status != rq.UNVERIFIED else []
         return _request_page(request, workspace, current, branding, 409, lines, [exc.message])
-    delivery = send_challenge(request, settings, challenge)
-    sent = "1" if delivery.error is None else "0"
-    return RedirectResponse(
-        f"{_request_path(workspace, request_id)}?sent={sent}", status_code=303, headers=PAGE_HEADERS
-    )
+    return _mailed(request, settings, workspace, challenge)
 
 
 # --- the mailed link ----------------------------------------------------------------------------
@@ -513,17 +487,18 @@ def _link(
     return link, None
 
 
-@pages.get("/dsr/{token}")
+@pages.get(rq.VERIFY_PATH + "{token}")
 def link_page(token: str, request: Request, db: DbDep, settings: SettingsDep) -> Response:
     """Ask the person to confirm (a button: opening the link changes nothing)."""
     link, refused = _link(request, settings, token)
     if link is None:
         assert refused is not None
         return refused
-    found = _load(db, link.workspace_id, link.request_id)
-    branding = _branding(db, link.workspace_id)
-    if found is None:
+    loaded = _load(db, link.workspace_id, link.request_id)
+    if loaded is None:
+        branding = customer_pages.branding_of(db, link.workspace_id)
         return message_page(request, 400, branding, "This link is not valid")
+    found, branding = loaded
     if found.status != rq.UNVERIFIED:
         return message_page(request, 200, branding, "Your privacy request", _status_line(found))
     what = rq.TYPE_NAMES.get(found.type, found.type)
@@ -536,11 +511,11 @@ def link_page(token: str, request: Request, db: DbDep, settings: SettingsDep) ->
         lines=[f"Press the button to confirm your request: {what}."],
         status_class="",
         button=True,
-        action=f"/dsr/{token}",
+        action=f"{rq.VERIFY_PATH}{token}",
     )
 
 
-@pages.post("/dsr/{token}")
+@pages.post(rq.VERIFY_PATH + "{token}")
 async def confirm_link(token: str, request: Request, db: DbDep, settings: SettingsDep) -> Response:
     """Verify the request the link names."""
     fields = await _fields(request)
@@ -558,7 +533,7 @@ def _confirm(
     if link is None:
         assert refused is not None
         return refused
-    branding = _branding(db, link.workspace_id)
+    branding = customer_pages.branding_of(db, link.workspace_id)
     if fields is None or not _csrf_ok(request, fields.get(CSRF_FIELD)):
         return _stale(request, branding)
     try:
@@ -567,9 +542,9 @@ def _confirm(
     except NotFound:
         return message_page(request, 400, branding, "This link is not valid")
     except Conflict:
-        current = _load(db, link.workspace_id, link.request_id)
-        assert current is not None
-        return message_page(request, 200, branding, "Your privacy request", _status_line(current))
+        loaded = _load(db, link.workspace_id, link.request_id)
+        assert loaded is not None
+        return message_page(request, 200, branding, "Your privacy request", _status_line(loaded[0]))
     if not outcome.verified:
         return message_page(
             request,

@@ -134,6 +134,21 @@ def send_challenge(
     )
 
 
+def send_notice(
+    request: Request, settings: Settings, extension: service.Extension
+) -> service.Delivery | None:
+    """Mail an extension's notice to the person; None when there is no address to write to."""
+    if extension.address is None:
+        return None
+    return service.send(
+        mailer=mailer_of(request),
+        to=extension.address,
+        mail=extension.mail,
+        from_address=settings.smtp.from_address,
+        from_name=settings.smtp.from_name,
+    )
+
+
 def _challenge_answer(
     challenge: service.Challenge, delivery: service.Delivery, body: dict[str, Any], status: int
 ) -> JSONResponse:
@@ -399,15 +414,7 @@ def extend(
             reason=body.reason,
             rules=rules_of(settings),
         )
-    sent: service.Delivery | None = None
-    if found.address is not None:
-        sent = service.send(
-            mailer=mailer_of(request),
-            to=found.address,
-            mail=found.mail,
-            from_address=settings.smtp.from_address,
-            from_name=settings.smtp.from_name,
-        )
+    sent = send_notice(request, settings, found)
     shown = rq.request_json(found.request, utcnow())
     shown["notice_sent"] = bool(sent and sent.sent)
     shown["notice_error"] = sent.error.message if sent and sent.error else None

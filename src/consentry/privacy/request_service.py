@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from consentry.consent import service as consent
@@ -44,7 +44,6 @@ EMAIL_FIELD = "request.email"
 MESSAGE_FIELD = "request.message"
 EMAIL_INDEX = "email"  # the kind of the profiles' email identifiers: the indexes match
 MAX_PAGE = 500
-VERIFY_PATH = "/dsr/"  # the page a verification link opens
 
 
 # --- results ------------------------------------------------------------------------------------
@@ -133,7 +132,6 @@ def _request(row: RequestRow) -> rq.Request:
         resolution=row.resolution,
         duplicate_of=row.duplicate_of,
         reminders_sent=tuple(row.reminders_sent or ()),
-        has_email=row.email_sealed is not None,
     )
 
 
@@ -173,7 +171,6 @@ def _event(
     reason: str | None,
     at: datetime,
     details: dict[str, audit.DetailValue] | None = None,
-    audit_reason: str | None = None,
 ) -> None:
     """Append a step to the request's history and an entry to the audit trail."""
     seq = session.scalar(
@@ -195,6 +192,29 @@ def _event(
             details=dict(details or {}),
         )
     )
+    _audit(
+        session,
+        row,
+        actor=actor,
+        action=action,
+        reason=reason,
+        at=at,
+        details={"status": row.status, **(details or {})},
+    )
+    session.flush()
+
+
+def _audit(
+    session: Session,
+    row: RequestRow,
+    *,
+    actor: str,
+    action: str,
+    reason: str | None,
+    at: datetime,
+    details: dict[str, audit.DetailValue],
+) -> None:
+    """An entry of the audit trail (``dsr.<action>``) naming the request by id, with its type."""
     audit.record(
         session=session,
         workspace_id=row.workspace_id,
@@ -202,11 +222,10 @@ def _event(
         action=f"dsr.{action}",
         target_type=TARGET,
         target_id=row.id,
-        reason=audit_reason or reason or audit.UNSPECIFIED,
-        details={"type": row.type, "status": row.status, **(details or {})},
+        reason=reason or audit.UNSPECIFIED,
+        details={"type": row.type, **details},
         at=at,
     )
-    session.flush()
 
 
 def check_reason(reason: str | None, *, required: bool) -> str | None:
@@ -260,15 +279,20 @@ def _checked(
     return _Asked(values["type"], values["email"], values["country"], values["message"])
 
 
-def _new_row(
+def _receive(
     session: Session,
     *,
     workspace_id: str,
     asked: _Asked,
     source: str,
+    actor: str | None,
+    reason: str | None,
     rules: rq.Rules,
     now: datetime,
+    profile_id: str | None = None,
 ) -> RequestRow:
+    """Record a new, unverified request and its first step (``received``). ``actor`` None: the
+    requester (``subject:<request id>``)."""
     request_id = rq.new_request_id()
     key = rq.jurisdiction_for(asked.country, rules.default_jurisdiction)
     jurisdiction = rules.jurisdiction(key)
@@ -290,7 +314,7 @@ def _new_row(
         jurisdiction=key,
         country=asked.country,
         source=source,
-        profile_id=None,
+        profile_id=profile_id,
         email_index=vault.index(workspace_id, EMAIL_INDEX, asked.email) if asked.email else None,
         email_sealed=tokens.get(EMAIL_FIELD),
         message_sealed=tokens.get(MESSAGE_FIELD),
@@ -307,7 +331,22 @@ def _new_row(
     )
     session.add(row)
     session.flush()
+    _event(
+        session,
+        row,
+        actor=actor or _subject(row),
+        action="received",
+        from_status=None,
+        reason=reason,
+        at=now,
+        details={"source": row.source, "jurisdiction": row.jurisdiction},
+    )
     return row
+
+
+def _subject(row: RequestRow) -> str:
+    """The requester, as an actor of the history and the audit trail."""
+    return f"subject:{row.id}"
 
 
 def _challenge(
@@ -333,16 +372,12 @@ def _challenge(
     )
     return Challenge(
         request=_request(row),
-        address=_deliverable(email),
+        address=ascii_address(email),
         code=code,
         token=token,
         expires_at=expires_at,
         brand=_brand(session, row.workspace_id),
     )
-
-
-def _deliverable(email: str) -> str:
-    return ascii_address(email)
 
 
 def submit(
@@ -367,19 +402,15 @@ def submit(
     tenancy.get_workspace(session=session, workspace_id=workspace_id)
     asked = _checked(request_type, email, country, message)
     assert asked.email is not None
-    row = _new_row(
-        session, workspace_id=workspace_id, asked=asked, source=rq.SOURCE_FORM, rules=rules, now=now
-    )
-    actor = f"subject:{row.id}"
-    _event(
+    row = _receive(
         session,
-        row,
-        actor=actor,
-        action="received",
-        from_status=None,
+        workspace_id=workspace_id,
+        asked=asked,
+        source=rq.SOURCE_FORM,
+        actor=None,
         reason=None,
-        at=now,
-        details={"source": row.source, "jurisdiction": row.jurisdiction},
+        rules=rules,
+        now=now,
     )
     challenge = _challenge(session, row, email=asked.email, rules=rules, secret=secret, now=now)
     return Intake(challenge.request, challenge)
@@ -414,19 +445,11 @@ def submit_for_staff(
     tenancy.get_workspace(session=session, workspace_id=workspace_id)
     why = check_reason(reason, required=False)
     asked = _checked(request_type, email, country, message)
-    named = profile_id is not None or email is not None or user_id is not None
+    if verified and profile_id is None and email is None and user_id is None:
+        problem = "staff verify a known profile: give profile_id, email or user_id"
+        raise Invalid("name the person", [FieldError("profile_id", problem)])
     found: str | None = None
     if verified or profile_id is not None or user_id is not None:
-        if not named:
-            raise Invalid(
-                "name the person",
-                [
-                    FieldError(
-                        "profile_id",
-                        "staff verify a known profile: give profile_id, email or user_id",
-                    )
-                ],
-            )
         found = consent.resolve_subject(
             session=session,
             workspace_id=workspace_id,
@@ -458,36 +481,26 @@ def submit_for_staff(
             exclude=None,
         )
         if existing is not None:
-            audit.record(
-                session=session,
-                workspace_id=workspace_id,
+            _audit(
+                session,
+                existing,
                 actor=actor,
-                action="dsr.duplicate",
-                target_type=TARGET,
-                target_id=existing.id,
-                reason=why or audit.UNSPECIFIED,
-                details={"type": existing.type, "status": existing.status, "source": "staff"},
+                action="duplicate",
+                reason=why,
                 at=now,
+                details={"status": existing.status, "source": "staff"},
             )
             return Intake(_request(existing), None, duplicate=True)
-    row = _new_row(
+    row = _receive(
         session,
         workspace_id=workspace_id,
         asked=asked,
         source=rq.SOURCE_STAFF,
+        actor=actor,
+        reason=why,
         rules=rules,
         now=now,
-    )
-    row.profile_id = found
-    _event(
-        session,
-        row,
-        actor=actor,
-        action="received",
-        from_status=None,
-        reason=why,
-        at=now,
-        details={"source": row.source, "jurisdiction": row.jurisdiction},
+        profile_id=found,
     )
     if verified:
         _verify_row(session, row, actor=actor, by=rq.BY_STAFF, now=now, reason=why)
@@ -647,22 +660,17 @@ def verify_code(
         row.code_attempts += 1
         row.updated_at = now
         left = max(rules.code_attempts - row.code_attempts, 0)
-        audit.record(
-            session=session,
-            workspace_id=workspace_id,
-            actor=f"subject:{row.id}",
-            action="dsr.verify_failed",
-            target_type=TARGET,
-            target_id=row.id,
-            reason=audit.UNSPECIFIED,
-            details={"type": row.type, "attempts": row.code_attempts},
+        _audit(
+            session,
+            row,
+            actor=_subject(row),
+            action="verify_failed",
+            reason=None,
             at=now,
+            details={"attempts": row.code_attempts},
         )
         return Verification(rq.WRONG if left else rq.EXHAUSTED, _request(row), left)
-    original = _verify_row(session, row, actor=f"subject:{row.id}", by=rq.BY_CODE, now=now)
-    return Verification(
-        VERIFIED, _request(row), duplicate_of=_request(original) if original else None
-    )
+    return _verified(session, row, by=rq.BY_CODE, now=now)
 
 
 def verify_link(
@@ -676,7 +684,12 @@ def verify_link(
     rq.next_status(row.status, "verify")
     if row.code_hash is None or rq.code_ref(row.code_hash) != link.code_ref:
         return Verification(rq.EXPIRED_CODE, _request(row))
-    original = _verify_row(session, row, actor=f"subject:{row.id}", by=rq.BY_LINK, now=now)
+    return _verified(session, row, by=rq.BY_LINK, now=now)
+
+
+def _verified(session: Session, row: RequestRow, *, by: str, now: datetime) -> Verification:
+    """The requester proved the address (``by`` code or link): verify the request."""
+    original = _verify_row(session, row, actor=_subject(row), by=by, now=now)
     return Verification(
         VERIFIED, _request(row), duplicate_of=_request(original) if original else None
     )
@@ -703,7 +716,7 @@ def resend(
     _event(
         session,
         row,
-        actor=f"subject:{row.id}",
+        actor=_subject(row),
         action="code_sent",
         from_status=row.status,
         reason=None,
@@ -786,7 +799,7 @@ def extend(
     mail = rq.extension_mail(
         brand=_brand(session, workspace_id), request=request, reason=why, jurisdiction=jurisdiction
     )
-    return Extension(request, _deliverable(email) if email else None, mail)
+    return Extension(request, ascii_address(email) if email else None, mail)
 
 
 def link_profile(
@@ -857,17 +870,24 @@ def list_requests(
     now: datetime | None = None,
 ) -> tuple[int, list[rq.Request]]:
     """The queue: requests of the workspace (open ones by default), overdue first, then by
-    due date; ``status`` is ``open``, ``all`` or one status. Returns the total and a page."""
+    due date; ``status`` is ``open``, ``all`` or one status. Returns the total and a page,
+    ordered and cut by the database (``status=all`` reaches every request ever made)."""
     now = now or utcnow()
-    statuses = _status_filter(status)
-    query = select(RequestRow).where(
-        RequestRow.workspace_id == workspace_id, RequestRow.status.in_(statuses)
-    )
+    where = [RequestRow.workspace_id == workspace_id, RequestRow.status.in_(_status_filter(status))]
     if request_type is not None:
-        query = query.where(RequestRow.type == rq.request_type(request_type))
-    found = rq.queue_order([_request(r) for r in session.scalars(query)], now)
-    limit = max(1, min(limit, MAX_PAGE))
-    return len(found), found[offset : offset + limit]
+        where.append(RequestRow.type == rq.request_type(request_type))
+    total = session.scalar(select(func.count()).select_from(RequestRow).where(*where))
+    overdue_first = case(
+        (and_(RequestRow.status.in_(sorted(rq.OPEN)), RequestRow.due_at < now), 0), else_=1
+    )
+    rows = session.scalars(  # the order of requests.queue_order
+        select(RequestRow)
+        .where(*where)
+        .order_by(overdue_first, RequestRow.due_at, RequestRow.received_at, RequestRow.id)
+        .limit(max(1, min(limit, MAX_PAGE)))
+        .offset(max(offset, 0))
+    )
+    return int(total or 0), [_request(r) for r in rows]
 
 
 def get_request(*, session: Session, workspace_id: str, request_id: str) -> rq.Request:
@@ -885,26 +905,38 @@ def get_detail(*, session: Session, workspace_id: str, request_id: str) -> rq.De
 def history(*, session: Session, workspace_id: str, request_id: str) -> list[rq.HistoryEntry]:
     """Every step of a request, oldest first. NotFound when it is not in the workspace."""
     _row(session, workspace_id, request_id)
+    return _histories(session, workspace_id, [request_id]).get(request_id, [])
+
+
+def _histories(
+    session: Session, workspace_id: str, request_ids: Sequence[str]
+) -> dict[str, list[rq.HistoryEntry]]:
+    """The steps of each request, oldest first, in one query."""
+    out: dict[str, list[rq.HistoryEntry]] = {}
+    if not request_ids:
+        return out
     rows = session.scalars(
         select(RequestEventRow)
         .where(
-            RequestEventRow.workspace_id == workspace_id, RequestEventRow.request_id == request_id
+            RequestEventRow.workspace_id == workspace_id,
+            RequestEventRow.request_id.in_(list(request_ids)),
         )
-        .order_by(RequestEventRow.seq)
+        .order_by(RequestEventRow.request_id, RequestEventRow.seq)
     )
-    return [
-        rq.HistoryEntry(
-            seq=r.seq,
-            at=r.at,
-            actor=r.actor,
-            action=r.action,
-            from_status=r.from_status,
-            to_status=r.to_status,
-            reason=r.reason,
-            details=dict(r.details or {}),
+    for r in rows:
+        out.setdefault(r.request_id, []).append(
+            rq.HistoryEntry(
+                seq=r.seq,
+                at=r.at,
+                actor=r.actor,
+                action=r.action,
+                from_status=r.from_status,
+                to_status=r.to_status,
+                reason=r.reason,
+                details=dict(r.details or {}),
+            )
         )
-        for r in rows
-    ]
+    return out
 
 
 def requests_of_subject(
@@ -935,13 +967,15 @@ def requests_of_subject(
             .order_by(RequestRow.received_at, RequestRow.id)
         )
     )
+    histories = _histories(session, workspace_id, [row.id for row in rows])
+    now = utcnow()
     out = []
     for row in rows:
         email, message = _opened(session, row)
-        shown = rq.request_json(_request(row), utcnow())
+        shown = rq.request_json(_request(row), now)
         for internal in ("workspace_id", "reminders_sent", "days_left", "overdue", "verify_by"):
             shown.pop(internal, None)
-        steps = history(session=session, workspace_id=workspace_id, request_id=row.id)
+        steps = histories.get(row.id, [])
         shown["email"] = email
         shown["message"] = message
         shown["history"] = [
@@ -1065,11 +1099,6 @@ class Delivery:
     error: DeliveryError | None
 
 
-def verify_url(public_url: str, token: str) -> str:
-    """The page a verification link opens."""
-    return f"{public_url.rstrip('/')}{VERIFY_PATH}{token}"
-
-
 def send(
     *,
     mailer: Mailer,
@@ -1114,7 +1143,7 @@ def send_challenge(
         brand=challenge.brand,
         request_type=challenge.request.type,
         code=challenge.code,
-        url=verify_url(public_url, challenge.token),
+        url=rq.verify_url(public_url, challenge.token),
         expires_at=challenge.expires_at,
     )
     return send(

@@ -25,13 +25,10 @@ in progress and not yet overdue; it moves ``due_at``. A move the table does not 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import calendar
 import hashlib
 import hmac
 import html
-import json
 import re
 import secrets
 import unicodedata
@@ -41,6 +38,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from consentry.config import PrivacySettings
+from consentry.consent import links
 from consentry.consent.models import OPT_IN_COUNTRIES
 from consentry.delivery.models import ascii_address
 from consentry.errors import Conflict, FieldError, Invalid
@@ -422,16 +420,11 @@ def code_problem(
 
 # --- verification: the signed link --------------------------------------------------------------
 
-LINK_KIND = "dsr-verify"
-MAX_TOKEN = 1024
-
-
-class LinkError(Exception):
-    """A verification link that opens nothing: ``reason`` is malformed, forged or expired."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"the link is not valid ({reason})")
-        self.reason = reason
+# A mailed link is a customer link of its own kind, signed with a key of its own
+# (:mod:`consentry.consent.links`): it names the request (the link's subject) and the code it
+# was mailed with. LinkError (``reason``: malformed, forged, expired, kind) when it opens nothing.
+LinkError = links.LinkError
+VERIFY_PATH = "/dsr/"  # the page a verification link opens
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,69 +437,32 @@ class VerificationLink:
     expires_at: datetime
 
 
-def link_key(secret: str, workspace_id: str) -> bytes:
-    """The signing key of a workspace's verification links (apart from the consent links')."""
-    return hmac.new(
-        secret.encode(), b"consentry-dsr-link\x00" + workspace_id.encode(), hashlib.sha256
-    ).digest()
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    if _b64(raw) != text:
-        raise ValueError("not canonical base64")
-    return raw
-
-
 def sign_link(
     secret: str, *, workspace_id: str, request_id: str, code_ref: str, expires_at: datetime
 ) -> str:
-    """``base64url(payload) "." base64url(HMAC-SHA256)``, as the consent links are made."""
-    payload = {
-        "k": LINK_KIND,
-        "w": workspace_id,
-        "r": request_id,
-        "c": code_ref,
-        "e": int(expires_at.timestamp()),
-    }
-    body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
-    mac = hmac.new(link_key(secret, workspace_id), body, hashlib.sha256).digest()
-    return f"{_b64(body)}.{_b64(mac)}"
+    """The token of a request's verification link, valid until ``expires_at``."""
+    return links.sign_until(
+        links.link_key(secret, workspace_id, links.DSR_VERIFY),
+        workspace_id=workspace_id,
+        profile_id=request_id,
+        kind=links.DSR_VERIFY,
+        expires_at=expires_at,
+        c=code_ref,
+    )
 
 
 def read_link(secret: str, token: str, now: datetime) -> VerificationLink:
     """What a link token names, if it was signed here for verification and has not expired."""
-    if len(token) > MAX_TOKEN or token.count(".") != 1:
-        raise LinkError("malformed")
-    body_text, mac_text = token.split(".")
-    try:
-        body, mac = _unb64(body_text), _unb64(mac_text)
-        payload = json.loads(body)
-    except (binascii.Error, ValueError) as exc:
-        raise LinkError("malformed") from exc
-    if not isinstance(payload, dict) or not isinstance(payload.get("w"), str):
-        raise LinkError("malformed")
-    expected = hmac.new(link_key(secret, payload["w"]), body, hashlib.sha256).digest()
-    if not hmac.compare_digest(mac, expected):
-        raise LinkError("forged")
-    try:
-        link = VerificationLink(
-            workspace_id=payload["w"],
-            request_id=str(payload["r"]),
-            code_ref=str(payload["c"]),
-            expires_at=datetime.fromtimestamp(int(payload["e"]), UTC),
-        )
-    except (KeyError, TypeError, ValueError, OverflowError) as exc:
-        raise LinkError("malformed") from exc
-    if payload.get("k") != LINK_KIND:
-        raise LinkError("malformed")
-    if now >= link.expires_at:
-        raise LinkError("expired")
-    return link
+    link = links.read(secret, token, kind=links.DSR_VERIFY, now=now)
+    code = link.extra.get("c")
+    if not isinstance(code, str):
+        raise LinkError("malformed", "the link is not valid")
+    return VerificationLink(link.workspace_id, link.profile_id, code, link.expires_at)
+
+
+def verify_url(public_url: str, token: str) -> str:
+    """Where a verification link points: ``{public_url}/dsr/{token}``."""
+    return f"{public_url.rstrip('/')}{VERIFY_PATH}{token}"
 
 
 def code_ref(stored_digest: str) -> str:
@@ -541,7 +497,6 @@ class Request:
     resolution: str | None
     duplicate_of: str | None
     reminders_sent: tuple[int, ...] = ()
-    has_email: bool = False
 
     @property
     def open(self) -> bool:

@@ -7,7 +7,6 @@ with a progress bar. Exit codes: 0 done; 1 no such workspace or a bad period.
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -15,6 +14,7 @@ from rich.table import Table
 
 from consentry.cli_options import DatabaseOpt
 from consentry.errors import ConsentryError
+from consentry.platform import tenancy
 from consentry.platform.db import utcnow
 from consentry.privacy import retention_service
 from consentry.privacy.retention import CATEGORIES, CategoryRun, report
@@ -102,11 +102,14 @@ def run(
     settings = settings_for(database_url)
     db = open_store(settings)
     now = utcnow()
-    hold = settings.erasure.order_hold_days
     reports = []
     try:
         with db.read() as session:
-            names = [workspace] if workspace else retention_service.workspaces(session=session)
+            names = (
+                [workspace]
+                if workspace
+                else [w.id for w in tenancy.list_workspaces(session=session)]
+            )
         for name in names:
             if dry_run:
                 with db.read() as session:
@@ -124,7 +127,7 @@ def run(
                         db=db,
                         workspace_id=name,
                         now=now,
-                        order_hold=timedelta(days=hold) if hold else None,
+                        order_hold=settings.erasure.order_hold,
                         on_progress=step,
                     )
             reports.append({"workspace": name, **report(runs, dry_run=dry_run, at=now)})

@@ -6,7 +6,6 @@ every workspace's policy once a day (``CONSENTRY_RETENTION__INTERVAL_HOURS``).
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter
@@ -67,11 +66,10 @@ def dry_run(principal: PrivacyRead, db: DbDep) -> dict[str, Any]:
 def run_now(principal: PrivacyWrite, db: DbDep, settings: SettingsDep) -> dict[str, Any]:
     """Delete now what the policy no longer keeps; recorded in the audit trail."""
     now = utcnow()
-    hold = settings.erasure.order_hold_days
     done = retention_service.run(
         db=db,
         workspace_id=principal.workspace_id,
         now=now,
-        order_hold=timedelta(days=hold) if hold else None,
+        order_hold=settings.erasure.order_hold,
     )
     return report(done, dry_run=False, at=now)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -33,7 +33,7 @@ from consentry.privacy.tables import RetentionRow
 from consentry.profiles import service as profiles
 
 ACTOR = "system:retention"
-EVENT_CHUNK = 5000
+ROW_CHUNK = 5000  # rows deleted per transaction
 PEOPLE_CHUNK = 50
 
 Progress = Callable[[str, int], None]  # (category, rows done so far)
@@ -92,16 +92,29 @@ def plan(*, session: Session, workspace_id: str, now: datetime | None = None) ->
     return out
 
 
+class _Expiring(Protocol):
+    """A capability's count (``remove_up_to`` 0) or removal of the rows of a category."""
+
+    def __call__(
+        self, *, session: Session, workspace_id: str, before: datetime, remove_up_to: int = 0
+    ) -> int: ...
+
+
+# the categories whose rows are simply deleted, each by its own capability (inactive customers
+# are erased instead: :func:`_erase_inactive`)
+_EXPIRING: dict[str, _Expiring] = {
+    "events": ingest.expired_events,
+    "abandoned_carts": commerce.abandoned_carts,
+    "identity_warnings": profiles.expired_warnings,
+}
+
+
 def _count(session: Session, workspace_id: str, category: str, cutoff: datetime) -> int:
-    if category == "events":
-        return ingest.expired_events(session=session, workspace_id=workspace_id, before=cutoff)
-    if category == "abandoned_carts":
-        return commerce.abandoned_carts(session=session, workspace_id=workspace_id, before=cutoff)
     if category == "inactive_customers":
         return profiles.count_inactive_people(
             session=session, workspace_id=workspace_id, before=cutoff
         )
-    return profiles.expired_warnings(session=session, workspace_id=workspace_id, before=cutoff)
+    return _EXPIRING[category](session=session, workspace_id=workspace_id, before=cutoff)
 
 
 def run(
@@ -155,30 +168,20 @@ def _delete(
     order_hold: timedelta | None,
     on_progress: Progress | None,
 ) -> int:
+    chunk = PEOPLE_CHUNK if category == "inactive_customers" else ROW_CHUNK
     total = 0
     while True:
         with db.write() as session:
-            if category == "events":
-                step = ingest.expired_events(
-                    session=session,
-                    workspace_id=workspace_id,
-                    before=cutoff,
-                    delete_up_to=EVENT_CHUNK,
-                )
-            elif category == "abandoned_carts":
-                step = commerce.abandoned_carts(
-                    session=session, workspace_id=workspace_id, before=cutoff, delete=True
-                )
-            elif category == "identity_warnings":
-                step = profiles.expired_warnings(
-                    session=session, workspace_id=workspace_id, before=cutoff, delete=True
-                )
-            else:
+            if category == "inactive_customers":
                 step = _erase_inactive(session, workspace_id, cutoff, order_hold)
+            else:
+                step = _EXPIRING[category](
+                    session=session, workspace_id=workspace_id, before=cutoff, remove_up_to=chunk
+                )
         total += step
         if on_progress is not None and step:
             on_progress(category, total)
-        if step == 0 or category in ("abandoned_carts", "identity_warnings"):
+        if step < chunk:
             return total
 
 
@@ -205,8 +208,3 @@ def last_run(*, session: Session, workspace_id: str) -> dict[str, Any] | None:
     """The report of the workspace's last run, if any."""
     row = session.get(RetentionRow, workspace_id)
     return row.last_run if row is not None else None
-
-
-def workspaces(*, session: Session) -> list[str]:
-    """Every workspace (a scheduled run goes through them all)."""
-    return [w.id for w in tenancy.list_workspaces(session=session)]

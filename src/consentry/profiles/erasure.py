@@ -17,7 +17,6 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import delete, exists, func, insert, or_, select, tuple_, update
-from sqlalchemy import delete as sql_delete
 from sqlalchemy.orm import Session
 
 from consentry.platform.vault import vault_of
@@ -105,73 +104,42 @@ def identifier_values(
 
 def erase_person(*, session: Session, workspace_id: str, person: Person) -> dict[str, int]:
     """Delete every row of the person's profiles; returns how many rows of each kind."""
-    counts = {
-        "trait_history": 0,
-        "current_traits": 0,
-        "identifiers": 0,
-        "merges": 0,
-        "merge_blocks": 0,
-        "identity_warnings": 0,
-        "profiles": 0,
+    # each kind of row, and which of its columns point at a profile
+    owned: dict[str, tuple[Any, tuple[Any, ...]]] = {
+        "trait_history": (TraitHistoryRow, (TraitHistoryRow.profile_id,)),
+        "current_traits": (CurrentTraitRow, (CurrentTraitRow.canonical_id,)),
+        "identifiers": (IdentifierRow, (IdentifierRow.profile_id,)),
+        "merges": (MergeRow, (MergeRow.winner_id, MergeRow.loser_id)),
+        "merge_blocks": (MergeBlockRow, (MergeBlockRow.profile_a, MergeBlockRow.profile_b)),
+        "identity_warnings": (IdentityWarningRow, (IdentityWarningRow.profile_id,)),
     }
-    ws = workspace_id
+    counts = dict.fromkeys([*owned, "profiles"], 0)
     for part in _chunks(person.member_ids):
-        counts["trait_history"] += _delete(
-            session,
-            delete(TraitHistoryRow).where(
-                TraitHistoryRow.workspace_id == ws, TraitHistoryRow.profile_id.in_(part)
-            ),
-        )
-        counts["current_traits"] += _delete(
-            session,
-            delete(CurrentTraitRow).where(
-                CurrentTraitRow.workspace_id == ws, CurrentTraitRow.canonical_id.in_(part)
-            ),
-        )
-        counts["identifiers"] += _delete(
-            session,
-            delete(IdentifierRow).where(
-                IdentifierRow.workspace_id == ws, IdentifierRow.profile_id.in_(part)
-            ),
-        )
-        counts["merges"] += _delete(
-            session,
-            delete(MergeRow).where(
-                MergeRow.workspace_id == ws,
-                or_(MergeRow.winner_id.in_(part), MergeRow.loser_id.in_(part)),
-            ),
-        )
-        counts["merge_blocks"] += _delete(
-            session,
-            delete(MergeBlockRow).where(
-                MergeBlockRow.workspace_id == ws,
-                or_(MergeBlockRow.profile_a.in_(part), MergeBlockRow.profile_b.in_(part)),
-            ),
-        )
-        counts["identity_warnings"] += _delete(
-            session,
-            delete(IdentityWarningRow).where(
-                IdentityWarningRow.workspace_id == ws, IdentityWarningRow.profile_id.in_(part)
-            ),
-        )
-    # a profile unmerged from this person earlier points at a member as its parent: it is
-    # somebody else now, its own root
-    for part in _chunks(person.member_ids):
+        for name, (row, columns) in owned.items():
+            counts[name] += _delete(
+                session,
+                delete(row).where(
+                    row.workspace_id == workspace_id, or_(*(c.in_(part) for c in columns))
+                ),
+            )
+        # a profile unmerged from this person earlier points at a member as its parent: it is
+        # somebody else now, its own root
         session.execute(
             update(ProfileRow)
             .where(
-                ProfileRow.workspace_id == ws,
+                ProfileRow.workspace_id == workspace_id,
                 ProfileRow.merged_into.in_(part),
                 ProfileRow.canonical_id != person.canonical_id,
             )
             .values(merged_into=None)
         )
-    for part in _chunks(person.member_ids):
+    for part in _chunks(person.member_ids):  # last: the rows above point at them
         counts["profiles"] += _delete(
             session,
-            delete(ProfileRow).where(ProfileRow.workspace_id == ws, ProfileRow.id.in_(part)),
+            delete(ProfileRow).where(
+                ProfileRow.workspace_id == workspace_id, ProfileRow.id.in_(part)
+            ),
         )
-    session.expunge_all()  # ORM instances of deleted rows must not be flushed again
     return counts
 
 
@@ -185,10 +153,16 @@ def suppress(
     identities: Iterable[Identity],
     erasure_id: str,
     at: datetime,
-) -> int:
-    """Put identities on the suppression list (again, when they had been lifted)."""
+    lift_now: bool = False,
+) -> tuple[int, dict[Identity, int]]:
+    """Put identities on the suppression list (again, when they had been lifted); with
+    ``lift_now``, take them off at once, so only their key generation moves on (retention).
+
+    Returns how many stay listed, and the generation each identity had before (the keys of
+    generations 0 to that one sealed its events so far)."""
     wanted = list(dict.fromkeys(identities))
     known = suppressed(session=session, workspace_id=workspace_id, identities=wanted)
+    before = {i: known[i].generation if i in known else 0 for i in wanted}
     fresh = [i for i in wanted if i not in known]
     if fresh:
         session.execute(
@@ -200,21 +174,28 @@ def suppress(
                     "value": i.index,
                     "erasure_id": erasure_id,
                     "created_at": at,
-                    "lifted_at": None,
-                    "lifted_by": None,
-                    "generation": 0,
+                    "lifted_at": at if lift_now else None,
+                    "lifted_by": f"erasure:{erasure_id}" if lift_now else None,
+                    "generation": 1 if lift_now else 0,
                 }
                 for i in fresh
             ],
         )
-    again = [i for i in wanted if i in known and not known[i].active]
-    for ident in again:
+    for ident in (i for i in wanted if i in known):
+        if known[ident].active and not lift_now:
+            continue
         session.execute(
             update(SuppressionRow)
             .where(*_key(workspace_id, ident))
-            .values(erasure_id=erasure_id, created_at=at, lifted_at=None, lifted_by=None)
+            .values(
+                erasure_id=erasure_id,
+                created_at=at,
+                lifted_at=at if lift_now else None,
+                lifted_by=f"erasure:{erasure_id}" if lift_now else None,
+                generation=before[ident] + 1 if lift_now else before[ident],
+            )
         )
-    return len(fresh) + len(again)
+    return (0 if lift_now else len(wanted)), before
 
 
 def suppressed(
@@ -288,45 +269,50 @@ def _chunks(items: Sequence[_T]) -> Iterable[Sequence[_T]]:
 # --- retention -----------------------------------------------------------------------------------
 
 
-def inactive_people(
-    *, session: Session, workspace_id: str, before: datetime, limit: int | None = None
-) -> list[str]:
-    """Unified profiles none of whose members was seen since ``before`` (oldest first)."""
-    last = func.max(ProfileRow.last_seen)
-    query = (
-        select(ProfileRow.canonical_id)
-        .where(ProfileRow.workspace_id == workspace_id)
-        .group_by(ProfileRow.canonical_id)
-        .having(last < before)
-        .order_by(last, ProfileRow.canonical_id)
-    )
-    if limit is not None:
-        query = query.limit(limit)
-    return list(session.scalars(query))
-
-
-def count_inactive_people(*, session: Session, workspace_id: str, before: datetime) -> int:
-    """How many unified profiles :func:`inactive_people` would give."""
-    inner = (
+def _inactive(workspace_id: str, before: datetime) -> Any:
+    """Unified profiles none of whose members was seen since ``before``."""
+    return (
         select(ProfileRow.canonical_id)
         .where(ProfileRow.workspace_id == workspace_id)
         .group_by(ProfileRow.canonical_id)
         .having(func.max(ProfileRow.last_seen) < before)
-        .subquery()
     )
+
+
+def inactive_people(
+    *, session: Session, workspace_id: str, before: datetime, limit: int | None = None
+) -> list[str]:
+    """Unified profiles none of whose members was seen since ``before`` (oldest first)."""
+    query = _inactive(workspace_id, before).order_by(
+        func.max(ProfileRow.last_seen), ProfileRow.canonical_id
+    )
+    return list(session.scalars(query if limit is None else query.limit(limit)))
+
+
+def count_inactive_people(*, session: Session, workspace_id: str, before: datetime) -> int:
+    """How many unified profiles :func:`inactive_people` would give."""
+    inner = _inactive(workspace_id, before).subquery()
     return int(session.scalar(select(func.count()).select_from(inner)) or 0)
 
 
 def expired_warnings(
-    *, session: Session, workspace_id: str, before: datetime, delete: bool = False
+    *, session: Session, workspace_id: str, before: datetime, remove_up_to: int = 0
 ) -> int:
-    """How many identity warnings were recorded before ``before``; with ``delete``, delete
-    them and return how many went."""
+    """How many identity warnings were recorded before ``before``; with ``remove_up_to``,
+    delete up to that many (oldest first) and return how many went."""
     where = (
         IdentityWarningRow.workspace_id == workspace_id,
         IdentityWarningRow.created_at < before,
     )
-    if not delete:
+    if not remove_up_to:
         total = session.scalar(select(func.count()).select_from(IdentityWarningRow).where(*where))
         return int(total or 0)
-    return _delete(session, sql_delete(IdentityWarningRow).where(*where))
+    ids = list(
+        session.scalars(
+            select(IdentityWarningRow.id)
+            .where(*where)
+            .order_by(IdentityWarningRow.created_at)
+            .limit(remove_up_to)
+        )
+    )
+    return _delete(session, delete(IdentityWarningRow).where(IdentityWarningRow.id.in_(ids)))

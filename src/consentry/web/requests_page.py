@@ -18,7 +18,7 @@ from consentry.platform.db import utcnow
 from consentry.platform.tenancy import Scope
 from consentry.privacy import request_service as service
 from consentry.privacy import requests as rq
-from consentry.privacy.request_routes import mailer_of, rules_of
+from consentry.privacy.request_routes import rules_of, send_notice
 from consentry.web.routes import CsrfChecked, PageRoute, redirect, render
 
 router = APIRouter(prefix="/app", route_class=PageRoute, include_in_schema=False)
@@ -143,16 +143,8 @@ def act(
                 reason=reason,
                 rules=rules_of(settings),
             )
-        notice = "none"
-        if extended.address is not None:
-            sent = service.send(
-                mailer=mailer_of(request),
-                to=extended.address,
-                mail=extended.mail,
-                from_address=settings.smtp.from_address,
-                from_name=settings.smtp.from_name,
-            )
-            notice = "sent" if sent.error is None else "failed"
+        sent = send_notice(request, settings, extended)
+        notice = "none" if sent is None else "sent" if sent.error is None else "failed"
         return redirect(f"{_page(request_id)}?done=extend&notice={notice}")
     with db.write() as session:
         service.transition(
