@@ -20,6 +20,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from consentry import __version__
+from consentry.analytics import service as analytics
+from consentry.analytics.routes import router as analytics_router
 from consentry.commerce import service as commerce
 from consentry.config import Settings, get_settings
 from consentry.consent.config_routes import router as consent_config_router
@@ -156,6 +158,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(access_router)
     app.include_router(erasure_router)
     app.include_router(retention_router)
+    app.include_router(analytics_router)
     _mount_core(app)
     _mount_web(app)
     return app
@@ -178,7 +181,8 @@ async def _every(seconds: float, job: Callable[[], object], what: str, *, first:
 
 def _background_jobs(store: Database, settings: Settings) -> list[Coroutine[Any, Any, None]]:
     """The server's schedule: erasure webhooks retried, planner statistics refreshed (5 s
-    after start, then every six hours), retention run (when scheduled)."""
+    after start, then every six hours), retention run and analytics run (when scheduled; the
+    analytics a minute after start, then every ``analytics.interval_hours``)."""
     webhooks = settings.erasure.webhook_interval_seconds
     jobs = [
         _every(
@@ -194,7 +198,20 @@ def _background_jobs(store: Database, settings: Settings) -> list[Coroutine[Any,
         jobs.append(
             _every(hours, partial(_retention_round, store, settings), "retention", first=hours)
         )
+    if settings.analytics.scheduled:
+        hours = settings.analytics.interval_hours * 3600
+        jobs.append(
+            _every(hours, partial(_analytics_round, store, settings), "analytics", first=60)
+        )
     return jobs
+
+
+def _analytics_round(store: Database, settings: Settings) -> None:
+    with store.read() as session:
+        names = [w.id for w in tenancy.list_workspaces(session=session)]
+    for name in names:
+        report = analytics.run(store, name, settings.analytics)
+        log.info("analytics %s: %d customers scored", name, report.customers)
 
 
 def _deliver_notifications(store: Database, settings: Settings) -> None:

@@ -45,6 +45,7 @@ app.add_typer(key_app, name="key")
 
 def _register_capability_commands() -> None:
     """Capabilities' own command groups (imported late: they import this module's helpers)."""
+    from consentry.analytics.cli import analytics_app
     from consentry.commerce.import_cli import import_app
     from consentry.consent.cli import consent_app
     from consentry.platform.audit_cli import audit_app
@@ -59,6 +60,7 @@ def _register_capability_commands() -> None:
     app.add_typer(retention_app, name="retention")
     app.add_typer(audit_app, name="audit")
     app.add_typer(keys_app, name="keys")
+    app.add_typer(analytics_app, name="analytics")
 
 
 console = Console()

@@ -168,6 +168,35 @@ class RetentionSettings(BaseModel):
     interval_hours: float = Field(24.0, gt=0, le=24 * 31, description="Hours between runs.")
 
 
+class AnalyticsSettings(BaseModel):
+    """Customer analytics (docs/analytics.md): engine, money, model horizon, schedule."""
+
+    engine: Literal["duckdb", "spark"] = Field(
+        "duckdb", description="duckdb: in-process; spark: a local Apache Spark (Java 17+)."
+    )
+    memory_limit: str = Field("2GB", description="DuckDB's memory cap; it spills to disk past it.")
+    currency: str = Field(
+        "USD", min_length=3, max_length=3, description="Reporting currency of money metrics."
+    )
+    fx_rates: dict[str, float] = Field(
+        default_factory=dict,
+        description="Units of the reporting currency one unit of another is worth, e.g. "
+        '{"EUR": 1.08}. Orders in a currency without a rate are left out and counted.',
+    )
+    clv_months: int = Field(12, ge=1, le=120, description="Horizon of customer lifetime value.")
+    monthly_discount: float = Field(
+        0.01, ge=0, lt=1, description="Monthly discount rate of future spend (0.01 = 1 %)."
+    )
+    min_customers: int = Field(
+        50, ge=2, description="Fewer customers than this: RFM only, no CLV model."
+    )
+    abandoned_cart_minutes: int = Field(
+        60, ge=1, description="A cart untouched this long and not converted is abandoned."
+    )
+    scheduled: bool = Field(True, description="The server runs analytics on a schedule.")
+    interval_hours: float = Field(24.0, gt=0, le=24 * 31, description="Hours between runs.")
+
+
 class Settings(BaseSettings):
     """All of consentry's settings."""
 
@@ -197,6 +226,7 @@ class Settings(BaseSettings):
     crypto: CryptoSettings = CryptoSettings()
     erasure: ErasureSettings = ErasureSettings()
     retention: RetentionSettings = RetentionSettings()
+    analytics: AnalyticsSettings = AnalyticsSettings()
     privacy: PrivacySettings = PrivacySettings()
 
     @model_validator(mode="after")

@@ -162,5 +162,7 @@ ConsentRead = Annotated[Principal, Security(get_principal, scopes=[Scope.CONSENT
 ConsentWrite = Annotated[Principal, Security(get_principal, scopes=[Scope.CONSENT_WRITE])]
 PrivacyRead = Annotated[Principal, Security(get_principal, scopes=[Scope.PRIVACY_READ])]
 PrivacyWrite = Annotated[Principal, Security(get_principal, scopes=[Scope.PRIVACY_WRITE])]
+AnalyticsRead = Annotated[Principal, Security(get_principal, scopes=[Scope.ANALYTICS_READ])]
+AnalyticsWrite = Annotated[Principal, Security(get_principal, scopes=[Scope.ANALYTICS_WRITE])]
 AuditRead = Annotated[Principal, Security(get_principal, scopes=[Scope.AUDIT_READ])]
 AnyToken = Annotated[Principal, Security(get_principal, scopes=[])]

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from consentry.consent import ledger, rates
 from consentry.consent.ledger import (
     Problem,
     VerifyReport,
@@ -291,3 +292,17 @@ def set_branding(*, session: Session, workspace_id: str, branding: Branding) -> 
     row.updated_at = utcnow()
     session.flush()
     return branding
+
+
+def opt_in_by_period(
+    *, session: Session, workspace_id: str, since: datetime, until: datetime, interval: str
+) -> dict[str, rates.Tally]:
+    """Every purpose's choices in ``[since, until)`` tallied per period (named by its first
+    day, ISO), for the KPI of other capabilities: the consent rate is the ``opt_in_rate``."""
+    per: dict[str, rates.Tally] = {}
+    for choice in ledger.choices(
+        session=session, workspace_id=workspace_id, since=since, until=until
+    ):
+        period = rates.period_start(choice.occurred_at, interval).isoformat()
+        per.setdefault(period, rates.Tally(period=period, key="all")).add(choice)
+    return per

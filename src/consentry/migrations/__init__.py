@@ -13,6 +13,7 @@ HERE = Path(__file__).parent
 
 def metadata() -> MetaData:
     """The metadata of every table, each capability's tables imported."""
+    from consentry.analytics import tables as _analytics  # noqa: F401
     from consentry.commerce import tables as _commerce  # noqa: F401
     from consentry.consent import tables as _consent  # noqa: F401
     from consentry.ingest import tables as _ingest  # noqa: F401

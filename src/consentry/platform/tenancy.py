@@ -50,15 +50,32 @@ class Scope(StrEnum):
     PRIVACY_READ = "privacy:read"  # data-subject requests, processors, retention, certificates
     PRIVACY_WRITE = "privacy:write"
     AUDIT_READ = "audit:read"  # the audit trail: read, verify, export
+    ANALYTICS_READ = "analytics:read"  # KPIs, cohorts, RFM, CLV, churn lists
+    ANALYTICS_WRITE = "analytics:write"  # run analytics, enter marketing spend
     WORKSPACE_ADMIN = "workspace:admin"
 
 
 ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
     Role.ADMIN: frozenset(Scope),
     Role.MARKETER: frozenset(
-        {Scope.PROFILES_READ, Scope.EVENTS_READ, Scope.COMMERCE_READ, Scope.CONSENT_READ}
+        {
+            Scope.PROFILES_READ,
+            Scope.EVENTS_READ,
+            Scope.COMMERCE_READ,
+            Scope.CONSENT_READ,
+            Scope.ANALYTICS_READ,
+            Scope.ANALYTICS_WRITE,
+        }
     ),
-    Role.ANALYST: frozenset({Scope.EVENTS_READ, Scope.COMMERCE_READ, Scope.CONSENT_READ}),
+    Role.ANALYST: frozenset(
+        {
+            Scope.EVENTS_READ,
+            Scope.COMMERCE_READ,
+            Scope.CONSENT_READ,
+            Scope.ANALYTICS_READ,
+            Scope.ANALYTICS_WRITE,
+        }
+    ),
     Role.SUPPORT: frozenset(
         {
             Scope.PROFILES_READ,

@@ -6,6 +6,7 @@ Other capabilities and the adapters call ``profiles.service``; the modules behin
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -248,3 +249,15 @@ def warnings_for(*, session: Session, workspace_id: str, profile_id: str) -> lis
             .order_by(IdentityWarningRow.id)
         )
     )
+
+
+def merged_members(
+    *, session: Session, workspace_id: str, batch: int = 100_000
+) -> Iterator[list[tuple[str, str]]]:
+    """``(profile id, unified profile id)`` of every profile merged into another, in batches:
+    what analytics needs to count a person's activity under one profile."""
+    stmt = select(ProfileRow.id, ProfileRow.canonical_id).where(
+        ProfileRow.workspace_id == workspace_id, ProfileRow.id != ProfileRow.canonical_id
+    )
+    for part in session.execute(stmt.execution_options(yield_per=batch)).partitions():
+        yield [(r[0], r[1]) for r in part]

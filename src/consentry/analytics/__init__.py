@@ -1,0 +1,1 @@
+"""Analytics: RFM, customer-lifetime-value models, churn risk, cohorts and KPIs."""

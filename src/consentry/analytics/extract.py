@@ -1,0 +1,163 @@
+"""The operational store, read into Arrow tables for the engine (an adapter: it calls other
+capabilities' columnar feeds, never their tables).
+
+- Orders come out under the *unified* profile (a merged profile's orders count for the person),
+  with amounts converted to the reporting currency in integer cents. Orders in a currency with no
+  rate are left out and counted, never guessed.
+- Activity and carts are read for a time window only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy.orm import Session
+
+from consentry.commerce import feed as commerce_feed
+from consentry.ingest import feed as ingest_feed
+from consentry.profiles import service as profiles
+
+TIMESTAMP = pa.timestamp("s", tz="UTC")
+ORDERS = pa.schema(
+    [
+        ("customer", pa.string()),
+        ("order_id", pa.string()),
+        ("placed_at", TIMESTAMP),
+        ("cents", pa.int64()),
+        ("channel", pa.string()),
+    ]
+)
+EVENTS = pa.schema([("visitor", pa.string()), ("ts", TIMESTAMP), ("ordered", pa.int64())])
+CARTS = pa.schema([("created_at", TIMESTAMP), ("updated_at", TIMESTAMP), ("converted", pa.int64())])
+
+
+@dataclass(frozen=True, slots=True)
+class Orders:
+    """Orders ready for the engine, and what was left out (by currency)."""
+
+    table: pa.Table
+    skipped: dict[str, int]
+
+
+def _columns(
+    batches: Iterable[Sequence[tuple[object, ...]]], width: int
+) -> Iterator[list[list[object]]]:
+    for rows in batches:
+        yield [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+
+
+def _unified(session: Session, workspace_id: str) -> pa.Table:
+    ids: list[str] = []
+    canonical: list[str] = []
+    for part in profiles.merged_members(session=session, workspace_id=workspace_id):
+        for member, root in part:
+            ids.append(member)
+            canonical.append(root)
+    return pa.table(
+        {"profile_id": pa.array(ids, pa.string()), "root": pa.array(canonical, pa.string())}
+    )
+
+
+def _to_unified(table: pa.Table, column: str, unified: pa.Table) -> pa.Array:
+    """``column`` with merged profiles replaced by their unified profile, in the table's order."""
+    if unified.num_rows == 0:
+        return table[column]
+    keyed = table.select([column]).append_column("row", pa.array(range(table.num_rows), pa.int64()))
+    joined = keyed.join(unified, keys=column, right_keys="profile_id", join_type="left outer")
+    joined = joined.sort_by("row")
+    return pc.coalesce(joined["root"], joined[column])
+
+
+def orders(
+    session: Session,
+    workspace_id: str,
+    *,
+    currency: str,
+    fx_rates: Mapping[str, float],
+) -> Orders:
+    """Every order under its unified profile, net cents in ``currency``; ``fx_rates`` gives the
+    units of ``currency`` one unit of another currency is worth."""
+    chunks: list[pa.Table] = []
+    skipped: dict[str, int] = {}
+    rates = {code.upper(): rate for code, rate in fx_rates.items()}
+    rates[currency.upper()] = 1.0
+    for cols in _columns(commerce_feed.order_rows(session=session, workspace_id=workspace_id), 6):
+        profile, order_id, placed, cents, codes, channel = cols
+        code_arr = pa.array(codes, pa.string())
+        rate = pc.index_in(code_arr, value_set=pa.array(list(rates), pa.string()))
+        known = pc.is_valid(rate)
+        for code, count in zip(*_missing(code_arr, known), strict=True):
+            skipped[code] = skipped.get(code, 0) + count
+        factor = pc.take(pa.array(list(rates.values()), pa.float64()), rate)
+        converted = pc.cast(
+            pc.round(pc.multiply(pa.array(cents, pa.float64()), factor)), pa.int64()
+        )
+        chunk = pa.table(
+            {
+                "customer": pa.array(profile, pa.string()),
+                "order_id": pa.array(order_id, pa.string()),
+                "placed_at": pa.array(placed, pa.int64()).cast(TIMESTAMP),
+                "cents": converted,
+                "channel": pa.array(channel, pa.string()),
+            }
+        )
+        chunks.append(chunk.filter(known))
+    table = pa.concat_tables(chunks) if chunks else ORDERS.empty_table()
+    unified = _unified(session, workspace_id)
+    table = table.set_column(0, "customer", _to_unified(table, "customer", unified))
+    return Orders(table=table.cast(ORDERS), skipped=skipped)
+
+
+def _missing(codes: pa.Array, known: pa.Array) -> tuple[list[str], list[int]]:
+    unknown = pc.filter(codes, pc.invert(known))
+    if len(unknown) == 0:
+        return [], []
+    counts = pc.value_counts(pc.fill_null(unknown, "(none)"))
+    return counts.field("values").to_pylist(), counts.field("counts").to_pylist()
+
+
+def events(session: Session, workspace_id: str, since: datetime, until: datetime) -> pa.Table:
+    """Activity in ``[since, until)``: visitor (unified profile, else anonymous id), time,
+    whether it was an order."""
+    chunks = [
+        pa.table(
+            {
+                "visitor": pa.array(visitor, pa.string()),
+                "ts": pa.array(ts, pa.int64()).cast(TIMESTAMP),
+                "ordered": pa.array(ordered, pa.int64()),
+            }
+        )
+        for visitor, ts, ordered in _columns(
+            ingest_feed.activity_rows(
+                session=session, workspace_id=workspace_id, since=since, until=until
+            ),
+            3,
+        )
+    ]
+    table = pa.concat_tables(chunks) if chunks else EVENTS.empty_table()
+    unified = _unified(session, workspace_id)
+    return table.set_column(0, "visitor", _to_unified(table, "visitor", unified)).cast(EVENTS)
+
+
+def carts(session: Session, workspace_id: str, since: datetime, until: datetime) -> pa.Table:
+    """Carts created in ``[since, until)``: created, last touched, converted (1/0)."""
+    chunks = [
+        pa.table(
+            {
+                "created_at": pa.array(created, pa.int64()).cast(TIMESTAMP),
+                "updated_at": pa.array(updated, pa.int64()).cast(TIMESTAMP),
+                "converted": pa.array(converted, pa.int64()),
+            }
+        )
+        for created, updated, converted in _columns(
+            commerce_feed.cart_rows(
+                session=session, workspace_id=workspace_id, since=since, until=until
+            ),
+            3,
+        )
+    ]
+    return pa.concat_tables(chunks) if chunks else CARTS.empty_table()
