@@ -224,3 +224,25 @@ def test_ranges_are_checked(db: Database) -> None:
     with pytest.raises(Invalid) as too_fine:
         kpi_service.Range.of(START, START + timedelta(days=900), "day")
     assert too_fine.value.errors[0].field == "interval"
+
+
+def test_erasure_removes_the_computed_traits(db: Database) -> None:
+    from consentry.privacy import erasure_service
+
+    workspace = new_workspace(db)
+    send(db, workspace, *generate(customers=8, seed=4, prefix="er").messages)
+    service.run(db, workspace, AnalyticsSettings(), as_of=AS_OF)
+    person = profile_of(db, workspace, user_id="er1").id
+    before = _scores(db, workspace)
+    assert person in before
+    with db.write() as session:
+        done = erasure_service.erase(
+            session=session,
+            workspace_id=workspace,
+            profile_id=person,
+            actor="test:analytics",
+            reason="DSR test",
+        )
+    assert done.certificate["erased"]["computed_traits"] == 1
+    after = _scores(db, workspace)
+    assert person not in after and len(after) == len(before) - 1

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -440,3 +440,14 @@ def churn_list(
         .offset(offset)
     )
     return [score_document(r) for r in rows]
+
+
+def erase_scores(*, session: Session, workspace_id: str, profile_ids: Sequence[str]) -> int:
+    """Delete the computed traits of these profiles (an erasure); how many rows went."""
+    result = session.execute(
+        delete(CustomerScoreRow).where(
+            CustomerScoreRow.workspace_id == workspace_id,
+            CustomerScoreRow.profile_id.in_(list(profile_ids)),
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

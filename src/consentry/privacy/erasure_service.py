@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from consentry.analytics import service as analytics
 from consentry.commerce import service as commerce
 from consentry.consent import service as consent
 from consentry.errors import Conflict, FieldError, Invalid, NotFound
@@ -184,6 +185,9 @@ def erase(
     states, proofs = consent.erase_subject(
         session=session, workspace_id=workspace_id, profile_ids=person.member_ids, at=at
     )
+    scores = analytics.erase_scores(
+        session=session, workspace_id=workspace_id, profile_ids=person.member_ids
+    )
     rows = profiles.erase_person(session=session, workspace_id=workspace_id, person=person)
     session.flush()
 
@@ -195,6 +199,7 @@ def erase(
             "carts": shop.carts,
             "orders": shop.orders_deleted,
             "consent_states": states,
+            "computed_traits": scores,
         },
         kept={
             "orders": shop.orders_kept,
