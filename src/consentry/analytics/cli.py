@@ -8,15 +8,16 @@ message names what is wrong).
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from consentry.analytics import kpi_service, service, spend, spend_service
+from consentry.analytics.metrics import Interval
 from consentry.cli_options import DatabaseOpt, WorkspaceOpt
 from consentry.errors import ConsentryError
 from consentry.platform import tenancy
@@ -54,12 +55,6 @@ def _store(database_url: str | None, workspace: str) -> Any:
         db.dispose()
         raise fail(exc.message) from None
     return settings, db
-
-
-def _window(since: datetime | None, until: datetime | None, interval: str) -> Any:
-    end = until or datetime.now(UTC)
-    start = since or end - timedelta(days=365)
-    return kpi_service.Range.of(start, end, interval)  # type: ignore[arg-type]
 
 
 @analytics_app.command("run")
@@ -140,9 +135,8 @@ def kpis(
         raise fail("--interval must be day, week or month")
     settings, db = _store(database_url, workspace)
     try:
-        found = kpi_service.kpis(
-            db, workspace, settings.analytics, _window(since, until, interval), channel=channel
-        )
+        window = kpi_service.Range.default(since, until, cast(Interval, interval))
+        found = kpi_service.kpis(db, workspace, settings.analytics, window, channel=channel)
     except ConsentryError as exc:
         raise fail(exc.message) from None
     finally:
@@ -200,7 +194,7 @@ def cohorts(
     settings, db = _store(database_url, workspace)
     try:
         found = kpi_service.cohorts(
-            db, workspace, settings.analytics, _window(since, until, "month")
+            db, workspace, settings.analytics, kpi_service.Range.default(since, until, "month")
         )
     except ConsentryError as exc:
         raise fail(exc.message) from None

@@ -87,6 +87,59 @@ class FitInfo:
     std_errors: dict[str, float]
     gradient: Literal["analytic", "numerical"]
 
+    @classmethod
+    def of(
+        cls,
+        terms: FloatArray,
+        weights: FloatArray,
+        *,
+        iterations: int,
+        seconds: float,
+        std_errors: dict[str, float],
+        gradient: Literal["analytic", "numerical"],
+    ) -> FitInfo:
+        """The info of a fit from its per-row log-likelihood terms and the rows' weights."""
+        return cls(
+            log_likelihood=float(np.dot(weights, terms)),
+            n_customers=int(round(float(np.sum(weights)))),
+            n_rows=len(terms),
+            iterations=iterations,
+            seconds=seconds,
+            std_errors=std_errors,
+            gradient=gradient,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Grouped:
+    """Checked purchase histories, identical rows grouped with their weights, and the time
+    scale the optimiser works in (``T`` divided by ``scale`` is of order 1)."""
+
+    x: FloatArray
+    tx: FloatArray
+    age: FloatArray
+    weights: FloatArray
+    scale: float
+
+    @classmethod
+    def of(
+        cls,
+        model: str,
+        frequency: npt.ArrayLike,
+        recency: npt.ArrayLike,
+        T: npt.ArrayLike,
+        weights: npt.ArrayLike | None,
+        *,
+        min_customers: int,
+        min_repeat_buyers: int,
+    ) -> Grouped:
+        """Check the histories (``check_rfm``, ``check_history``) and group them."""
+        x, tx, age = check_rfm(frequency, recency, T)
+        w = check_weights(weights, len(x))
+        check_history(model, x, w, min_customers=min_customers, min_repeat_buyers=min_repeat_buyers)
+        (gx, gtx, gage), gw = group_rows((x, tx, age), w)
+        return cls(gx, gtx, gage, gw, time_scale(gage, gw))
+
 
 def as_float(name: str, values: npt.ArrayLike) -> FloatArray:
     """``values`` as a 1-d float64 array, refusing NaN and infinities."""

@@ -27,16 +27,13 @@ from scipy.special import digamma, expit, gammaln, hyp2f1
 from consentry.analytics.clv_base import (
     FitInfo,
     FloatArray,
+    Grouped,
     as_float,
-    check_history,
     check_rfm,
-    check_weights,
-    group_rows,
     hessian_from_gradient,
     minimise,
     require_identified,
     std_errors,
-    time_scale,
     timer,
 )
 
@@ -187,11 +184,16 @@ def fit_bgnbd(
     ``ConvergenceFailure`` when no proper maximum is found.
     """
     clock = timer()
-    x, tx, age = check_rfm(frequency, recency, T)
-    w = check_weights(weights, len(x))
-    check_history("BG/NBD", x, w, min_customers=min_customers, min_repeat_buyers=min_repeat_buyers)
-    (gx, gtx, gage), gw = group_rows((x, tx, age), w)
-    scale = time_scale(gage, gw)
+    g = Grouped.of(
+        "BG/NBD",
+        frequency,
+        recency,
+        T,
+        weights,
+        min_customers=min_customers,
+        min_repeat_buyers=min_repeat_buyers,
+    )
+    gx, gtx, gage, gw, scale = g.x, g.tx, g.age, g.weights, g.scale
     sx, stx, sage = gx, gtx / scale, gage / scale
 
     def f(theta: FloatArray) -> tuple[float, FloatArray]:
@@ -202,13 +204,11 @@ def fit_bgnbd(
     theta[1] += np.log(scale)  # alpha back in the caller's unit
     hess = hessian_from_gradient(lambda th: objective(th, gx, gtx, gage, gw), theta)
     fitted = np.exp(theta)
-    ll = log_likelihood_terms(fitted, gx, gtx, gage)[0]
     errors = std_errors(NAMES, theta, hess, float(np.sum(gw)))
     require_identified("BG/NBD", errors)
-    info = FitInfo(
-        log_likelihood=float(np.dot(gw, ll)),
-        n_customers=int(round(float(np.sum(gw)))),
-        n_rows=len(gx),
+    info = FitInfo.of(
+        log_likelihood_terms(fitted, gx, gtx, gage)[0],
+        gw,
         iterations=iterations,
         seconds=clock(),
         std_errors=errors,

@@ -34,17 +34,14 @@ from scipy.special import expit, gammaln, hyp2f1
 from consentry.analytics.clv_base import (
     FitInfo,
     FloatArray,
+    Grouped,
     as_float,
     central_gradient,
-    check_history,
     check_rfm,
-    check_weights,
-    group_rows,
     hessian_from_values,
     minimise,
     require_identified,
     std_errors,
-    time_scale,
     timer,
 )
 
@@ -237,13 +234,16 @@ def fit_pareto_nbd(
 ) -> ParetoNbd:
     """Maximum-likelihood Pareto/NBD parameters (same guards and errors as ``fit_bgnbd``)."""
     clock = timer()
-    x, tx, age = check_rfm(frequency, recency, T)
-    w = check_weights(weights, len(x))
-    check_history(
-        "Pareto/NBD", x, w, min_customers=min_customers, min_repeat_buyers=min_repeat_buyers
+    g = Grouped.of(
+        "Pareto/NBD",
+        frequency,
+        recency,
+        T,
+        weights,
+        min_customers=min_customers,
+        min_repeat_buyers=min_repeat_buyers,
     )
-    (gx, gtx, gage), gw = group_rows((x, tx, age), w)
-    scale = time_scale(gage, gw)
+    gx, gtx, gage, gw, scale = g.x, g.tx, g.age, g.weights, g.scale
     sx, stx, sage = gx, gtx / scale, gage / scale
 
     points = Points.of(sx, stx, sage)
@@ -260,13 +260,11 @@ def fit_pareto_nbd(
     theta[1] += np.log(scale)
     theta[3] += np.log(scale)
     fitted = np.exp(theta)
-    ll = log_likelihood_terms(fitted, gx, gtx, gage)[0]
     errors = std_errors(NAMES, theta, hess, float(np.sum(gw)))
     require_identified("Pareto/NBD", errors)
-    info = FitInfo(
-        log_likelihood=float(np.dot(gw, ll)),
-        n_customers=int(round(float(np.sum(gw)))),
-        n_rows=len(gx),
+    info = FitInfo.of(
+        log_likelihood_terms(fitted, gx, gtx, gage)[0],
+        gw,
         iterations=iterations,
         seconds=clock(),
         std_errors=errors,

@@ -171,10 +171,9 @@ def fit_gamma_gamma(
     hess = hessian_from_gradient(lambda th: objective(th, ux, um, uw), theta)
     errors = std_errors(NAMES, theta, hess, count)
     require_identified("Gamma-Gamma", errors)
-    info = FitInfo(
-        log_likelihood=float(np.dot(uw, log_likelihood_terms(fitted, ux, um)[0])),
-        n_customers=int(round(count)),
-        n_rows=len(ux),
+    info = FitInfo.of(
+        log_likelihood_terms(fitted, ux, um)[0],
+        uw,
         iterations=iterations,
         seconds=clock(),
         std_errors=errors,

@@ -45,18 +45,17 @@ class Engine(Protocol):
 
 
 class _Tables:
-    """The tables an engine was loaded with, as Ibis tables, and context-manager plumbing."""
+    """What both engines share: an Ibis connection (``con``, set by each engine), the tables
+    loaded into it, execution to Arrow, and context-manager plumbing."""
 
     name = "engine"
+    con: Any
 
     def __init__(self) -> None:
         self._tables: dict[str, Table] = {}
 
     def run(self, build: Build) -> pa.Table:
-        return self._execute(build(dict(self._tables)))
-
-    def _execute(self, expr: Table) -> pa.Table:
-        raise NotImplementedError
+        return self.con.to_pyarrow(build(dict(self._tables)))
 
     def close(self) -> None:
         """Nothing to release by default."""
@@ -90,9 +89,6 @@ class DuckDBEngine(_Tables):
     def load(self, name: str, data: pa.Table) -> None:
         self.con.con.register(name, data)
         self._tables[name] = self.con.table(name)
-
-    def _execute(self, expr: Table) -> pa.Table:
-        return self.con.to_pyarrow(expr)
 
     def close(self) -> None:
         self.con.disconnect()
@@ -134,9 +130,6 @@ class SparkEngine(_Tables):
         pq.write_table(data, path, coerce_timestamps="us", allow_truncated_timestamps=True)
         self.session.read.parquet(str(path)).createOrReplaceTempView(name)
         self._tables[name] = self.con.table(name)
-
-    def _execute(self, expr: Table) -> pa.Table:
-        return self.con.to_pyarrow(expr)
 
     def close(self) -> None:
         for name in self._tables:

@@ -50,7 +50,9 @@ def _columns(
         yield [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
 
 
-def _unified(session: Session, workspace_id: str) -> pa.Table:
+def unified(session: Session, workspace_id: str) -> pa.Table:
+    """``profile_id -> root`` of every merged profile: read once per request, passed to the
+    readers below so activity and orders count under the person."""
     ids: list[str] = []
     canonical: list[str] = []
     for part in profiles.merged_members(session=session, workspace_id=workspace_id):
@@ -78,6 +80,7 @@ def orders(
     *,
     currency: str,
     fx_rates: Mapping[str, float],
+    merged: pa.Table,
 ) -> Orders:
     """Every order under its unified profile, net cents in ``currency``; ``fx_rates`` gives the
     units of ``currency`` one unit of another currency is worth."""
@@ -107,8 +110,7 @@ def orders(
         )
         chunks.append(chunk.filter(known))
     table = pa.concat_tables(chunks) if chunks else ORDERS.empty_table()
-    unified = _unified(session, workspace_id)
-    table = table.set_column(0, "customer", _to_unified(table, "customer", unified))
+    table = table.set_column(0, "customer", _to_unified(table, "customer", merged))
     return Orders(table=table.cast(ORDERS), skipped=skipped)
 
 
@@ -120,7 +122,9 @@ def _missing(codes: pa.Array, known: pa.Array) -> tuple[list[str], list[int]]:
     return counts.field("values").to_pylist(), counts.field("counts").to_pylist()
 
 
-def events(session: Session, workspace_id: str, since: datetime, until: datetime) -> pa.Table:
+def events(
+    session: Session, workspace_id: str, since: datetime, until: datetime, *, merged: pa.Table
+) -> pa.Table:
     """Activity in ``[since, until)``: visitor (unified profile, else anonymous id), time,
     whether it was an order."""
     chunks = [
@@ -139,8 +143,7 @@ def events(session: Session, workspace_id: str, since: datetime, until: datetime
         )
     ]
     table = pa.concat_tables(chunks) if chunks else EVENTS.empty_table()
-    unified = _unified(session, workspace_id)
-    return table.set_column(0, "visitor", _to_unified(table, "visitor", unified)).cast(EVENTS)
+    return table.set_column(0, "visitor", _to_unified(table, "visitor", merged)).cast(EVENTS)
 
 
 def carts(session: Session, workspace_id: str, since: datetime, until: datetime) -> pa.Table:

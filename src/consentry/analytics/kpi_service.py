@@ -28,6 +28,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from ibis import _
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -40,11 +41,12 @@ from consentry.analytics.tables import MarketingSpendRow
 from consentry.config import AnalyticsSettings
 from consentry.consent import service as consent
 from consentry.errors import FieldError, Invalid
-from consentry.platform.db import Database
+from consentry.platform.db import Database, utcnow
 
 EPOCH = date(1970, 1, 1)
 MAX_RANGE = timedelta(days=3 * 366)
 MAX_PERIODS = 400
+DEFAULT_SPAN = timedelta(days=365)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,12 @@ class Range:
                 "too many periods", [FieldError("interval", f"at most {MAX_PERIODS} periods")]
             )
         return found
+
+    @classmethod
+    def default(cls, since: datetime | None, until: datetime | None, interval: Interval) -> Range:
+        """``of`` with the defaults: until now, since a year before ``until``."""
+        end = until or utcnow()
+        return cls.of(since or end - DEFAULT_SPAN, end, interval)
 
     @property
     def first_day(self) -> int:
@@ -132,10 +140,9 @@ def kpis(
     """Every KPI per period of ``window`` and over the whole range."""
     interval = window.interval
     with db.read() as session:
-        found = extract.orders(
-            session, workspace_id, currency=settings.currency, fx_rates=settings.fx_rates
-        )
-        events = extract.events(session, workspace_id, window.since, window.until)
+        merged = extract.unified(session, workspace_id)
+        found = _orders(session, workspace_id, settings, merged, channel)
+        events = extract.events(session, workspace_id, window.since, window.until, merged=merged)
         carts = extract.carts(session, workspace_id, window.since, window.until)
         spend = _spend(session, workspace_id)
         consent_rates = consent.opt_in_by_period(
@@ -146,8 +153,6 @@ def kpis(
             interval=interval,
         )
     orders = found.table
-    if channel is not None:
-        orders = orders.filter(pa.compute.equal(orders["channel"], channel))
     abandoned_before = int(window.until.timestamp()) - settings.abandoned_cart_minutes * 60
     last, first = window.last_day, window.first_day
     with open_engine(engine or settings.engine, memory_limit=settings.memory_limit) as eng:
@@ -176,6 +181,23 @@ def kpis(
         "totals": _totals(rows, people, first, interval),
         "skipped_orders": found.skipped,
     }
+
+
+def _orders(
+    session: Session,
+    workspace_id: str,
+    settings: AnalyticsSettings,
+    merged: pa.Table,
+    channel: str | None,
+) -> extract.Orders:
+    """Every order in the reporting currency, of one sales channel when ``channel`` is given."""
+    found = extract.orders(
+        session, workspace_id, currency=settings.currency, fx_rates=settings.fx_rates, merged=merged
+    )
+    if channel is None:
+        return found
+    kept = found.table.filter(pc.equal(found.table["channel"], channel))
+    return extract.Orders(table=kept, skipped=found.skipped)
 
 
 def _spend(session: Session, workspace_id: str) -> dict[str, int]:
@@ -279,12 +301,8 @@ def cohorts(
     """Retention by first-order month: for each cohort that started in the range, its size and
     the share of it that bought in each month since (month 0 is 100 %)."""
     with db.read() as session:
-        found = extract.orders(
-            session, workspace_id, currency=settings.currency, fx_rates=settings.fx_rates
-        )
-    orders = found.table
-    if channel is not None:
-        orders = orders.filter(pa.compute.equal(orders["channel"], channel))
+        merged = extract.unified(session, workspace_id)
+        orders = _orders(session, workspace_id, settings, merged, channel).table
     last = window.last_day
     with open_engine(engine or settings.engine, memory_limit=settings.memory_limit) as eng:
         eng.load("orders", orders)

@@ -70,9 +70,14 @@ def fm_score(f: npt.NDArray[np.int64], m: npt.NDArray[np.int64]) -> npt.NDArray[
     return (f + m + 1) // 2
 
 
+def fm_of(f: int, m: int) -> int:
+    """``fm_score`` of one customer."""
+    return (f + m + 1) // 2
+
+
 def segment_of(r: int, f: int, m: int) -> str:
     """The segment of one customer's scores."""
-    return NAMES[int(_CODES[5 - r, int(fm_score(np.array([f]), np.array([m]))[0]) - 1])]
+    return NAMES[int(_CODES[5 - r, fm_of(f, m) - 1])]
 
 
 def segments(

@@ -6,7 +6,7 @@ Date ranges are ``[since, until)``; the default range is the last twelve months.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from consentry.analytics import kpi_service, service, spend, spend_service
 from consentry.deps import AnalyticsRead, AnalyticsWrite, DbDep, SettingsDep
 from consentry.errors import FieldError, Invalid, NotFound
-from consentry.platform.db import Database, utcnow
+from consentry.platform.db import Database
 
 router = APIRouter(prefix="/v1/analytics", tags=["analytics"])
 
@@ -24,12 +24,6 @@ Since = Annotated[datetime | None, Query(description="Start of the range (defaul
 Until = Annotated[datetime | None, Query(description="End of the range, excluded (default: now).")]
 Channel = Annotated[str | None, Query(max_length=50, description="Only this sales channel.")]
 MAX_CSV_BYTES = 1_000_000
-
-
-def _range(since: datetime | None, until: datetime | None, interval: str) -> kpi_service.Range:
-    end = until or utcnow()
-    start = since or end - timedelta(days=365)
-    return kpi_service.Range.of(start, end, interval)  # type: ignore[arg-type]
 
 
 class RunIn(BaseModel):
@@ -80,7 +74,7 @@ def kpis(
         db,
         principal.workspace_id,
         settings.analytics,
-        _range(since, until, interval),
+        kpi_service.Range.default(since, until, interval),
         channel=channel,
     )
 
@@ -99,7 +93,7 @@ def cohorts(
         db,
         principal.workspace_id,
         settings.analytics,
-        _range(since, until, "month"),
+        kpi_service.Range.default(since, until, "month"),
         channel=channel,
     )
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
@@ -122,7 +123,11 @@ def run(
     clock = _Clock(report, progress)
     with db.read() as session:
         found = extract.orders(
-            session, workspace_id, currency=settings.currency, fx_rates=settings.fx_rates
+            session,
+            workspace_id,
+            currency=settings.currency,
+            fx_rates=settings.fx_rates,
+            merged=extract.unified(session, workspace_id),
         )
     report.skipped_orders = found.skipped
     if found.skipped:
@@ -142,7 +147,7 @@ def run(
         )
     clock.step("rfm")
     report.customers = table.num_rows
-    report.orders = int(pa.compute.sum(table["orders"]).as_py() or 0)
+    report.orders = int(pc.sum(table["orders"]).as_py() or 0)
     scores = _score(table, settings, report)
     clock.step("models")
     with db.write() as session:
@@ -376,7 +381,7 @@ def segment_grid(*, session: Session, workspace_id: str) -> dict[str, Any]:
     grid = [[0] * 5 for _ in range(5)]
     by_segment: dict[str, int] = dict.fromkeys(rfm.NAMES, 0)
     for r, f, m, count in cells:
-        grid[5 - r][(f + m + 1) // 2 - 1] += count
+        grid[5 - r][rfm.fm_of(f, m) - 1] += count
         by_segment[rfm.segment_of(r, f, m)] += count
     return {
         "rows": "R 5..1",

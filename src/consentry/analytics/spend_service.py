@@ -28,11 +28,18 @@ def record(*, session: Session, workspace_id: str, entries: Sequence[Spend], act
         details={"entries": len(entries), "months": len({e.month for e in entries})},
         at=now,
     )
+    s = MarketingSpendRow
+    existing = {
+        (row.month, row.channel): row
+        for row in session.scalars(
+            select(s).where(s.workspace_id == workspace_id, s.month.in_({e.month for e in entries}))
+        )
+    }
     for entry in entries:
-        row = session.get(MarketingSpendRow, (workspace_id, entry.month, entry.channel))
+        row = existing.get((entry.month, entry.channel))
         if row is None:
             session.add(
-                MarketingSpendRow(
+                s(
                     workspace_id=workspace_id,
                     month=entry.month,
                     channel=entry.channel,

@@ -7,6 +7,7 @@ in score are broken by the smaller item index, so every ranking is deterministic
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -263,3 +264,29 @@ def topn_from_list(
     out.items[row_ix, position[keep]] = cand[keep]
     out.scores[row_ix, position[keep]] = np.broadcast_to(scores[:take], (rows, take))[keep]
     return out
+
+
+class SparseScorer(ABC):
+    """Recommending for models that score users as a sparse matrix: a subclass sets
+    ``n_items`` and implements ``scores``; ranking and exclusions are shared."""
+
+    n_items: int
+
+    @abstractmethod
+    def scores(self, user_ix: IntArray) -> CsrMatrix:
+        """One row of item scores per user index (absent entries are not candidates)."""
+
+    def recommend_batch(
+        self,
+        users: ArrayLike,
+        n: int = 10,
+        exclude: Iterable[ArrayLike] | CsrMatrix | None = None,
+    ) -> TopN:
+        """Top ``n`` items per user, ``exclude`` left out (a list per user, or a CSR matrix)."""
+        user_ix = as_index_array(users, "users")
+        excluded = exclusion_matrix(exclude, user_ix.size, self.n_items)
+        return top_n_sparse(drop_entries(self.scores(user_ix), excluded), n)
+
+    def recommend(self, user: int, n: int = 10, exclude: ArrayLike | None = None) -> Recommendation:
+        """Top ``n`` items for one user."""
+        return self.recommend_batch([user], n, None if exclude is None else [exclude]).row(0)

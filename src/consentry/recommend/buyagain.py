@@ -18,7 +18,6 @@ own last order (offline evaluation, where users' clocks are not aligned).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Self
 
 import numpy as np
@@ -30,12 +29,8 @@ from consentry.recommend._arrays import (
     BoolArray,
     CsrMatrix,
     FloatArray,
-    Recommendation,
-    TopN,
+    SparseScorer,
     as_index_array,
-    drop_entries,
-    exclusion_matrix,
-    top_n_sparse,
 )
 from consentry.recommend.history import PurchaseHistory
 from consentry.recommend.interactions import Events
@@ -57,7 +52,7 @@ def due_closeness(elapsed_days: FloatArray, interval_days: FloatArray) -> FloatA
     return np.asarray(np.where(ok, closeness, 0.0), dtype=np.float64)
 
 
-class BuyAgain:
+class BuyAgain(SparseScorer):
     """Recommends each customer's own past purchases, ranked by (decayed) frequency and, for
     replenishable items, by how due a re-order is. Users without purchases get nothing: fill
     from :class:`MostPopular`."""
@@ -120,16 +115,3 @@ class BuyAgain:
             rows = sp.csr_matrix(sp.diags(known.astype(np.float64)) @ rows)
             rows.eliminate_zeros()
         return rows
-
-    def recommend_batch(
-        self,
-        users: ArrayLike,
-        n: int = 10,
-        exclude: Iterable[ArrayLike] | CsrMatrix | None = None,
-    ) -> TopN:
-        user_ix = as_index_array(users, "users")
-        excluded = exclusion_matrix(exclude, user_ix.size, self.n_items)
-        return top_n_sparse(drop_entries(self.scores(user_ix), excluded), n)
-
-    def recommend(self, user: int, n: int = 10, exclude: ArrayLike | None = None) -> Recommendation:
-        return self.recommend_batch([user], n, None if exclude is None else [exclude]).row(0)

@@ -27,6 +27,7 @@ from consentry.recommend._arrays import (
     CsrMatrix,
     FloatArray,
     Recommendation,
+    SparseScorer,
     TopN,
     as_index_array,
     csr,
@@ -63,7 +64,7 @@ def _normalise_columns(matrix: CsrMatrix) -> CsrMatrix:
     return sp.csr_matrix(m @ sp.diags(scale))
 
 
-class ItemItem:
+class ItemItem(SparseScorer):
     """Item-to-item neighbours, and personalised item-kNN over the fitted interactions.
 
     ``recommend`` scores item j for a user by sum_i x_ui * sim(i, j) over the user's history,
@@ -145,19 +146,6 @@ class ItemItem:
         if self.include_self:
             scores = scores + history @ sp.diags(self.self_similarity)
         return sp.csr_matrix(scores)
-
-    def recommend_batch(
-        self,
-        users: ArrayLike,
-        n: int = 10,
-        exclude: Iterable[ArrayLike] | CsrMatrix | None = None,
-    ) -> TopN:
-        user_ix = as_index_array(users, "users")
-        excluded = exclusion_matrix(exclude, user_ix.size, self.n_items)
-        return top_n_sparse(drop_entries(self.scores(user_ix), excluded), n)
-
-    def recommend(self, user: int, n: int = 10, exclude: ArrayLike | None = None) -> Recommendation:
-        return self.recommend_batch([user], n, None if exclude is None else [exclude]).row(0)
 
     def similar_batch(
         self,
