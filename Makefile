@@ -40,6 +40,9 @@ bench: install check-postgres
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/consent.py --preference-center
 	$(BIN)/python bench/privacy.py
+	$(BIN)/python bench/cdnow.py
+	$(BIN)/python bench/identity.py
+	$(BIN)/python bench/recommend.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
