@@ -19,6 +19,8 @@ from consentry import __version__
 from consentry.cli_options import DatabaseOpt
 from consentry.commerce import service as commerce_service
 from consentry.config import Settings, get_settings
+from consentry.consent import service as consent_service
+from consentry.demo.catalog import usd_rates
 from consentry.demo.generator import ShopSpec, window
 from consentry.demo.seeding import chunks
 from consentry.errors import ConsentryError
@@ -225,7 +227,7 @@ def demo(
     serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve after.")] = True,
 ) -> None:
     """Seed a realistic demo shop (once) and serve the API, docs and dashboard."""
-    settings = settings_for(database_url)
+    settings = _demo_settings(settings_for(database_url))
     db = open_store(settings)
     try:
         with db.write() as session:
@@ -261,6 +263,15 @@ def _ensure_demo_workspace(session: Session) -> bool:
     return False
 
 
+def _demo_settings(settings: Settings) -> Settings:
+    """The demo sells in USD, EUR and GBP: unless rates are configured, analytics converts
+    at the demo shop's own fixed rates."""
+    if settings.analytics.fx_rates:
+        return settings
+    analytics = settings.analytics.model_copy(update={"fx_rates": usd_rates()})
+    return settings.model_copy(update={"analytics": analytics})
+
+
 def _seed_demo(db: Database, settings: Settings, spec: ShopSpec) -> None:
     start, end = window(spec)
     total = int((end - start).total_seconds())
@@ -283,6 +294,13 @@ def _seed_demo(db: Database, settings: Settings, spec: ShopSpec) -> None:
                     identity=settings.identity,
                     default_region=settings.default_phone_region,
                 )
+                if chunk.consents:  # sign-up and newsletter choices, as the shop's backend
+                    consent_service.record_requests(  # sends them to POST /v1/consent/bulk
+                        session=session,
+                        workspace_id=DEMO_WORKSPACE,
+                        items=chunk.consents,
+                        actor="demo-shop-backend",
+                    )
             stored += len(chunk.envelopes)
             done = int((chunk.reached - start).total_seconds())
             progress.update(task, completed=done, month=f"{chunk.reached:%Y-%m}", stored=stored)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -20,6 +21,10 @@ PRODUCT_EVENTS = frozenset(
     }
 )
 CART_EVENTS = frozenset({"Product Added", "Product Removed", "Cart Viewed", "Checkout Started"})
+# Later steps of a checkout: they move a known cart to ``checkout`` and link the checkout to it.
+CHECKOUT_STEP_EVENTS = frozenset(
+    {"Checkout Step Viewed", "Checkout Step Completed", "Payment Info Entered"}
+)
 ORDER_EVENTS = frozenset({"Order Completed", "Order Updated", "Order Refunded", "Order Cancelled"})
 LIST_EVENTS = frozenset(
     {
@@ -31,7 +36,7 @@ LIST_EVENTS = frozenset(
         "Order Updated",
     }
 )
-ECOMMERCE_EVENTS = PRODUCT_EVENTS | CART_EVENTS | ORDER_EVENTS | LIST_EVENTS
+ECOMMERCE_EVENTS = PRODUCT_EVENTS | CART_EVENTS | CHECKOUT_STEP_EVENTS | ORDER_EVENTS | LIST_EVENTS
 
 
 def money(value: Any) -> Decimal | None:
@@ -131,6 +136,7 @@ class OrderFacts:
     channel: str | None
     items: list[LineItem] = field(default_factory=list)
     refunded_to_date: Decimal | None = None  # an absolute statement (CSV exports), not a delta
+    cart_id: str | None = None
 
 
 STATUS_BY_EVENT = {
@@ -157,11 +163,17 @@ def order_facts(event: str, props: Mapping[str, Any]) -> OrderFacts | None:
         discount=money(props.get("discount")),
         coupon=_text(props.get("coupon"), 200),
         currency=currency,
-        checkout_id=_text(props.get("checkout_id") or props.get("cart_id"), 200),
+        checkout_id=_text(props.get("checkout_id"), 200),
         channel=_text(props.get("channel"), 50),
         items=line_items(props),
         refunded_to_date=money(props.get("refunded_to_date")),
+        cart_id=_text(props.get("cart_id"), 200),
     )
+
+
+def cart_of(props: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The ``cart_id`` and ``checkout_id`` an event names (each at most 200 characters)."""
+    return _text(props.get("cart_id"), 200), _text(props.get("checkout_id"), 200)
 
 
 def order_total(facts: OrderFacts) -> Decimal:
@@ -196,3 +208,14 @@ def refunded_after(facts: OrderFacts, order_total_value: Decimal, refunded: Deci
 def refund_status(order_total_value: Decimal, refunded: Decimal) -> str:
     """``refunded`` when everything came back, else ``partially_refunded``."""
     return "refunded" if refunded >= order_total_value else "partially_refunded"
+
+
+@dataclass(frozen=True, slots=True)
+class CommerceEvent:
+    """An e-commerce spec event, attributed to a profile."""
+
+    profile_id: str | None
+    event: str
+    properties: Mapping[str, Any]
+    at: datetime
+    source: str = "event"

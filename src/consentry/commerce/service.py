@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from consentry.commerce.books import (
+    PRODUCT_FACTS,
+    PRODUCTS,
+    Books,
+    CartState,
+    OrderState,
+)
 from consentry.commerce.models import (
     CART_EVENTS,
+    CHECKOUT_STEP_EVENTS,
     ECOMMERCE_EVENTS,
     LineItem,
     OrderFacts,
+    cart_of,
     line_item,
     line_items,
     money,
@@ -24,6 +33,7 @@ from consentry.commerce.models import (
     refund_status,
     refunded_after,
 )
+from consentry.commerce.models import CommerceEvent as CommerceEvent  # the facade's event type
 from consentry.commerce.tables import CartRow, OrderItemRow, OrderRow, ProductRow
 from consentry.errors import NotFound
 
@@ -47,17 +57,6 @@ def is_commerce_event(event: str | None) -> bool:
     return event in ECOMMERCE_EVENTS
 
 
-@dataclass(frozen=True, slots=True)
-class CommerceEvent:
-    """An e-commerce spec event, attributed to a profile."""
-
-    profile_id: str | None
-    event: str
-    properties: Mapping[str, Any]
-    at: datetime
-    source: str = "event"
-
-
 def apply_event(
     *,
     session: Session,
@@ -77,203 +76,23 @@ def apply_event(
 
 
 def apply_events(*, session: Session, workspace_id: str, events: Sequence[CommerceEvent]) -> None:
-    """Apply e-commerce events in order: products upserted once, the batch's carts and orders
-    loaded in one query each, one flush, order lines written in bulk."""
+    """Apply e-commerce events in order: products upserted once, the batch's carts (with the
+    checkouts it names), and orders loaded in one query each, order lines written in bulk."""
     parsed = [(e, line_items(e.properties), line_item(e.properties)) for e in events]
     products = [p for _, items, single in parsed for p in (*items, *([single] if single else []))]
     if events:
         latest = max(e.at for e in events)
         upsert_products(session=session, workspace_id=workspace_id, items=products, at=latest)
-    books = _Books.load(session, workspace_id, events)
+    books = Books.load(session, workspace_id, events)
     for e, items, single in parsed:
         if e.event in CART_EVENTS:
             _apply_cart(books, e, single, items)
+        elif e.event in CHECKOUT_STEP_EVENTS:
+            _apply_checkout_step(books, e)
         facts = order_facts(e.event, e.properties)
         if facts is not None:
             _apply_order(books, e, facts)
     books.write(session)
-
-
-@dataclass(slots=True)
-class _Cart:
-    """A cart as the batch sees it: a plain row of ``carts``."""
-
-    workspace_id: str
-    cart_id: str
-    status: str
-    items: list[dict[str, Any]]
-    created_at: datetime
-    updated_at: datetime
-    currency: str = "USD"
-    profile_id: str | None = None
-    value: Decimal | None = None
-    order_id: str | None = None
-
-
-@dataclass(slots=True)
-class _Order:
-    """An order as the batch sees it: a plain row of ``orders`` (``id`` once stored)."""
-
-    workspace_id: str
-    order_id: str
-    status: str
-    placed_at: datetime
-    refunded: Decimal
-    source: str
-    updated_at: datetime
-    total: Decimal = Decimal("0.00")
-    profile_id: str | None = None
-    revenue: Decimal | None = None
-    shipping: Decimal | None = None
-    tax: Decimal | None = None
-    discount: Decimal | None = None
-    coupon: str | None = None
-    currency: str = "USD"
-    channel: str | None = None
-    id: int | None = None
-
-
-_CARTS = cast(Table, CartRow.__table__)
-_ORDERS = cast(Table, OrderRow.__table__)
-_ORDER_ITEMS = cast(Table, OrderItemRow.__table__)
-_PRODUCTS = cast(Table, ProductRow.__table__)
-_CART_COLUMNS = tuple(c.name for c in _CARTS.columns)
-_ORDER_COLUMNS = tuple(c.name for c in _ORDERS.columns if c.name != "id")
-_PRODUCT_FACTS = ("sku", "name", "category", "brand", "price", "url", "image_url")
-
-
-class _Books:
-    """The carts and orders one batch touches, and the order lines it replaces.
-
-    Rows are read with Core into plain objects, changed in memory in event order, and written
-    back in bulk: new rows inserted, and of a loaded row only the columns whose value changed
-    (as the ORM's unit of work would).
-    """
-
-    def __init__(self, workspace_id: str, carts: dict[str, _Cart], orders: dict[str, _Order]):
-        self.workspace_id = workspace_id
-        self.carts = carts
-        self.orders = orders
-        self.new: list[_Cart | _Order] = []
-        self.lines: dict[str, list[LineItem]] = {}
-        self._loaded_carts = {k: _values(c, _CART_COLUMNS) for k, c in carts.items()}
-        self._loaded_orders = {k: _values(o, _ORDER_COLUMNS) for k, o in orders.items()}
-
-    @classmethod
-    def load(cls, session: Session, workspace_id: str, events: Sequence[CommerceEvent]) -> _Books:
-        cart_ids = {str(c)[:200] for e in events if (c := _cart_id(e.properties))}
-        order_ids = {str(o)[:200] for e in events if (o := e.properties.get("order_id"))}
-        connection = session.connection()
-        carts: dict[str, _Cart] = {}
-        if cart_ids:
-            for row in connection.execute(
-                select(_CARTS).where(
-                    _CARTS.c.workspace_id == workspace_id, _CARTS.c.cart_id.in_(sorted(cart_ids))
-                )
-            ):
-                carts[row.cart_id] = _Cart(**row._asdict())
-        orders: dict[str, _Order] = {}
-        if order_ids:
-            for row in connection.execute(
-                select(_ORDERS).where(
-                    _ORDERS.c.workspace_id == workspace_id,
-                    _ORDERS.c.order_id.in_(sorted(order_ids)),
-                )
-            ):
-                orders[row.order_id] = _Order(**row._asdict())
-        return cls(workspace_id, carts, orders)
-
-    def add(self, row: _Cart | _Order) -> None:
-        self.new.append(row)
-
-    def write(self, session: Session) -> None:
-        connection = session.connection()
-        new_carts = [_as_dict(r, _CART_COLUMNS) for r in self.new if isinstance(r, _Cart)]
-        new_orders = [_as_dict(r, _ORDER_COLUMNS) for r in self.new if isinstance(r, _Order)]
-        if new_carts:
-            connection.execute(insert(_CARTS), new_carts)
-        if new_orders:
-            connection.execute(insert(_ORDERS), new_orders)
-        _update_changed(
-            connection,
-            _CARTS,
-            _CART_COLUMNS,
-            [(self.carts[k], before) for k, before in self._loaded_carts.items()],
-            lambda c: {"w_workspace_id": c.workspace_id, "w_cart_id": c.cart_id},
-        )
-        _update_changed(
-            connection,
-            _ORDERS,
-            _ORDER_COLUMNS,
-            [(self.orders[k], before) for k, before in self._loaded_orders.items()],
-            lambda o: {"w_id": o.id},
-        )
-        if not self.lines:
-            return
-        unknown = sorted(oid for oid in self.lines if self.orders[oid].id is None)
-        if unknown:  # stored just now: read their ids
-            for pk, oid in connection.execute(
-                select(_ORDERS.c.id, _ORDERS.c.order_id).where(
-                    _ORDERS.c.workspace_id == self.workspace_id, _ORDERS.c.order_id.in_(unknown)
-                )
-            ):
-                self.orders[oid].id = pk
-        pks = {oid: self.orders[oid].id for oid in self.lines}
-        connection.execute(
-            delete(_ORDER_ITEMS).where(_ORDER_ITEMS.c.order_pk.in_(list(pks.values())))
-        )
-        connection.execute(
-            insert(_ORDER_ITEMS),
-            [
-                {
-                    "order_pk": pks[oid],
-                    "workspace_id": self.workspace_id,
-                    "product_id": i.product_id,
-                    "sku": i.sku,
-                    "name": i.name,
-                    "category": i.category,
-                    "price": i.price,
-                    "quantity": i.quantity,
-                }
-                for oid, items in self.lines.items()
-                for i in items
-            ],
-        )
-
-
-def _values(row: Any, columns: Sequence[str]) -> tuple[Any, ...]:
-    return tuple(getattr(row, c) for c in columns)
-
-
-def _as_dict(row: Any, columns: Sequence[str]) -> dict[str, Any]:
-    return {c: getattr(row, c) for c in columns}
-
-
-def _update_changed(
-    connection: Connection,
-    table: Table,
-    columns: Sequence[str],
-    rows: Sequence[tuple[Any, tuple[Any, ...]]],
-    key: Callable[[Any], dict[str, Any]],
-) -> None:
-    """UPDATE the columns of each loaded row whose value changed (compared with ``!=``, as the
-    ORM compares), one executemany per set of changed columns."""
-    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row, before in rows:
-        after = _values(row, columns)
-        changed = tuple(c for c, old, new in zip(columns, before, after, strict=True) if old != new)
-        if changed:
-            values = {f"v_{c}": getattr(row, c) for c in changed} | key(row)
-            by_columns.setdefault(changed, []).append(values)
-    for names, batch in by_columns.items():
-        where = [table.c[k.removeprefix("w_")] == bindparam(k) for k in batch[0] if k[:2] == "w_"]
-        connection.execute(
-            update(table).where(*where).values({c: bindparam(f"v_{c}") for c in names}), batch
-        )
-
-
-def _cart_id(props: Mapping[str, Any]) -> Any:
-    return props.get("cart_id") or props.get("checkout_id")
 
 
 def upsert_products(
@@ -288,12 +107,12 @@ def upsert_products(
         row[0]: row
         for row in connection.execute(
             select(
-                _PRODUCTS.c.product_id,
-                *(_PRODUCTS.c[attr] for attr in _PRODUCT_FACTS),
-                _PRODUCTS.c.updated_at,
+                PRODUCTS.c.product_id,
+                *(PRODUCTS.c[attr] for attr in PRODUCT_FACTS),
+                PRODUCTS.c.updated_at,
             ).where(
-                _PRODUCTS.c.workspace_id == workspace_id,
-                _PRODUCTS.c.product_id.in_(list(by_id)),
+                PRODUCTS.c.workspace_id == workspace_id,
+                PRODUCTS.c.product_id.in_(list(by_id)),
             )
         )
     }
@@ -302,7 +121,7 @@ def upsert_products(
     for product_id, item in by_id.items():
         row = existing.get(product_id)
         if row is None:
-            facts = {attr: getattr(item, attr) for attr in _PRODUCT_FACTS}
+            facts = {attr: getattr(item, attr) for attr in PRODUCT_FACTS}
             new.append({"workspace_id": workspace_id, "product_id": product_id, **facts})
             new[-1]["updated_at"] = at
             continue
@@ -310,7 +129,7 @@ def upsert_products(
             continue
         changes = {
             attr: value
-            for attr, stored in zip(_PRODUCT_FACTS, row[1:-1], strict=True)
+            for attr, stored in zip(PRODUCT_FACTS, row[1:-1], strict=True)
             if (value := getattr(item, attr)) is not None and stored != value
         }
         if changes:
@@ -318,13 +137,13 @@ def upsert_products(
             values.update(w_product_id=product_id, v_updated_at=at)
             by_columns.setdefault(tuple(changes), []).append(values)
     if new:
-        connection.execute(insert(_PRODUCTS), new)
+        connection.execute(insert(PRODUCTS), new)
     for changed, batch in by_columns.items():
         connection.execute(
-            update(_PRODUCTS)
+            update(PRODUCTS)
             .where(
-                _PRODUCTS.c.workspace_id == workspace_id,
-                _PRODUCTS.c.product_id == bindparam("w_product_id"),
+                PRODUCTS.c.workspace_id == workspace_id,
+                PRODUCTS.c.product_id == bindparam("w_product_id"),
             )
             .values({c: bindparam(f"v_{c}") for c in (*changed, "updated_at")}),
             batch,
@@ -332,16 +151,17 @@ def upsert_products(
 
 
 def _apply_cart(
-    books: _Books, e: CommerceEvent, single: LineItem | None, items: list[LineItem]
+    books: Books, e: CommerceEvent, single: LineItem | None, items: list[LineItem]
 ) -> None:
-    cart_id = _cart_id(e.properties)
-    if not cart_id:
+    cart_id, checkout_id = cart_of(e.properties)
+    key = cart_id or checkout_id
+    if key is None:
         return
-    cart = books.carts.get(str(cart_id)[:200])
+    cart = books.cart(cart_id, checkout_id)
     if cart is None:
-        cart = _Cart(
+        cart = CartState(
             workspace_id=books.workspace_id,
-            cart_id=str(cart_id)[:200],
+            cart_id=key,
             status="open",
             items=[],
             created_at=e.at,
@@ -352,6 +172,7 @@ def _apply_cart(
         books.add(cart)
     if cart.status == "converted":
         return
+    books.link(checkout_id, cart)
     contents = {i["product_id"]: i for i in cart.items}
     if items:
         contents = {i.product_id: i.as_json() for i in items}
@@ -367,6 +188,18 @@ def _apply_cart(
     cart.updated_at = max(cart.updated_at, e.at)
 
 
+def _apply_checkout_step(books: Books, e: CommerceEvent) -> None:
+    """A later step of a checkout: the cart it names (or its checkout's) is in checkout."""
+    cart_id, checkout_id = cart_of(e.properties)
+    cart = books.cart(cart_id, checkout_id)
+    if cart is None or cart.status == "converted":
+        return
+    books.link(checkout_id, cart)
+    cart.status = "checkout"
+    cart.profile_id = e.profile_id or cart.profile_id
+    cart.updated_at = max(cart.updated_at, e.at)
+
+
 def _sum(items: Sequence[Mapping[str, Any]]) -> Decimal:
     total = Decimal("0.00")
     for item in items:
@@ -374,7 +207,7 @@ def _sum(items: Sequence[Mapping[str, Any]]) -> Decimal:
     return total
 
 
-def _apply_order(books: _Books, e: CommerceEvent, facts: OrderFacts) -> None:
+def _apply_order(books: Books, e: CommerceEvent, facts: OrderFacts) -> None:
     order = books.orders.get(facts.order_id)
     if facts.status in ("refunded", "cancelled") and order is not None:
         _refund_or_cancel(order, facts, e.at)
@@ -387,10 +220,10 @@ def _apply_order(books: _Books, e: CommerceEvent, facts: OrderFacts) -> None:
 
 
 def _upsert_order(
-    books: _Books, e: CommerceEvent, facts: OrderFacts, order: _Order | None
-) -> _Order:
+    books: Books, e: CommerceEvent, facts: OrderFacts, order: OrderState | None
+) -> OrderState:
     if order is None:
-        order = _Order(
+        order = OrderState(
             workspace_id=books.workspace_id,
             order_id=facts.order_id,
             status="completed",
@@ -413,7 +246,7 @@ def _upsert_order(
     return order
 
 
-def _refund_or_cancel(order: _Order, facts: OrderFacts, at: datetime) -> None:
+def _refund_or_cancel(order: OrderState, facts: OrderFacts, at: datetime) -> None:
     if facts.status == "cancelled":
         order.status = "cancelled"
     else:
@@ -422,9 +255,10 @@ def _refund_or_cancel(order: _Order, facts: OrderFacts, at: datetime) -> None:
     order.updated_at = at
 
 
-def _convert_cart(books: _Books, facts: OrderFacts) -> None:
-    cart = books.carts.get(facts.checkout_id or "")
-    if cart is not None:
+def _convert_cart(books: Books, facts: OrderFacts) -> None:
+    """The order's cart becomes converted: the cart it names, else its checkout's cart."""
+    cart = books.cart(facts.cart_id, facts.checkout_id) or books.cart(None, facts.checkout_id)
+    if cart is not None and cart.status != "converted":
         cart.status, cart.order_id = "converted", facts.order_id
 
 

@@ -6,7 +6,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, Numeric, String, UniqueConstraint
+from sqlalchemy import (
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from consentry.platform.db import Base, JSONType, UTCDateTime
@@ -43,6 +51,26 @@ class CartRow(Base):
     order_id: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CartCheckoutRow(Base):
+    """Which cart a checkout was started from: the link an ``Order Completed`` that names only
+    its ``checkout_id`` is converted through. A cart may have several checkouts (one abandoned,
+    a later one completed); a checkout belongs to one cart. Goes with its cart (cascade)."""
+
+    __tablename__ = "cart_checkouts"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["workspace_id", "cart_id"],
+            ["carts.workspace_id", "carts.cart_id"],
+            ondelete="CASCADE",
+        ),
+        Index("ix_cart_checkouts_cart", "workspace_id", "cart_id"),
+    )
+
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), primary_key=True)
+    checkout_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    cart_id: Mapped[str] = mapped_column(String(200))
 
 
 class OrderRow(Base):

@@ -565,3 +565,9 @@ def refund_payload(rng: random.Random, order: Order) -> dict[str, Any]:
     elif rng.random() < 0.3:
         props["products"] = lines_payload(lines, currency)
     return props
+
+
+def usd_rates() -> dict[str, float]:
+    """US dollars per unit of each storefront's currency (the shop's own fixed rates), for the
+    analytics of the demo, which report in USD."""
+    return {m.currency: round(1 / m.fx_per_usd, 6) for m in MARKETS if m.currency != "USD"}

@@ -4,6 +4,10 @@
 gets identified); *expansion* turns one calendar month of planned sessions at a time into
 messages, sorts them and yields them, carrying spill-over into the next month.  All
 randomness comes from ``random.Random`` seeded by the spec: same spec, same output.
+
+Consent (:mod:`consentry.demo.consent`) rides on the events (the cookie banner's answer, GPC);
+the newsletter and SMS choices the shop's backend sends to the consent API come out of
+:func:`shop_stream` beside the messages, as :class:`ApiConsent` items.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from consentry.demo.catalog import (
     shift_months,
     slug,
 )
+from consentry.demo.consent import PREFERENCE_EVENT, ApiConsent, ConsentKeeper, Proof
 from consentry.demo.people import (
     Device,
     Person,
@@ -60,14 +65,23 @@ from consentry.demo.people import (
     ticket_payload,
 )
 
-__all__ = ["DEFAULT_END", "JUNK_IDS", "ShopSpec", "generate_shop", "window"]
+__all__ = [
+    "DEFAULT_END",
+    "JUNK_IDS",
+    "ApiConsent",
+    "ShopSpec",
+    "generate_shop",
+    "shop_stream",
+    "window",
+]
 
 DEFAULT_END = datetime(2026, 11, 1, tzinfo=UTC)
 #: Placeholder ids buggy clients send; they never replace a message's only valid id.
 JUNK_IDS = ("undefined", "null", "guest", "0", "anonymous", "None")
 
 Message = dict[str, Any]
-Stamped = tuple[int, Message]
+Item = Message | ApiConsent
+Stamped = tuple[int, Item]
 
 _JUNK_RATE = 0.004
 _SEGMENTS = ("never", "one", "repeat", "loyal", "vip")
@@ -98,16 +112,21 @@ def window(spec: ShopSpec) -> tuple[datetime, datetime]:
 
 def generate_shop(spec: ShopSpec) -> Iterator[dict[str, Any]]:
     """Yield Segment-spec messages (dicts, JSON-serialisable) in timestamp order."""
+    return (item for item in shop_stream(spec) if isinstance(item, dict))
+
+
+def shop_stream(spec: ShopSpec) -> Iterator[Message | ApiConsent]:
+    """The shop's Segment messages and its backend's consent API calls, in timestamp order."""
     start, end = window(spec)
     cal = Calendar(start, end)
     rng = random.Random(spec.seed)
     people = build_people(spec.seed, rng, spec.customers, walk_ins=max(1, spec.customers // 20))
     picker = ProductPicker(build_catalog())
     sessions = _Planner(cal, rng, picker).plan(people, visitors=spec.customers // 3)
-    yield from _in_order(cal, sessions, _Expander(spec.seed, picker))
+    yield from _in_order(cal, sessions, _Expander(spec.seed, picker, cal.end_ms))
 
 
-def _in_order(cal: Calendar, sessions: list[_Session], expander: _Expander) -> Iterator[Message]:
+def _in_order(cal: Calendar, sessions: list[_Session], expander: _Expander) -> Iterator[Item]:
     """Expand one calendar month at a time, sort, and carry spill-over into the next."""
     buckets: list[list[_Session]] = [[] for _ in cal.month_starts]
     for session in sessions:
@@ -364,6 +383,8 @@ class _Tape:
         self.referrer = ""
         self.campaign: dict[str, str] | None = None
         self.out: list[Stamped] = []
+        self.consent = expander.consent.device(device.anonymous_id, device.is_app, session.market)
+        self.uid_sent = False  # a message carried the userId: the backend can name the person
 
     def context(self) -> dict[str, Any]:
         ctx = {
@@ -373,6 +394,8 @@ class _Tape:
             ctx["page"] = dict(self.page)
         if self.campaign:
             ctx["campaign"] = dict(self.campaign)
+        if self.consent.preferences is not None or self.consent.gpc:
+            ctx.update(self.consent.context())
         return ctx
 
     def emit(self, kind: str, body: Message, traits: dict[str, str] | None = None) -> None:
@@ -385,6 +408,9 @@ class _Tape:
         if kind != "alias" and rng.random() < _JUNK_RATE:
             junk = rng.choice(JUNK_IDS)  # keep the other id valid
             message["anonymousId" if self.uid and rng.random() < 0.35 else "userId"] = junk
+        self.uid_sent = self.uid_sent or (
+            self.uid is not None and message.get("userId") == self.uid
+        )
         message["context"] = self.context()
         if traits:
             message["context"]["traits"] = traits
@@ -409,6 +435,11 @@ class _Tape:
     def track(self, event: str, properties: Message, traits: dict[str, str] | None = None) -> None:
         self.emit("track", {"event": event, "properties": properties}, traits)
 
+    def proof(self, source: str) -> Proof:
+        """What a form submitted in this session proves: address, browser, page."""
+        page = None if self.device.is_app else self.page.get("url")
+        return Proof(source, self.ctx["ip"], self.device.user_agent, page)
+
     def product(self, product: Product, quantity: int = 1) -> Message:
         props = product_payload(product, self.currency, quantity, cart_id=self.cart_id)
         props["currency"] = self.currency
@@ -418,9 +449,10 @@ class _Tape:
 class _Expander:
     """Turns planned sessions into messages."""
 
-    def __init__(self, seed: int, picker: ProductPicker) -> None:
+    def __init__(self, seed: int, picker: ProductPicker, end_ms: int) -> None:
         self.rng = random.Random(f"consentry-demo-expand-{seed}")
         self.picker = picker
+        self.consent = ConsentKeeper(seed, end_ms)
         self.paths = {
             p.product_id: f"p/{slug(p.name)}-{p.product_id.lower()}" for p in picker.catalog
         }
@@ -438,11 +470,16 @@ class _Expander:
     def _shop(self, session: _Session, device: Device) -> list[Stamped]:
         tape = _Tape(self, session, device)
         self._land(tape)
+        person = session.person
+        if self.consent.banner(tape.consent, session.market, person.index if person else None):
+            tape.track(PREFERENCE_EVENT, {})
         if session.identify == "login":
             self._login(tape)
-        elif session.known and session.person and self.rng.random() < 0.3:
-            tape.emit("identify", {"traits": login_traits(self.rng, session.person)})  # refresh
+        elif session.known and person and self.rng.random() < 0.3:
+            tape.emit("identify", {"traits": login_traits(self.rng, person)})  # refresh
         viewed = self._browse(tape)
+        if tape.uid_sent and person and not device.is_app:  # the footer's newsletter form
+            tape.out += self.consent.footer(person, session.market, tape.ts, tape.proof("web_form"))
         if session.identify == "signup" and session.order is None:
             self._signup(tape)
         if session.depth >= 1:
@@ -544,6 +581,10 @@ class _Expander:
         tape.uid = person.user_id
         tape.emit("identify", {"traits": traits})
         tape.track("Signed Up", {"method": "checkout" if tape.s.order else "account_page"})
+        if tape.uid_sent:  # the form's newsletter and SMS checkboxes, sent by the backend
+            how = tape.proof("checkout" if tape.s.order else "web_form")
+            phone = "phone" in traits
+            tape.out += self.consent.signup(person, tape.s.market, tape.ts, phone, how)
 
     def _login(self, tape: _Tape) -> None:
         person = tape.s.person

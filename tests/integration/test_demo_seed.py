@@ -1,0 +1,148 @@
+"""A seeded demo shop on both stores: its carts convert or are abandoned, and it has consent
+(the banner and GPC through ingestion, the newsletter and SMS through the consent API) for
+several purposes, granted and refused, over months, with rates that differ by country."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from consentry.cli import DEMO_WORKSPACE, app
+from consentry.commerce.tables import CartRow
+from consentry.config import IdentitySettings, Settings
+from consentry.consent import service as consent
+from consentry.consent.models import OPT_IN_COUNTRIES, country_of
+from consentry.consent.tables import ConsentRecordRow
+from consentry.demo.generator import ShopSpec
+from consentry.demo.seeding import chunks
+from consentry.ingest import service as ingest
+from consentry.migrations import upgrade
+from consentry.platform import tenancy
+from consentry.platform.db import Database, utcnow
+from consentry.profiles import service as profiles
+from consentry.stores import close_database, open_database
+from tests.conftest import BACKENDS
+from tests.support.postgres import ThrowawayPostgres
+
+SPEC = ShopSpec(customers=150, months=5, seed=11)
+EMAIL = "marketing.communications.email"
+SMS = "marketing.communications.sms"
+BANNER = ("analytics", "personalize", "marketing.advertising.third_party")
+
+
+@pytest.fixture(params=BACKENDS)
+def fresh_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Database]]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'demo.db'}"
+    else:
+        server: ThrowawayPostgres = request.getfixturevalue("postgres_server")
+        url = server.create_database()
+    upgrade(url)
+    db = open_database(Settings(environment="test", database_url=url))
+    yield url, db
+    close_database(db)
+
+
+def _seed(db: Database, workspace: str) -> None:
+    """As ``consentry demo`` does, and the shop's backend: each chunk's events, then the
+    consent API calls made meanwhile."""
+    with db.write() as session:
+        tenancy.create_workspace(session=session, workspace_id=workspace)
+    for chunk in chunks(SPEC, received_at=utcnow(), size=700):
+        with db.write() as session:
+            ingest.ingest(
+                session=session,
+                workspace_id=workspace,
+                envelopes=chunk.envelopes,
+                identity=IdentitySettings(),
+            )
+            if chunk.consents:
+                consent.record_requests(
+                    session=session, workspace_id=workspace, items=chunk.consents, actor="shop"
+                )
+
+
+def _cart_statuses(db: Database, workspace: str) -> dict[str, int]:
+    with db.read() as session:
+        rows = session.execute(
+            select(CartRow.status, func.count())
+            .where(CartRow.workspace_id == workspace)
+            .group_by(CartRow.status)
+        )
+        return {status: int(count) for status, count in rows}
+
+
+def test_a_seeded_demo_shop_has_converted_carts_and_consent(
+    fresh_store: tuple[str, Database],
+) -> None:
+    _, db = fresh_store
+    _seed(db, "demo")
+    carts = _cart_statuses(db, "demo")
+    assert carts["converted"] > 50 and carts.get("open", 0) + carts.get("checkout", 0) > 10
+
+    with db.read() as session:
+        records = session.execute(
+            select(
+                ConsentRecordRow.profile_id,
+                ConsentRecordRow.purpose,
+                ConsentRecordRow.channel,
+                ConsentRecordRow.state,
+                ConsentRecordRow.source,
+                ConsentRecordRow.occurred_at,
+            ).where(ConsentRecordRow.workspace_id == "demo")
+        ).all()
+        assert consent.verify(session=session, workspace_id="demo").ok
+    purposes = {r.purpose for r in records}
+    assert purposes >= {*BANNER, EMAIL, SMS}
+    assert {(r.purpose, r.channel) for r in records if r.purpose in (EMAIL, SMS)} == {
+        (EMAIL, "email"),
+        (SMS, "sms"),
+    }
+    for purpose in (*BANNER, EMAIL):
+        states = {r.state for r in records if r.purpose == purpose}
+        assert {"granted", "denied"} <= states, purpose
+    assert "withdrawn" in {r.state for r in records if r.purpose == EMAIL}
+    assert {"cmp", "checkout", "web_form", "api"} <= {r.source for r in records}
+    stamps = sorted(r.occurred_at for r in records)
+    assert stamps[-1] - stamps[0] > timedelta(days=100)
+    assert len({(s.year, s.month) for s in stamps}) >= 5
+
+    # opt-in rates by the unified profile's country: the EU and UK say yes less often
+    with db.read() as session:
+        country: dict[str, str | None] = {}
+        for profile_id in {r.profile_id for r in records}:
+            view = profiles.get_profile(session=session, workspace_id="demo", profile_id=profile_id)
+            country[profile_id] = country_of(view.traits)
+    votes: dict[tuple[str, str], list[bool]] = defaultdict(list)
+    for r in records:
+        where = country[r.profile_id]
+        if where is not None and r.state in ("granted", "denied") and r.source != "gpc":
+            region = "EU" if where in OPT_IN_COUNTRIES else where
+            votes[(r.purpose, region)].append(r.state == "granted")
+    rate = {key: sum(v) / len(v) for key, v in votes.items()}
+    for purpose in ("analytics", EMAIL):
+        assert rate[(purpose, "US")] > rate[(purpose, "EU")], rate
+
+
+def test_the_demo_command_seeds_consent_from_events_and_converts_carts(
+    fresh_store: tuple[str, Database],
+) -> None:
+    url, db = fresh_store
+    args = ["demo", "--database-url", url, "--no-serve", "--customers", "60", "--months", "3"]
+    result = CliRunner().invoke(app, [*args, "--seed", "7"])
+    assert result.exit_code == 0, result.output
+    carts = _cart_statuses(db, DEMO_WORKSPACE)
+    assert carts["converted"] > 0 and carts.get("open", 0) + carts.get("checkout", 0) > 0
+    with db.read() as session:
+        rows = session.execute(
+            select(ConsentRecordRow.purpose, ConsentRecordRow.state)
+            .where(ConsentRecordRow.workspace_id == DEMO_WORKSPACE)
+            .distinct()
+        ).all()
+    assert {(p, s) for p, s in rows} >= {(p, s) for p in BANNER for s in ("granted", "denied")}
