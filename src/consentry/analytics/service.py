@@ -346,10 +346,16 @@ def latest_run(*, session: Session, workspace_id: str) -> dict[str, Any] | None:
 
 def scores_of(*, session: Session, workspace_id: str, profile_id: str) -> dict[str, Any]:
     """A unified profile's computed traits from the latest run."""
-    row = session.get(CustomerScoreRow, (workspace_id, profile_id))
-    if row is None:
+    found = find_scores(session=session, workspace_id=workspace_id, profile_id=profile_id)
+    if found is None:
         raise NotFound(f"no computed traits for profile {profile_id}")
-    return score_document(row)
+    return found
+
+
+def find_scores(*, session: Session, workspace_id: str, profile_id: str) -> dict[str, Any] | None:
+    """A unified profile's computed traits, or None when no run has scored it (no order yet)."""
+    row = session.get(CustomerScoreRow, (workspace_id, profile_id))
+    return None if row is None else score_document(row)
 
 
 def score_document(row: CustomerScoreRow) -> dict[str, Any]:
@@ -456,3 +462,15 @@ def erase_scores(*, session: Session, workspace_id: str, profile_ids: Sequence[s
         )
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def segment_rows(
+    *, session: Session, workspace_id: str, batch: int = 100_000
+) -> Iterator[list[tuple[str, str]]]:
+    """``(profile id, RFM segment)`` of every scored customer (latest run), in batches: what
+    recommendations use for their popular-in-segment fallback."""
+    stmt = select(CustomerScoreRow.profile_id, CustomerScoreRow.rfm_segment).where(
+        CustomerScoreRow.workspace_id == workspace_id
+    )
+    for part in session.execute(stmt.execution_options(yield_per=batch)).partitions():
+        yield [(r[0], r[1]) for r in part]

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from consentry.analytics import service as analytics
 from consentry.commerce import service as commerce
 from consentry.deps import DbDep, ProfilesRead, ProfilesWrite, ReadAudit, SettingsDep
 from consentry.errors import FieldError, Invalid
@@ -81,7 +82,8 @@ def timeline(
 def profile_360(
     db: Database, workspace_id: str, profile_id: str, events_limit: int = 50
 ) -> dict[str, Any]:
-    """Traits, identifiers, a first page of events, orders, carts and merge history."""
+    """Traits, identifiers, a first page of events, orders, carts, merge history and the
+    computed traits of the latest analytics run (RFM segment, CLV, P(alive), churn risk)."""
     with db.read() as session:
         view = service.get_profile(
             session=session, workspace_id=workspace_id, profile_id=profile_id
@@ -93,6 +95,9 @@ def profile_360(
             session=session, workspace_id=workspace_id, profile_ids=view.member_ids
         )
         warnings = service.warnings_for(
+            session=session, workspace_id=workspace_id, profile_id=view.id
+        )
+        scores = analytics.find_scores(
             session=session, workspace_id=workspace_id, profile_id=view.id
         )
     return {
@@ -108,6 +113,7 @@ def profile_360(
         "open_carts": carts,
         "merges": [asdict(m) for m in view.merges],
         "warnings": warnings,
+        "scores": scores,
         "timeline": timeline(db, workspace_id, view.member_ids, events_limit, None),
     }
 

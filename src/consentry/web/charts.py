@@ -65,3 +65,85 @@ def rate_chart(
     every = max(1, len(periods) // 8)  # at most about eight labels on the axis
     labels = [(round(xs[p], 1), p) for i, p in enumerate(periods) if i % every == 0]
     return Chart(width, height, left, height - bottom, labels, grid, lines)
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One bar: its box, its label on the axis and the value it stands for."""
+
+    x: float
+    y: float
+    width: float
+    height: float
+    label: str
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class BarChart:
+    """Counts in bins, drawn as bars from the baseline, with a gridline scale."""
+
+    width: int
+    height: int
+    left: int
+    bottom: int
+    bars: list[Bar]
+    gridlines: list[tuple[float, str]]  # y and label
+    ticks: list[tuple[float, str]]  # x and label under the axis
+
+
+def bar_chart(
+    labels: Sequence[str], counts: Sequence[int], *, width: int = 720, height: int = 240
+) -> BarChart:
+    """Lay out one bar per bin, scaled to the largest count; at most about eight axis labels."""
+    left, right, top, bottom = 48, 16, 12, 28
+    plot_w, plot_h = width - left - right, height - top - bottom
+    slot = plot_w / max(1, len(counts))
+    highest = max(counts, default=0) or 1
+    bars = []
+    for i, (label, count) in enumerate(zip(labels, counts, strict=True)):
+        h = count / highest * plot_h
+        x = left + i * slot + slot * 0.1
+        bars.append(
+            Bar(
+                round(x, 1),
+                round(top + plot_h - h, 1),
+                round(slot * 0.8, 1),
+                round(h, 1),
+                label,
+                count,
+            )
+        )
+    grid = []
+    for fraction in (0.0, 0.5, 1.0):
+        y = round(top + (1 - fraction) * plot_h, 1)
+        grid.append((y, f"{round(highest * fraction):,}"))
+    every = max(1, len(bars) // 8)
+    ticks = [(b.x + b.width / 2, b.label) for i, b in enumerate(bars) if i % every == 0]
+    return BarChart(width, height, left, height - bottom, bars, grid, ticks)
+
+
+def sparkline(values: Sequence[float | None], *, width: int = 140, height: int = 32) -> str:
+    """The SVG points of a small trend line; missing values are skipped (empty: no line)."""
+    known = [(i, v) for i, v in enumerate(values) if v is not None]
+    if len(known) < 2:
+        return ""
+    low = min(v for _, v in known)
+    high = max(v for _, v in known)
+    span = (high - low) or 1.0
+    step = (width - 4) / max(1, len(values) - 1)
+    return " ".join(
+        f"{round(2 + i * step, 1)},{round(2 + (1 - (v - low) / span) * (height - 4), 1)}"
+        for i, v in known
+    )
+
+
+HEAT_STEPS = 10
+
+
+def heat(share: float | None) -> int:
+    """The shade (0..9) of a share in [0, 1] for a heat map cell; the stylesheet has one class
+    per shade (``heat-0`` .. ``heat-9``), since the pages' CSP allows no inline styles."""
+    if share is None or share <= 0:
+        return 0
+    return min(HEAT_STEPS - 1, 1 + int(share * (HEAT_STEPS - 1)))

@@ -504,8 +504,10 @@ def consent_page(
 
 def mount(app: FastAPI) -> None:
     """Mount the dashboard pages and static files on ``app``."""
+    from consentry.web.analytics_page import router as analytics_pages  # it imports this module
     from consentry.web.requests_page import router as requests_pages  # it imports this module
 
     app.include_router(router)
     app.include_router(requests_pages)  # /app/privacy/requests: the queue of privacy requests
+    app.include_router(analytics_pages)  # /app/analytics: KPIs, cohorts, RFM, CLV, churn
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
