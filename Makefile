@@ -40,9 +40,10 @@ bench: install check-postgres
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/consent.py --preference-center
 	$(BIN)/python bench/privacy.py
-	$(BIN)/python bench/cdnow.py
+	$(BIN)/python bench/analytics.py  # runs bench/cdnow.py too
 	$(BIN)/python bench/identity.py
 	$(BIN)/python bench/recommend.py
+	$(BIN)/python bench/recommend_serving.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

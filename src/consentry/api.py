@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager, suppress
 from dataclasses import asdict
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -49,7 +50,7 @@ from consentry.ingest.writer import IngestWriter
 from consentry.nul_guard import NulGuard
 from consentry.platform import tenancy
 from consentry.platform.audit_routes import router as audit_router
-from consentry.platform.db import Database
+from consentry.platform.db import Database, utcnow
 from consentry.privacy import notification_service, retention_service
 from consentry.privacy.access_routes import router as access_router
 from consentry.privacy.erasure_routes import router as erasure_router
@@ -57,8 +58,14 @@ from consentry.privacy.processor_routes import router as privacy_processors_rout
 from consentry.privacy.request_pages import pages as privacy_request_pages
 from consentry.privacy.request_routes import router as privacy_requests_router
 from consentry.privacy.retention_routes import router as retention_router
+from consentry.profiles import dedupe_service as dedupe
 from consentry.profiles import service as profiles
+from consentry.profiles.dedupe_routes import router as dedupe_router
 from consentry.profiles.routes import router as profiles_router
+from consentry.quality import service as quality
+from consentry.quality.routes import router as quality_router
+from consentry.recommend import service as recommend
+from consentry.recommend.routes import router as recommend_router
 from consentry.stores import open_database
 
 STATUS: list[tuple[type[ConsentryError], int]] = [
@@ -143,6 +150,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.include_router(ingest_router)
     app.include_router(profiles_router)
+    app.include_router(dedupe_router)  # /v1/identity: dedupe runs, the review queue
     app.include_router(consent_config_router)  # before /v1/consent/{profile_id}
     app.include_router(doi_router)
     app.include_router(doi_pages)  # /c/{token}: the confirmation page
@@ -159,6 +167,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(erasure_router)
     app.include_router(retention_router)
     app.include_router(analytics_router)
+    app.include_router(recommend_router)  # /item/..., /models before /{profile_id}
+    app.include_router(quality_router)
     _mount_core(app)
     _mount_web(app)
     return app
@@ -182,7 +192,10 @@ async def _every(seconds: float, job: Callable[[], object], what: str, *, first:
 def _background_jobs(store: Database, settings: Settings) -> list[Coroutine[Any, Any, None]]:
     """The server's schedule: erasure webhooks retried, planner statistics refreshed (5 s
     after start, then every six hours), retention run and analytics run (when scheduled; the
-    analytics a minute after start, then every ``analytics.interval_hours``)."""
+    analytics a minute after start, then every ``analytics.interval_hours``), data-quality
+    audits (when scheduled: checked every ten minutes, a workspace audited when its latest
+    audit is ``quality.interval_hours`` old), recommendations retrained (when scheduled: five
+    minutes after start, then every ``recommend.interval_hours``)."""
     webhooks = settings.erasure.webhook_interval_seconds
     jobs = [
         _every(
@@ -203,6 +216,16 @@ def _background_jobs(store: Database, settings: Settings) -> list[Coroutine[Any,
         jobs.append(
             _every(hours, partial(_analytics_round, store, settings), "analytics", first=60)
         )
+    if settings.recommend.scheduled:  # after the first analytics run: its RFM segments
+        hours = settings.recommend.interval_hours * 3600
+        recommend_round = partial(_recommend_round, store, settings)
+        jobs.append(_every(hours, recommend_round, "recommendations", first=RECOMMEND_FIRST))
+    if settings.dedupe.scheduled:  # incremental runs, for workspaces that had a batch run
+        hours = settings.dedupe.interval_hours * 3600
+        jobs.append(_every(hours, partial(_dedupe_round, store, settings), "dedupe", first=hours))
+    if settings.quality.scheduled:  # each round audits only the workspaces that are due
+        quality_round = partial(_quality_round, store, settings)
+        jobs.append(_every(QUALITY_CHECK_SECONDS, quality_round, "quality", first=120))
     return jobs
 
 
@@ -212,6 +235,71 @@ def _analytics_round(store: Database, settings: Settings) -> None:
     for name in names:
         report = analytics.run(store, name, settings.analytics)
         log.info("analytics %s: %d customers scored", name, report.customers)
+
+
+RECOMMEND_FIRST = 300
+
+
+def _recommend_round(store: Database, settings: Settings) -> None:
+    """Retrain every workspace's recommendations; a workspace without orders is skipped."""
+    with store.read() as session:
+        names = [w.id for w in tenancy.list_workspaces(session=session)]
+    for name in names:
+        try:
+            report = recommend.train(store, name, settings.recommend)
+        except Conflict:  # nothing to learn from yet
+            continue
+        log.info("recommendations %s: version %d trained", name, report.version)
+
+
+QUALITY_CHECK_SECONDS = 600
+
+
+def _quality_round(store: Database, settings: Settings) -> None:
+    """Audit each workspace whose latest data-quality audit is ``quality.interval_hours`` old
+    (or that has none), so a restart of the server does not audit again."""
+    every = timedelta(hours=settings.quality.interval_hours)
+    with store.read() as session:
+        names = [
+            w.id
+            for w in tenancy.list_workspaces(session=session)
+            if quality.due(session=session, workspace_id=w.id, every=every, now=utcnow())
+        ]
+    for name in names:
+        found = quality.run(
+            store,
+            name,
+            settings.quality,
+            default_country=settings.default_phone_region,
+            actor="schedule",
+        )
+        log.info("quality %s: %d profiles audited", name, found.profiles)
+
+
+def _dedupe_round(store: Database, settings: Settings) -> None:
+    """An incremental dedupe of each workspace that has a trained model (a batch run)."""
+    with store.read() as session:
+        names = [
+            w.id
+            for w in tenancy.list_workspaces(session=session)
+            if dedupe.has_run(session=session, workspace_id=w.id)
+        ]
+    for name in names:
+        report = dedupe.run(
+            store,
+            name,
+            settings.dedupe,
+            cap=settings.identity.cap,
+            default_region=settings.default_phone_region,
+            mode="incremental",
+        )
+        log.info(
+            "dedupe %s: %d profiles scored, %d merged, %d queued",
+            name,
+            report.scored,
+            report.auto_merged,
+            report.queued,
+        )
 
 
 def _deliver_notifications(store: Database, settings: Settings) -> None:

@@ -55,6 +55,9 @@ def _register_capability_commands() -> None:
     from consentry.privacy.cli import privacy_app
     from consentry.privacy.erasure_cli import erase as _erase_commands  # noqa: F401 - registers
     from consentry.privacy.retention_cli import retention_app
+    from consentry.profiles.dedupe_cli import identity_app
+    from consentry.quality.cli import quality_app
+    from consentry.recommend.cli import recommend_app
 
     app.add_typer(import_app, name="import")
     app.add_typer(consent_app, name="consent")
@@ -63,6 +66,9 @@ def _register_capability_commands() -> None:
     app.add_typer(audit_app, name="audit")
     app.add_typer(keys_app, name="keys")
     app.add_typer(analytics_app, name="analytics")
+    app.add_typer(identity_app, name="identity")
+    app.add_typer(quality_app, name="quality")
+    app.add_typer(recommend_app, name="recommend")
 
 
 console = Console()

@@ -45,6 +45,34 @@ class IdentitySettings(BaseModel):
         }.get(identifier_type, self.max_external_ids)
 
 
+class DedupeSettings(BaseModel):
+    """Probabilistic de-duplication of profiles (docs/identity.md): where a pair of profiles
+    merges by itself, where it goes to review, and the scheduled incremental run."""
+
+    auto_merge_threshold: float = Field(
+        0.95, gt=0, lt=1, description="Pairs at or above this match probability merge at once."
+    )
+    review_threshold: float = Field(
+        0.5, gt=0, lt=1, description="Pairs from here up to the auto-merge threshold go to review."
+    )
+    batch_size: int = Field(
+        5000, ge=100, le=100_000, description="Profiles read from the store at a time."
+    )
+    scheduled: bool = Field(
+        True,
+        description="The server runs an incremental dedupe of each workspace that had a batch run.",
+    )
+    interval_hours: float = Field(
+        6.0, gt=0, le=24 * 31, description="Hours between scheduled incremental runs."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DedupeSettings:
+        if self.review_threshold > self.auto_merge_threshold:
+            raise ValueError("review_threshold must not exceed auto_merge_threshold")
+        return self
+
+
 class SmtpSettings(BaseModel):
     """The SMTP server that customer email (double opt-in confirmations) is handed to.
 
@@ -190,11 +218,68 @@ class AnalyticsSettings(BaseModel):
     min_customers: int = Field(
         50, ge=2, description="Fewer customers than this: RFM only, no CLV model."
     )
+    fit_sample: int = Field(
+        250_000,
+        ge=1_000,
+        description="The CLV models' parameters are fitted on a random sample of this many "
+        "customers when there are more (every customer is still scored).",
+    )
     abandoned_cart_minutes: int = Field(
         60, ge=1, description="A cart untouched this long and not converted is abandoned."
     )
     scheduled: bool = Field(True, description="The server runs analytics on a schedule.")
     interval_hours: float = Field(24.0, gt=0, le=24 * 31, description="Hours between runs.")
+
+
+class RecommendSettings(BaseModel):
+    """Product recommendations (docs/recommend.md): what the models learn from, the business
+    rules applied when serving, how many trained versions are kept, the schedule."""
+
+    view_weight: float = Field(1.0, ge=0, description="Weight of a Product Viewed event.")
+    cart_weight: float = Field(3.0, ge=0, description="Weight of a Product Added event.")
+    order_weight: float = Field(10.0, ge=0, description="Weight of an ordered product.")
+    browsing_days: int = Field(
+        180, ge=1, le=3650, description="Views and cart adds of the last this many days count."
+    )
+    neighbours: int = Field(100, ge=5, le=500, description="Neighbours kept per product.")
+    half_life_days: float = Field(
+        60.0, gt=0, description="Half-life of a purchase in the buy-again score."
+    )
+    top_n: int = Field(
+        100, ge=10, le=500, description="Products precomputed per customer (the most served)."
+    )
+    replenishable_repeat_rate: float = Field(
+        0.15,
+        ge=0,
+        le=1,
+        description="A product whose order lines are re-purchases at least this often is "
+        "replenishable: recommended again to its buyers; other products are not.",
+    )
+    max_per_category: int | None = Field(
+        3, ge=1, description="Diversity: at most this many products of one category per list."
+    )
+    category_factors: dict[str, float] = Field(
+        default_factory=dict,
+        description='Boost (> 1) or bury (< 1) categories by name, e.g. {"Sale": 1.5}.',
+    )
+    evaluate: bool = Field(
+        True, description="Measure recall@10 and NDCG@10 on each customer's last order."
+    )
+    keep_versions: int = Field(5, ge=1, le=100, description="Trained versions kept for rollback.")
+    scheduled: bool = Field(True, description="The server retrains every workspace's model.")
+    interval_hours: float = Field(24.0, gt=0, le=24 * 31, description="Hours between trainings.")
+
+
+class QualitySettings(BaseModel):
+    """Data-quality audits of the profiles (docs/quality.md): what counts as stale, the
+    schedule, how many reports are kept."""
+
+    stale_days: int = Field(
+        365, ge=1, le=36500, description="A profile not seen for this many days is stale."
+    )
+    scheduled: bool = Field(True, description="The server audits every workspace on a schedule.")
+    interval_hours: float = Field(24.0, gt=0, le=24 * 31, description="Hours between audits.")
+    keep_audits: int = Field(100, ge=1, le=10_000, description="Reports kept per workspace.")
 
 
 class Settings(BaseSettings):
@@ -221,12 +306,15 @@ class Settings(BaseSettings):
     )
     ingest: IngestSettings = IngestSettings()
     identity: IdentitySettings = IdentitySettings()
+    dedupe: DedupeSettings = DedupeSettings()
     smtp: SmtpSettings = SmtpSettings()
     double_opt_in: DoubleOptInSettings = DoubleOptInSettings()
     crypto: CryptoSettings = CryptoSettings()
     erasure: ErasureSettings = ErasureSettings()
     retention: RetentionSettings = RetentionSettings()
     analytics: AnalyticsSettings = AnalyticsSettings()
+    quality: QualitySettings = QualitySettings()
+    recommend: RecommendSettings = RecommendSettings()
     privacy: PrivacySettings = PrivacySettings()
 
     @model_validator(mode="after")

@@ -164,5 +164,13 @@ PrivacyRead = Annotated[Principal, Security(get_principal, scopes=[Scope.PRIVACY
 PrivacyWrite = Annotated[Principal, Security(get_principal, scopes=[Scope.PRIVACY_WRITE])]
 AnalyticsRead = Annotated[Principal, Security(get_principal, scopes=[Scope.ANALYTICS_READ])]
 AnalyticsWrite = Annotated[Principal, Security(get_principal, scopes=[Scope.ANALYTICS_WRITE])]
+RecommendationsRead = Annotated[
+    Principal, Security(get_principal, scopes=[Scope.RECOMMENDATIONS_READ])
+]
+RecommendationsWrite = Annotated[
+    Principal, Security(get_principal, scopes=[Scope.RECOMMENDATIONS_WRITE])
+]
+QualityRead = Annotated[Principal, Security(get_principal, scopes=[Scope.QUALITY_READ])]
+QualityWrite = Annotated[Principal, Security(get_principal, scopes=[Scope.QUALITY_WRITE])]
 AuditRead = Annotated[Principal, Security(get_principal, scopes=[Scope.AUDIT_READ])]
 AnyToken = Annotated[Principal, Security(get_principal, scopes=[])]

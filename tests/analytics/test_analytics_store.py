@@ -186,6 +186,9 @@ def test_kpis_and_cohorts_equal_an_independent_count(
     for c in cohorts["cohorts"]:
         assert c["retention"][0] == 1.0 and all(0 <= v <= 1 for v in c["retention"])
         assert not math.isnan(sum(c["retention"]))
+    # a run keeps the whole history's cohort table: the same as asked for over that range
+    report = service.run(db, workspace, AnalyticsSettings(), as_of=AS_OF)
+    assert report.cohorts == cohorts["cohorts"] and report.document()["cohorts"] == report.cohorts
 
 
 def test_sessions_and_carts_feed_conversion_and_abandonment(db: Database) -> None:

@@ -1,13 +1,19 @@
-"""Normalisers and junk rules of identity resolution (unit and property-based)."""
+"""Normalisers and junk rules of identity resolution (unit and property-based), and the fixes
+of issue 6: ids in any script, IDN mail domains, "UK" as a country."""
 
 from __future__ import annotations
 
+import re
+import unicodedata
+
+import idna
 import phonenumbers
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from consentry.profiles.models import (
+    JUNK_VALUES,
     Identifier,
     extract_identifiers,
     is_junk,
@@ -16,6 +22,7 @@ from consentry.profiles.models import (
     normalize_email,
     normalize_id,
     normalize_phone,
+    phone_region,
 )
 
 
@@ -175,3 +182,131 @@ def test_latest_traits_prefers_event_time_then_write_order() -> None:
         ("plan", "pro", 1, 4),
     ]
     assert latest_traits(rows) == {"city": ("Rome", 10), "plan": ("pro", 1)}
+
+
+# --- non-Latin values, IDN mail domains, "UK" (issue 6) --------------------------------------
+
+# The rules of the release before: kept here to prove the fixes only accept values that were
+# refused, so every identifier stored by that release keeps its normalised value (and so its
+# blind index), except the IDN domains of emails (documented in docs/quality.md).
+_OLD_MEANINGFUL = re.compile(r"[1-9a-z]")
+
+
+def _old_is_junk(value: str) -> bool:
+    text = value.strip().lower()
+    return text in JUNK_VALUES or _OLD_MEANINGFUL.search(text) is None
+
+
+def _old_normalize_email(value: str) -> str | None:
+    email = unicodedata.normalize("NFKC", value).strip().lower()
+    if not _EMAIL_SHAPE.match(email) or len(email) > 320 or _old_is_junk(email.split("@", 1)[0]):
+        return None
+    return email
+
+
+_EMAIL_SHAPE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+@pytest.mark.parametrize("value", ["Иван", "王伟", "Γιώργος", "محمد", "ユーザー", "١٢", "ö"])
+def test_ids_in_any_script_are_not_junk(value: str) -> None:
+    assert not is_junk(value)
+    assert normalize_id(value) == value
+
+
+@pytest.mark.parametrize("value", ["٠", "०००", "〇", "_-_", "—", "null", " GUEST "])
+def test_zeros_of_any_script_and_marks_are_junk(value: str) -> None:
+    assert is_junk(value)
+
+
+@given(st.text(max_size=30))
+def test_the_junk_rule_only_accepts_more(value: str) -> None:
+    if not _old_is_junk(value):
+        assert not is_junk(value)
+    if is_junk(value) != _old_is_junk(value):  # newly accepted: a letter or digit not in ASCII
+        assert any(not ch.isascii() and ch.isalnum() for ch in value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("jane@bücher.de", "jane@xn--bcher-kva.de"),
+        ("Jane@BÜCHER.de", "jane@xn--bcher-kva.de"),
+        ("jane@xn--bcher-kva.de", "jane@xn--bcher-kva.de"),
+        ("иван@почта.рф", "иван@xn--80a1acny.xn--p1ai"),  # an IDN local part is kept as typed
+        ("王伟@例子.中国", "王伟@xn--fsqu00a.xn--fiqs8s"),
+        ("γιώργος@παράδειγμα.ελ", "γιώργος@xn--hxajbheg2az3al.xn--qxam"),
+        ("jane@☃.com", "jane@☃.com"),  # no valid IDN: kept as it always was
+    ],
+)
+def test_email_domains_are_idna_normalised(raw: str, expected: str) -> None:
+    assert normalize_email(raw) == expected
+    assert normalize_email(expected) == expected
+
+
+@given(
+    st.from_regex(r"[a-z][a-z0-9._-]{0,15}", fullmatch=True),
+    st.lists(
+        st.text(alphabet=st.characters(categories=["Ll", "Lo"]), min_size=1, max_size=12),
+        min_size=1,
+        max_size=3,
+    ),
+    st.sampled_from(["de", "com", "рф", "中国"]),
+)
+def test_a_unicode_domain_and_its_punycode_are_one_email(
+    local: str, labels: list[str], tld: str
+) -> None:
+    domain = ".".join([*labels, tld])
+    try:
+        ascii_form = idna.encode(domain, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
+        assume(False)
+    expected = normalize_email(f"{local}@{ascii_form}")
+    assert normalize_email(f"{local}@{domain}") == expected
+    if expected is not None:
+        assert expected.isascii() and normalize_email(expected) == expected
+
+
+@given(
+    st.text(max_size=40).map(lambda t: t + "@shop.example.com") | st.emails() | st.text(max_size=60)
+)
+def test_emails_with_ascii_domains_normalise_as_before(value: str) -> None:
+    old = _old_normalize_email(value)
+    new = normalize_email(value)
+    if old is not None and old.rsplit("@", 1)[1].isascii():
+        assert new == old  # stored identifiers keep their blind index
+    if old is not None and new != old:
+        assert not old.rsplit("@", 1)[1].isascii()  # only an IDN domain changes form
+
+
+@pytest.mark.parametrize("country", ["UK", "uk", " Uk ", "GB"])
+def test_uk_reads_phone_numbers_as_gb(country: str) -> None:
+    assert phone_region(country, "US") == "GB"
+    payload = {"anonymousId": "a", "traits": {"phone": "07911 123456", "country": country}}
+    assert Identifier("phone", "+447911123456") in extract_identifiers(payload, "US")
+    assert normalize_phone("07911 123456", country.strip()) == "+447911123456"
+
+
+def test_el_is_greece_and_other_values_fall_back_to_the_default() -> None:
+    assert phone_region("el", "US") == "GR"
+    assert normalize_phone("210 1234567", "EL") == "+302101234567"
+    assert phone_region("Germany", "DE") == "DE"  # names are not read here (see quality)
+    assert phone_region(None, "uk") == "GB"
+
+
+@given(
+    st.text(alphabet="0123456789 +()-", min_size=3, max_size=16),
+    st.sampled_from(["US", "GB", "DE", "FR", "UK", "EL", "XX", "Germany", "", "us"]),
+)
+def test_the_region_fix_only_reads_numbers_that_were_refused(number: str, country: str) -> None:
+    traits = {"phone": number, "country": country}
+    before = (
+        country.strip().upper() if len(country.strip()) == 2 else "US"
+    )  # the region the release before read
+    old = normalize_phone(number, before) if before not in ("UK", "EL") else None
+    new = [
+        i.value
+        for i in extract_identifiers({"anonymousId": "a", "traits": traits})
+        if i.type == "phone"
+    ]
+    if old is not None:
+        assert new == [old]

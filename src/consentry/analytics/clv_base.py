@@ -141,6 +141,25 @@ class Grouped:
         return cls(gx, gtx, gage, gw, time_scale(gage, gw))
 
 
+@dataclass(frozen=True, slots=True)
+class Repeats:
+    """The distinct purchase counts of a set of customers and, per customer, which one is
+    theirs: a likelihood evaluates its count-only special functions once per distinct count
+    (tens of values) rather than once per customer (millions)."""
+
+    values: FloatArray
+    index: npt.NDArray[np.intp]
+
+    @classmethod
+    def of(cls, x: FloatArray) -> Repeats:
+        values, index = np.unique(x, return_inverse=True)
+        return cls(np.asarray(values, dtype=np.float64), index.reshape(-1))
+
+    def spread(self, per_value: FloatArray) -> FloatArray:
+        """A per-count array as a per-customer one."""
+        return np.asarray(per_value[self.index], dtype=np.float64)
+
+
 def as_float(name: str, values: npt.ArrayLike) -> FloatArray:
     """``values`` as a 1-d float64 array, refusing NaN and infinities."""
     array = np.asarray(values, dtype=np.float64)

@@ -28,6 +28,7 @@ from consentry.analytics.clv_base import (
     FitInfo,
     FloatArray,
     Grouped,
+    Repeats,
     as_float,
     check_rfm,
     hessian_from_gradient,
@@ -119,48 +120,58 @@ def _future(params: BgNbd, t: FloatArray, x: FloatArray, age: FloatArray) -> Flo
 
 
 def log_likelihood_terms(
-    params: FloatArray, x: FloatArray, tx: FloatArray, age: FloatArray
+    params: FloatArray,
+    x: FloatArray,
+    tx: FloatArray,
+    age: FloatArray,
+    repeats: Repeats | None = None,
 ) -> tuple[FloatArray, FloatArray]:
-    """Per-customer log-likelihood and its gradient (shape (4, n)) in (r, alpha, a, b)."""
+    """Per-customer log-likelihood and its gradient (shape (4, n)) in (r, alpha, a, b).
+
+    The special functions depend on the purchase count alone, so they are evaluated once per
+    distinct count (``repeats``, computed here when not given) and spread to the customers."""
     r, alpha, a, b = (float(v) for v in params)
+    by_x = repeats or Repeats.of(x)
+    ux = by_x.values
+    head_x = gammaln(r + ux) + gammaln(b + ux) - gammaln(a + b + ux)
+    dr_x = digamma(r + ux)
+    dab_x = digamma(a + b) - digamma(a + b + ux)
+    db_x = digamma(b + ux)
+    head, dr, dab, db = (by_x.spread(v) for v in (head_x, dr_x, dab_x, db_x))
     rx = r + x
     pos = x > 0
     bx1 = np.where(pos, b + x - 1, 1.0)
     ln_at = np.log(alpha + age)
     ln_atx = np.log(alpha + tx)
-    head = (
-        gammaln(rx)
-        - gammaln(r)
-        + r * np.log(alpha)
-        + gammaln(a + b)
-        + gammaln(b + x)
-        - gammaln(b)
-        - gammaln(a + b + x)
-    )
+    head = head - gammaln(r) + r * np.log(alpha) + gammaln(a + b) - gammaln(b)
     stay = -rx * ln_at
     with np.errstate(divide="ignore"):
         leave = np.where(pos, np.log(a) - np.log(bx1) - rx * ln_atx, -np.inf)
     tail = np.logaddexp(stay, leave)
     ll = head + tail
     w = np.exp(leave - tail)  # posterior weight of "left after the last purchase"; 0 when x=0
-    dab = digamma(a + b) - digamma(a + b + x)
     grad = np.stack(
         [
-            digamma(rx) - digamma(r) + np.log(alpha) - (1 - w) * ln_at - w * ln_atx,
+            dr - digamma(r) + np.log(alpha) - (1 - w) * ln_at - w * ln_atx,
             r / alpha - (1 - w) * rx / (alpha + age) - w * rx / (alpha + tx),
             dab + w / a,
-            dab + digamma(b + x) - digamma(b) - w / bx1,
+            dab + db - digamma(b) - w / bx1,
         ]
     )
     return np.asarray(ll, dtype=np.float64), np.asarray(grad, dtype=np.float64)
 
 
 def objective(
-    log_params: FloatArray, x: FloatArray, tx: FloatArray, age: FloatArray, weights: FloatArray
+    log_params: FloatArray,
+    x: FloatArray,
+    tx: FloatArray,
+    age: FloatArray,
+    weights: FloatArray,
+    repeats: Repeats | None = None,
 ) -> tuple[float, FloatArray]:
     """Weighted mean negative log-likelihood and its analytic gradient in ln(r, alpha, a, b)."""
     params = np.exp(np.asarray(log_params, dtype=np.float64))
-    ll, grad = log_likelihood_terms(params, x, tx, age)
+    ll, grad = log_likelihood_terms(params, x, tx, age, repeats)
     total = float(np.sum(weights))
     value = -float(np.dot(weights, ll)) / total
     gradient = -(grad @ weights) * params / total
@@ -196,18 +207,20 @@ def fit_bgnbd(
     gx, gtx, gage, gw, scale = g.x, g.tx, g.age, g.weights, g.scale
     sx, stx, sage = gx, gtx / scale, gage / scale
 
+    repeats = Repeats.of(gx)
+
     def f(theta: FloatArray) -> tuple[float, FloatArray]:
-        return objective(theta, sx, stx, sage, gw)
+        return objective(theta, sx, stx, sage, gw, repeats)
 
     theta0 = np.log(np.array([1.0, 1.0, 1.0, 1.0]))
     theta, iterations = minimise(f, theta0, NAMES, model="BG/NBD")
     theta[1] += np.log(scale)  # alpha back in the caller's unit
-    hess = hessian_from_gradient(lambda th: objective(th, gx, gtx, gage, gw), theta)
+    hess = hessian_from_gradient(lambda th: objective(th, gx, gtx, gage, gw, repeats), theta)
     fitted = np.exp(theta)
     errors = std_errors(NAMES, theta, hess, float(np.sum(gw)))
     require_identified("BG/NBD", errors)
     info = FitInfo.of(
-        log_likelihood_terms(fitted, gx, gtx, gage)[0],
+        log_likelihood_terms(fitted, gx, gtx, gage, repeats)[0],
         gw,
         iterations=iterations,
         seconds=clock(),

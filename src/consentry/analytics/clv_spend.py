@@ -29,6 +29,7 @@ from consentry.analytics.clv_base import (
     FitInfo,
     FloatArray,
     InsufficientHistory,
+    Repeats,
     as_float,
     check_weights,
     hessian_from_gradient,
@@ -85,25 +86,25 @@ class GammaGamma:
 
 
 def log_likelihood_terms(
-    params: FloatArray, x: FloatArray, m: FloatArray
+    params: FloatArray, x: FloatArray, m: FloatArray, repeats: Repeats | None = None
 ) -> tuple[FloatArray, FloatArray]:
-    """Per-customer log-density of the mean value and its gradient (shape (3, n)) in (p, q, v)."""
+    """Per-customer log-density of the mean value and its gradient (shape (3, n)) in (p, q, v).
+    Count-only special functions are evaluated once per distinct count (``repeats``)."""
     p, q, v = (float(t) for t in params)
+    by_x = repeats or Repeats.of(x)
+    upx = p * by_x.values
+    head_x = gammaln(upx + q) - gammaln(upx) + upx * np.log(by_x.values)
+    dp_x = digamma(upx + q) - digamma(upx) + np.log(by_x.values)
+    dq_x = digamma(upx + q)
+    head, dp, dq = (by_x.spread(t) for t in (head_x, dp_x, dq_x))
     px = p * x
     ln_vmx = np.log(v + m * x)
-    ll = (
-        gammaln(px + q)
-        - gammaln(px)
-        - gammaln(q)
-        + q * np.log(v)
-        + (px - 1) * np.log(m)
-        + px * np.log(x)
-        - (px + q) * ln_vmx
-    )
+    ln_m = np.log(m)
+    ll = head - gammaln(q) + q * np.log(v) + (px - 1) * ln_m - (px + q) * ln_vmx
     grad = np.stack(
         [
-            x * (digamma(px + q) - digamma(px) + np.log(m) + np.log(x) - ln_vmx),
-            digamma(px + q) - digamma(q) + np.log(v) - ln_vmx,
+            x * (dp + ln_m - ln_vmx),
+            dq - digamma(q) + np.log(v) - ln_vmx,
             q / v - (px + q) / (v + m * x),
         ]
     )
@@ -111,11 +112,15 @@ def log_likelihood_terms(
 
 
 def objective(
-    log_params: FloatArray, x: FloatArray, m: FloatArray, weights: FloatArray
+    log_params: FloatArray,
+    x: FloatArray,
+    m: FloatArray,
+    weights: FloatArray,
+    repeats: Repeats | None = None,
 ) -> tuple[float, FloatArray]:
     """Weighted mean negative log-likelihood and its analytic gradient in ln(p, q, v)."""
     params = np.exp(np.asarray(log_params, dtype=np.float64))
-    ll, grad = log_likelihood_terms(params, x, m)
+    ll, grad = log_likelihood_terms(params, x, m, repeats)
     total = float(np.sum(weights))
     return -float(np.dot(weights, ll)) / total, np.asarray(
         -(grad @ weights) * params / total, dtype=np.float64
@@ -157,8 +162,10 @@ def fit_gamma_gamma(
     scale = float(np.average(um, weights=uw))  # money rescaled to mean 1 for the optimiser
     sm = um / scale
 
+    repeats = Repeats.of(ux)
+
     def f(theta: FloatArray) -> tuple[float, FloatArray]:
-        return objective(theta, ux, sm, uw)
+        return objective(theta, ux, sm, uw, repeats)
 
     theta, iterations = minimise(f, np.zeros(3), NAMES, model="Gamma-Gamma")
     theta[2] += np.log(scale)
@@ -168,11 +175,11 @@ def fit_gamma_gamma(
             f"Gamma-Gamma: q = {fitted[1]:.3g} <= 1, so the spend distribution has no finite "
             "mean; the values are too heavy-tailed for this model"
         )
-    hess = hessian_from_gradient(lambda th: objective(th, ux, um, uw), theta)
+    hess = hessian_from_gradient(lambda th: objective(th, ux, um, uw, repeats), theta)
     errors = std_errors(NAMES, theta, hess, count)
     require_identified("Gamma-Gamma", errors)
     info = FitInfo.of(
-        log_likelihood_terms(fitted, ux, um)[0],
+        log_likelihood_terms(fitted, ux, um, repeats)[0],
         uw,
         iterations=iterations,
         seconds=clock(),

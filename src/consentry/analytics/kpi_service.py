@@ -34,6 +34,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from consentry.analytics import extract, metrics
+from consentry.analytics.cohorts import cohort_rows, month_key
 from consentry.analytics.engine import open_engine
 from consentry.analytics.metrics import Interval
 from consentry.analytics.service import day_of
@@ -124,10 +125,6 @@ def _by_period(table: pa.Table) -> dict[int, dict[str, Any]]:
     return {row["period"]: row for row in table.to_pylist()}
 
 
-def _month_key(period: int) -> str:
-    return f"{period // 12:04d}-{period % 12 + 1:02d}"
-
-
 def kpis(
     db: Database,
     workspace_id: str,
@@ -141,7 +138,7 @@ def kpis(
     interval = window.interval
     with db.read() as session:
         merged = extract.unified(session, workspace_id)
-        found = _orders(session, workspace_id, settings, merged, channel)
+        found = _orders(db, workspace_id, settings, merged, channel)
         events = extract.events(session, workspace_id, window.since, window.until, merged=merged)
         carts = extract.carts(session, workspace_id, window.since, window.until)
         spend = _spend(session, workspace_id)
@@ -184,7 +181,7 @@ def kpis(
 
 
 def _orders(
-    session: Session,
+    db: Database,
     workspace_id: str,
     settings: AnalyticsSettings,
     merged: pa.Table,
@@ -192,7 +189,7 @@ def _orders(
 ) -> extract.Orders:
     """Every order in the reporting currency, of one sales channel when ``channel`` is given."""
     found = extract.orders(
-        session, workspace_id, currency=settings.currency, fx_rates=settings.fx_rates, merged=merged
+        db, workspace_id, currency=settings.currency, fx_rates=settings.fx_rates, merged=merged
     )
     if channel is None:
         return found
@@ -230,7 +227,7 @@ def _period_row(
     sessions = v.get("sessions", 0)
     carts = b.get("carts", 0)
     start = period_start(period, interval)
-    spent = spend.get(_month_key(period)) if interval == "month" else None
+    spent = spend.get(month_key(period)) if interval == "month" else None
     tally = consent_rates.get(start.isoformat())
     return {
         "period": start.isoformat(),
@@ -302,31 +299,11 @@ def cohorts(
     the share of it that bought in each month since (month 0 is 100 %)."""
     with db.read() as session:
         merged = extract.unified(session, workspace_id)
-        orders = _orders(session, workspace_id, settings, merged, channel).table
+    orders = _orders(db, workspace_id, settings, merged, channel).table
     last = window.last_day
     with open_engine(engine or settings.engine, memory_limit=settings.memory_limit) as eng:
         eng.load("orders", orders)
         table = eng.run(lambda t: metrics.cohorts(t["orders"], last))
     first_month = period_of_day(window.first_day, "month")
-    sizes: dict[int, int] = {}
-    active: dict[int, dict[int, int]] = {}
-    for row in table.to_pylist():
-        if row["cohort"] < first_month:
-            continue
-        active.setdefault(row["cohort"], {})[row["offset"]] = row["customers"]
-        if row["offset"] == 0:
-            sizes[row["cohort"]] = row["customers"]
-    last_month = period_of_day(last, "month")
-    result = []
-    for cohort in sorted(sizes):
-        size = sizes[cohort]
-        span = last_month - cohort
-        result.append(
-            {
-                "cohort": _month_key(cohort),
-                "customers": size,
-                "active": [active[cohort].get(i, 0) for i in range(span + 1)],
-                "retention": [active[cohort].get(i, 0) / size for i in range(span + 1)],
-            }
-        )
+    result = cohort_rows(table, first_month, period_of_day(last, "month"))
     return {"since": window.since, "until": window.until, "channel": channel, "cohorts": result}

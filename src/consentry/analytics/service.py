@@ -1,11 +1,14 @@
 """Analytics runs: RFM, lifetime value, P(alive) and churn risk for every customer, stored as
 computed traits on the unified profile (``customer_scores``), one run per call.
 
-A run reads every order (``analytics.extract``), computes the customer summary and RFM scores on
-the engine (``analytics.metrics``), fits BG/NBD and Gamma-Gamma on the summary (``analytics.clv``)
-and replaces the workspace's scores in one transaction, so readers see the previous run or this
-one, never a mix. Scores depend on the day they are computed for (recency grows every day), so
-a run recomputes everyone; cohorts and KPIs are computed on request (``analytics.kpi_service``).
+A run reads every order once (``analytics.extract``, columnar), computes the customer summary,
+RFM scores and the cohort retention of the whole history on the engine (``analytics.metrics``),
+fits BG/NBD and Gamma-Gamma on the summary (on a fixed random sample of ``fit_sample``
+customers when there are more) and replaces the workspace's scores in one bulk write in one
+transaction, so readers see the previous run or this one, never a mix. Scores depend on the
+day they are computed for (recency grows every day), so a run recomputes everyone. The run's
+report keeps the cohort table; KPIs and cohorts over other ranges or channels are computed on
+request (``analytics.kpi_service``).
 
 With too little history to fit the models (fewer customers than ``min_customers``, nobody who
 bought twice, a fit that does not converge) the run stores RFM only and says why in its report.
@@ -19,25 +22,27 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Table, delete, func, select
 from sqlalchemy.orm import Session
 
 from consentry.analytics import clv, extract, metrics, rfm
+from consentry.analytics.cohorts import cohort_rows, month_of_day
 from consentry.analytics.engine import open_engine
 from consentry.analytics.tables import AnalyticsRunRow, CustomerScoreRow
 from consentry.config import AnalyticsSettings
 from consentry.errors import NotFound
+from consentry.platform import columnar
 from consentry.platform.db import Database, lock_workspace, utcnow
 
 Progress = Callable[[str], None]
-WRITE_BATCH = 20_000
+SCORES = cast(Table, CustomerScoreRow.__table__)
 HORIZON_DAYS = 90
 
 
@@ -58,7 +63,8 @@ class Scores:
 @dataclass(slots=True)
 class RunReport:
     """What a run did: sizes, timings per step, the models' parameters or why they were not
-    fitted, the segment counts, and the orders left out (by currency)."""
+    fitted, the segment counts, the cohort retention table of the whole history, and the
+    orders left out (by currency)."""
 
     run_id: str
     workspace_id: str
@@ -69,6 +75,7 @@ class RunReport:
     seconds: dict[str, float] = field(default_factory=dict)
     models: dict[str, Any] = field(default_factory=dict)
     segments: dict[str, int] = field(default_factory=dict)
+    cohorts: list[dict[str, Any]] = field(default_factory=list)
     skipped_orders: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -83,6 +90,7 @@ class RunReport:
             "seconds": self.seconds,
             "models": self.models,
             "segments": self.segments,
+            "cohorts": self.cohorts,
             "skipped_orders": self.skipped_orders,
             "warnings": self.warnings,
         }
@@ -122,13 +130,10 @@ def run(
     )
     clock = _Clock(report, progress)
     with db.read() as session:
-        found = extract.orders(
-            session,
-            workspace_id,
-            currency=settings.currency,
-            fx_rates=settings.fx_rates,
-            merged=extract.unified(session, workspace_id),
-        )
+        merged = extract.unified(session, workspace_id)
+    found = extract.orders(
+        db, workspace_id, currency=settings.currency, fx_rates=settings.fx_rates, merged=merged
+    )
     report.skipped_orders = found.skipped
     if found.skipped:
         report.warnings.append(
@@ -145,7 +150,10 @@ def run(
                 metrics.customer_summary(t["orders"], as_of_day), as_of_day
             )
         )
-    clock.step("rfm")
+        clock.step("rfm")
+        active = eng.run(lambda t: metrics.cohorts(t["orders"], as_of_day))
+    report.cohorts = cohort_rows(active, 0, month_of_day(as_of_day))
+    clock.step("cohorts")
     report.customers = table.num_rows
     report.orders = int(pc.sum(table["orders"]).as_py() or 0)
     scores = _score(table, settings, report)
@@ -208,6 +216,14 @@ def _score(table: pa.Table, settings: AnalyticsSettings, report: RunReport) -> S
     return Scores(customers=customers, columns=columns, reasons=fitted[1])
 
 
+def _fit_rows(n: int, sample: int) -> slice | npt.NDArray[np.intp]:
+    """Which customers the parameters are fitted on: all, or a fixed random sample of ``sample``
+    of them (population parameters; a quarter of a million customers pins them down)."""
+    if n <= sample:
+        return slice(None)
+    return np.sort(np.random.default_rng(0).choice(n, size=sample, replace=False))
+
+
 def _models(
     table: pa.Table, settings: AnalyticsSettings, report: RunReport
 ) -> tuple[dict[str, npt.NDArray[Any]], list[str | None]]:
@@ -222,11 +238,12 @@ def _models(
     tx = table["recency"].to_numpy().astype(np.float64)
     age = table["age"].to_numpy().astype(np.float64)
     spend = table["repeat_value"].to_numpy().astype(np.float64) / 100
-    purchases = clv.fit_bgnbd(x, tx, age, min_customers=settings.min_customers)
+    fit = _fit_rows(n, settings.fit_sample)
+    purchases = clv.fit_bgnbd(x[fit], tx[fit], age[fit], min_customers=settings.min_customers)
     alive = purchases.p_alive(x, tx, age)
     expected = purchases.expected_purchases(HORIZON_DAYS, x, tx, age)
     try:
-        value = clv.fit_gamma_gamma(x, spend)
+        value = clv.fit_gamma_gamma(x[fit], spend[fit])
     except clv.ModelFitError as exc:
         # spend without the shrinkage: each customer's own mean order value
         report.warnings.append(f"CLV from observed order values: {exc.message}")
@@ -251,6 +268,7 @@ def _models(
     risk = clv.churn_risk(alive, x, tx, age, unit="days")
     report.models = {
         "fitted": True,
+        "fitted_on": min(n, settings.fit_sample),
         "bgnbd": _parameters(purchases, ("r", "alpha", "a", "b"), "days"),
         "gamma_gamma": spend_model,
         "clv_months": settings.clv_months,
@@ -279,56 +297,66 @@ def _parameters(model: Any, names: tuple[str, ...], unit: str) -> dict[str, Any]
     }
 
 
-def _at(day: int) -> datetime:
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=int(day))
-
-
-def _num(value: float) -> float | None:
-    return None if math.isnan(value) else float(value)
+SCORE_COLUMNS = (
+    "workspace_id",
+    "profile_id",
+    "orders",
+    "total_cents",
+    "first_order_at",
+    "last_order_at",
+    "recency_days",
+    "r",
+    "f",
+    "m",
+    "rfm_segment",
+    "p_alive",
+    "expected_orders_90d",
+    "clv_cents",
+    "churn_risk",
+    "churn_reason",
+    "run_id",
+    "computed_at",
+)
 
 
 def _rows(
-    workspace_id: str, report: RunReport, scores: Scores, computed_at: datetime
-) -> Iterator[list[dict[str, Any]]]:
+    dialect: str, workspace_id: str, report: RunReport, scores: Scores, computed_at: datetime
+) -> Iterator[tuple[object, ...]]:
+    """The scores as ``SCORE_COLUMNS`` tuples, ready for the store (converted column-wise)."""
     c = scores.columns
-    batch: list[dict[str, Any]] = []
-    for i, customer in enumerate(scores.customers):
-        clv_value = _num(c["clv"][i])
-        batch.append(
-            {
-                "workspace_id": workspace_id,
-                "profile_id": customer,
-                "orders": int(c["orders"][i]),
-                "total_cents": int(c["total_cents"][i]),
-                "first_order_at": _at(c["first_day"][i]),
-                "last_order_at": _at(c["last_day"][i]),
-                "recency_days": int(c["recency_days"][i]),
-                "r": int(c["r"][i]),
-                "f": int(c["f"][i]),
-                "m": int(c["m"][i]),
-                "rfm_segment": c["rfm_segment"][i],
-                "p_alive": _num(c["p_alive"][i]),
-                "expected_orders_90d": _num(c["expected_orders_90d"][i]),
-                "clv_cents": None if clv_value is None else round(clv_value * 100),
-                "churn_risk": _num(c["churn_risk"][i]),
-                "churn_reason": scores.reasons[i],
-                "run_id": report.run_id,
-                "computed_at": computed_at,
-            }
-        )
-        if len(batch) == WRITE_BATCH:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+    n = len(scores.customers)
+    clv_cents = [None if v != v else round(v * 100) for v in c["clv"].tolist()]
+    return zip(
+        [workspace_id] * n,
+        scores.customers.tolist(),
+        c["orders"].tolist(),
+        c["total_cents"].tolist(),
+        columnar.timestamp_texts(dialect, c["first_day"]),
+        columnar.timestamp_texts(dialect, c["last_day"]),
+        c["recency_days"].tolist(),
+        c["r"].tolist(),
+        c["f"].tolist(),
+        c["m"].tolist(),
+        c["rfm_segment"].tolist(),
+        columnar.as_float_or_none(c["p_alive"]),
+        columnar.as_float_or_none(c["expected_orders_90d"]),
+        clv_cents,
+        columnar.as_float_or_none(c["churn_risk"]),
+        scores.reasons,
+        [report.run_id] * n,
+        [columnar.moment_text(dialect, computed_at)] * n,
+        strict=True,
+    )
 
 
 def _store(
     session: Session, workspace_id: str, report: RunReport, scores: Scores, as_of: datetime
 ) -> None:
+    """Replace the workspace's scores by this run's, in bulk (COPY on PostgreSQL)."""
     session.execute(delete(CustomerScoreRow).where(CustomerScoreRow.workspace_id == workspace_id))
-    for batch in _rows(workspace_id, report, scores, as_of):
-        session.execute(insert(CustomerScoreRow), batch)
+    dialect = session.get_bind().dialect.name
+    rows = _rows(dialect, workspace_id, report, scores, as_of)
+    columnar.copy_rows(session, SCORES, SCORE_COLUMNS, rows)
 
 
 def latest_run(*, session: Session, workspace_id: str) -> dict[str, Any] | None:

@@ -1,23 +1,25 @@
-"""Columnar reads of orders and carts for analytics: plain tuples in batches, no ORM objects.
+"""Columnar reads of orders and carts for analytics, and of order lines and the catalogue for
+recommendations: the orders as a statement for ``platform.columnar.read_arrow`` (ten million
+of them), the rest as plain tuples in batches; no ORM objects.
 
 The store does the arithmetic (timestamps as epoch seconds, amounts net of refunds in integer
-cents), so a million orders cross into Python as small integers. Cancelled orders come out with
+cents), so no timestamp or decimal is converted in Python. Cancelled orders come out with
 an amount of 0: they never count as purchases.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import datetime
 
-from sqlalchemy import BigInteger, case, cast, func, select
+from sqlalchemy import BigInteger, Select, case, cast, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
-from consentry.commerce.tables import CartRow, OrderRow
+from consentry.commerce.tables import CartRow, OrderItemRow, OrderRow, ProductRow
 from consentry.platform.db import epoch_seconds
 
-ORDER_COLUMNS = ("profile_id", "order_id", "placed_at", "cents", "currency", "channel")
+ORDER_COLUMNS = ("profile_id", "placed_at", "cents", "currency", "channel")
 CART_COLUMNS = ("created_at", "updated_at", "converted")
 Row = tuple[object, ...]
 
@@ -30,20 +32,16 @@ def _net_cents() -> ColumnElement[int]:
     )
 
 
-def order_rows(*, session: Session, workspace_id: str, batch: int = 100_000) -> Iterator[list[Row]]:
-    """Every order of the workspace as ``ORDER_COLUMNS`` tuples: profile id (None for guests),
-    order id, placed at (epoch seconds), net amount in cents, currency, channel."""
-    stmt = select(
+def order_select(workspace_id: str) -> Select[str | None, int, int, str, str | None]:
+    """Every order of the workspace as ``ORDER_COLUMNS``: profile id (None for guests), placed
+    at (epoch seconds), net amount in cents, currency, channel; for ``platform.columnar``."""
+    return select(
         OrderRow.profile_id,
-        OrderRow.order_id,
         epoch_seconds(OrderRow.placed_at),
         _net_cents(),
         OrderRow.currency,
         OrderRow.channel,
     ).where(OrderRow.workspace_id == workspace_id)
-    result = session.execute(stmt.execution_options(yield_per=batch))
-    for part in result.partitions():
-        yield [tuple(r) for r in part]
 
 
 def cart_rows(
@@ -62,3 +60,92 @@ def cart_rows(
     result = session.execute(stmt.execution_options(yield_per=batch))
     for part in result.partitions():
         yield [tuple(r) for r in part]
+
+
+# --- recommendations -----------------------------------------------------------------------------
+
+ORDER_LINE_COLUMNS = ("profile_id", "product_id", "placed_at", "quantity")
+PRODUCT_COLUMNS = ("product_id", "category", "price", "in_stock")
+PRODUCT_DETAIL_COLUMNS = ("product_id", "name", "category", "price", "url", "image_url", "in_stock")
+NOT_PURCHASES = ("cancelled", "refunded")  # fully refunded or cancelled: not bought after all
+
+
+def order_line_rows(
+    *, session: Session, workspace_id: str, batch: int = 100_000
+) -> Iterator[list[Row]]:
+    """Every order line of the workspace's customers as ``ORDER_LINE_COLUMNS`` tuples: profile
+    id, product id, placed at (epoch seconds), quantity. Guest orders (no profile), cancelled
+    and fully refunded orders are left out."""
+    stmt = (
+        select(
+            OrderRow.profile_id,
+            OrderItemRow.product_id,
+            epoch_seconds(OrderRow.placed_at),
+            OrderItemRow.quantity,
+        )
+        .join(OrderItemRow, OrderItemRow.order_pk == OrderRow.id)
+        .where(
+            OrderRow.workspace_id == workspace_id,
+            OrderItemRow.workspace_id == workspace_id,
+            OrderRow.profile_id.is_not(None),
+            OrderRow.status.not_in(NOT_PURCHASES),
+        )
+    )
+    result = session.execute(stmt.execution_options(yield_per=batch))
+    for part in result.partitions():
+        yield [tuple(r) for r in part]
+
+
+def product_rows(
+    *, session: Session, workspace_id: str, batch: int = 100_000
+) -> Iterator[list[Row]]:
+    """The catalogue as ``PRODUCT_COLUMNS`` tuples: id, category, price, in stock (None:
+    unknown)."""
+    stmt = select(
+        ProductRow.product_id, ProductRow.category, ProductRow.price, ProductRow.in_stock
+    ).where(ProductRow.workspace_id == workspace_id)
+    result = session.execute(stmt.execution_options(yield_per=batch))
+    for part in result.partitions():
+        yield [tuple(r) for r in part]
+
+
+def product_details(
+    *, session: Session, workspace_id: str, product_ids: Collection[str]
+) -> dict[str, Row]:
+    """``PRODUCT_DETAIL_COLUMNS`` of these products (those in the catalogue), by id."""
+    if not product_ids:
+        return {}
+    rows = session.execute(
+        select(
+            ProductRow.product_id,
+            ProductRow.name,
+            ProductRow.category,
+            ProductRow.price,
+            ProductRow.url,
+            ProductRow.image_url,
+            ProductRow.in_stock,
+        ).where(
+            ProductRow.workspace_id == workspace_id,
+            ProductRow.product_id.in_(sorted(product_ids)),
+        )
+    )
+    return {r[0]: tuple(r) for r in rows}
+
+
+def products_bought(
+    *, session: Session, workspace_id: str, profile_ids: Collection[str]
+) -> set[str]:
+    """The products these profiles ordered (cancelled and fully refunded orders left out)."""
+    if not profile_ids:
+        return set()
+    rows = session.execute(
+        select(OrderItemRow.product_id)
+        .join(OrderRow, OrderItemRow.order_pk == OrderRow.id)
+        .where(
+            OrderRow.workspace_id == workspace_id,
+            OrderRow.profile_id.in_(sorted(profile_ids)),
+            OrderRow.status.not_in(NOT_PURCHASES),
+        )
+        .distinct()
+    )
+    return {r[0] for r in rows}

@@ -82,7 +82,13 @@ def apply_events(*, session: Session, workspace_id: str, events: Sequence[Commer
     products = [p for _, items, single in parsed for p in (*items, *([single] if single else []))]
     if events:
         latest = max(e.at for e in events)
-        upsert_products(session=session, workspace_id=workspace_id, items=products, at=latest)
+        upsert_products(
+            session=session,
+            workspace_id=workspace_id,
+            items=products,
+            at=latest,
+            stock=stock_of(e.properties for e in events),
+        )
     books = Books.load(session, workspace_id, events)
     for e, items, single in parsed:
         if e.event in CART_EVENTS:
@@ -95,10 +101,56 @@ def apply_events(*, session: Session, workspace_id: str, events: Sequence[Commer
     books.write(session)
 
 
+_IN_STOCK = {"true", "yes", "1", "in_stock", "instock", "available"}
+_OUT_OF_STOCK = {"false", "no", "0", "out_of_stock", "outofstock", "sold_out", "unavailable"}
+
+
+def _availability(props: Mapping[str, Any]) -> bool | None:
+    """A product's ``in_stock`` (else ``available``) property as a flag; None when absent or
+    not understood (a boolean, 0/1, or words such as "in_stock" / "OutOfStock")."""
+    for key in ("in_stock", "available"):
+        value = props.get(key)
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str):
+            word = value.strip().lower().replace(" ", "_").replace("-", "_")
+            word = word.rsplit("/", 1)[-1]  # https://schema.org/InStock
+            if word in _IN_STOCK:
+                return True
+            if word in _OUT_OF_STOCK:
+                return False
+    return None
+
+
+def stock_of(properties: Iterable[Mapping[str, Any]]) -> dict[str, bool]:
+    """The availability events say of their products (the event's own product and each entry
+    of ``products``), the last word per product id winning."""
+    found: dict[str, bool] = {}
+    for props in properties:
+        entries = props.get("products")
+        for entry in (props, *(entries if isinstance(entries, list) else ())):
+            if not isinstance(entry, Mapping):
+                continue
+            flag = _availability(entry)
+            item = line_item(entry) if flag is not None else None
+            if item is not None and flag is not None:
+                found[item.product_id] = flag
+    return found
+
+
 def upsert_products(
-    *, session: Session, workspace_id: str, items: Iterable[LineItem], at: datetime
+    *,
+    session: Session,
+    workspace_id: str,
+    items: Iterable[LineItem],
+    at: datetime,
+    stock: Mapping[str, bool] | None = None,
 ) -> None:
-    """Create or refresh products; newer facts fill in or replace older ones."""
+    """Create or refresh products; newer facts fill in or replace older ones. ``stock``: the
+    availability of products whose events said it (``in_stock``, unknown otherwise)."""
+    stock = stock or {}
     by_id = {i.product_id: i for i in items}
     if not by_id:
         return
@@ -109,6 +161,7 @@ def upsert_products(
             select(
                 PRODUCTS.c.product_id,
                 *(PRODUCTS.c[attr] for attr in PRODUCT_FACTS),
+                PRODUCTS.c.in_stock,
                 PRODUCTS.c.updated_at,
             ).where(
                 PRODUCTS.c.workspace_id == workspace_id,
@@ -123,15 +176,17 @@ def upsert_products(
         if row is None:
             facts = {attr: getattr(item, attr) for attr in PRODUCT_FACTS}
             new.append({"workspace_id": workspace_id, "product_id": product_id, **facts})
-            new[-1]["updated_at"] = at
+            new[-1].update(in_stock=stock.get(product_id), updated_at=at)
             continue
         if at < row[-1]:
             continue
         changes = {
             attr: value
-            for attr, stored in zip(PRODUCT_FACTS, row[1:-1], strict=True)
+            for attr, stored in zip(PRODUCT_FACTS, row[1:-2], strict=True)
             if (value := getattr(item, attr)) is not None and stored != value
         }
+        if (flag := stock.get(product_id)) is not None and row[-2] != flag:
+            changes["in_stock"] = flag
         if changes:
             values = {f"v_{attr}": value for attr, value in changes.items()}
             values.update(w_product_id=product_id, v_updated_at=at)

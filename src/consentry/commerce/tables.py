@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -35,6 +36,8 @@ class ProductRow(Base):
     price: Mapped[Decimal | None] = mapped_column(Money)
     url: Mapped[str | None] = mapped_column(String(2000))
     image_url: Mapped[str | None] = mapped_column(String(2000))
+    # available or not, where product events or imports say so (in_stock / available)
+    in_stock: Mapped[bool | None] = mapped_column(Boolean)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 

@@ -22,7 +22,10 @@ def metadata() -> MetaData:
     from consentry.platform.db import Base
     from consentry.privacy import request_tables as _requests  # noqa: F401
     from consentry.privacy import tables as _privacy  # noqa: F401
+    from consentry.profiles import dedupe_tables as _dedupe  # noqa: F401
     from consentry.profiles import tables as _profiles  # noqa: F401
+    from consentry.quality import tables as _quality  # noqa: F401
+    from consentry.recommend import tables as _recommend  # noqa: F401
 
     return Base.metadata
 

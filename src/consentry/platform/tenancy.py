@@ -52,6 +52,10 @@ class Scope(StrEnum):
     AUDIT_READ = "audit:read"  # the audit trail: read, verify, export
     ANALYTICS_READ = "analytics:read"  # KPIs, cohorts, RFM, CLV, churn lists
     ANALYTICS_WRITE = "analytics:write"  # run analytics, enter marketing spend
+    RECOMMENDATIONS_READ = "recommendations:read"  # serve recommendations, list models
+    RECOMMENDATIONS_WRITE = "recommendations:write"  # train, activate a version
+    QUALITY_READ = "quality:read"  # data-quality audit reports (counts and profile ids)
+    QUALITY_WRITE = "quality:write"  # run a data-quality audit
     WORKSPACE_ADMIN = "workspace:admin"
 
 
@@ -65,6 +69,10 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
             Scope.CONSENT_READ,
             Scope.ANALYTICS_READ,
             Scope.ANALYTICS_WRITE,
+            Scope.RECOMMENDATIONS_READ,
+            Scope.RECOMMENDATIONS_WRITE,
+            Scope.QUALITY_READ,
+            Scope.QUALITY_WRITE,
         }
     ),
     Role.ANALYST: frozenset(
@@ -74,6 +82,9 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
             Scope.CONSENT_READ,
             Scope.ANALYTICS_READ,
             Scope.ANALYTICS_WRITE,
+            Scope.RECOMMENDATIONS_READ,
+            Scope.QUALITY_READ,
+            Scope.QUALITY_WRITE,
         }
     ),
     Role.SUPPORT: frozenset(
@@ -84,6 +95,8 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
             Scope.COMMERCE_READ,
             Scope.CONSENT_READ,
             Scope.CONSENT_WRITE,
+            Scope.RECOMMENDATIONS_READ,
+            Scope.QUALITY_READ,
         }
     ),
     Role.PRIVACY_OFFICER: frozenset(
@@ -97,6 +110,7 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
             Scope.PRIVACY_READ,
             Scope.PRIVACY_WRITE,
             Scope.AUDIT_READ,
+            Scope.QUALITY_READ,
         }
     ),
 }

@@ -8,6 +8,8 @@
   the person's userIds or anonymous ids;
 - commerce: carts; orders within the legal hold are kept pseudonymised, older ones go;
 - consent: current states go; ledger records keep a proof that does not identify the person;
+- analytics and recommendations: the computed traits go, and the person is removed from
+  every stored recommendation model (their id, list and segment);
 - the person's data keys are destroyed (crypto-shredding): the keys of every member profile and
   of each identity that sealed their events, so every copy of their sealed fields made before
   (a backup, a copied database) can no longer be opened.
@@ -57,6 +59,7 @@ from consentry.profiles.models import (
     normalize_id,
     normalize_phone,
 )
+from consentry.recommend import service as recommend
 
 ACTION = "privacy.erasure"
 EVENT_KEYED_TYPES = (USER_ID, ANONYMOUS_ID)  # identities whose key seals their events
@@ -188,6 +191,9 @@ def erase(
     scores = analytics.erase_scores(
         session=session, workspace_id=workspace_id, profile_ids=person.member_ids
     )
+    recommended = recommend.erase_subject(
+        session=session, workspace_id=workspace_id, profile_ids=person.member_ids
+    )
     rows = profiles.erase_person(session=session, workspace_id=workspace_id, person=person)
     session.flush()
 
@@ -200,6 +206,7 @@ def erase(
             "orders": shop.orders_deleted,
             "consent_states": states,
             "computed_traits": scores,
+            "recommendations": recommended,
         },
         kept={
             "orders": shop.orders_kept,

@@ -20,6 +20,7 @@ from sqlalchemy import delete, exists, func, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from consentry.platform.vault import vault_of
+from consentry.profiles.dedupe_tables import MatchCandidateRow
 from consentry.profiles.graph import canonical_of, member_ids
 from consentry.profiles.tables import (
     CurrentTraitRow,
@@ -112,6 +113,10 @@ def erase_person(*, session: Session, workspace_id: str, person: Person) -> dict
         "merges": (MergeRow, (MergeRow.winner_id, MergeRow.loser_id)),
         "merge_blocks": (MergeBlockRow, (MergeBlockRow.profile_a, MergeBlockRow.profile_b)),
         "identity_warnings": (IdentityWarningRow, (IdentityWarningRow.profile_id,)),
+        "match_candidates": (
+            MatchCandidateRow,
+            (MatchCandidateRow.profile_a, MatchCandidateRow.profile_b),
+        ),
     }
     counts = dict.fromkeys([*owned, "profiles"], 0)
     for part in _chunks(person.member_ids):

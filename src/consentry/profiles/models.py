@@ -3,6 +3,13 @@
 An identifier is a (type, value) pair: ``user_id``, ``anonymous_id``, ``email``, ``phone`` or an
 external id type from ``context.externalIds``. Values are normalised before they are compared, and
 junk values (``null``, ``guest``, ``0``, all zeros, ...) never link anything.
+
+These are also the base normalisers of ``consentry.quality`` (text, junk, mail domains, country
+code aliases), so the audit judges values the way identity resolution reads them. A change
+here changes the blind index of stored identifiers (``identifiers.value``, the suppression
+list): a value that normalised to something before must normalise to the same thing after,
+or existing identifiers stop matching. Changes only ever accept values that were refused
+before, except where their docstring says otherwise.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import idna
 import phonenumbers
 
 USER_ID = "user_id"
@@ -81,9 +89,12 @@ JUNK_VALUES = frozenset(
 )
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _EXTERNAL_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-# A value is junk when, keeping only [0-9a-z], nothing or only zeros is left: that is, exactly
-# when it holds none of these characters.
+# A value is junk when it holds no letter or digit other than zero: the fast path for ASCII.
 _MEANINGFUL = re.compile(r"[1-9a-z]")
+
+# Country codes in common use outside ISO 3166-1 for a country ISO lists: UK is reserved by ISO
+# for the United Kingdom (GB), EL is Greece (GR) in EU usage. libphonenumber knows neither.
+COUNTRY_CODE_ALIASES = {"UK": "GB", "EL": "GR"}
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -99,10 +110,24 @@ class Identifier:
         return PRIORITY.get(self.type, 3)
 
 
+def _meaningful(ch: str) -> bool:
+    """A letter or digit of any script, but not a zero ("0", "٠", "०", "〇", ...)."""
+    return ch.isalnum() and unicodedata.numeric(ch, None) != 0
+
+
 def is_junk(value: str) -> bool:
-    """True for values that must never link profiles: placeholders, zeros, -1, empty."""
+    """True for values that must never link profiles: placeholders, zeros, -1, empty.
+
+    A value is meaningful when it holds a letter or a non-zero digit of any script, so "Иван",
+    "王伟" and "Γιώργος" are ids like "ivan" (before, only [1-9a-z] counted: every value
+    without a Latin letter was junk and never linked).
+    """
     text = value.strip().lower()
-    return text in JUNK_VALUES or _MEANINGFUL.search(text) is None
+    if text in JUNK_VALUES:
+        return True
+    if _MEANINGFUL.search(text) is not None:
+        return False
+    return text.isascii() or not any(_meaningful(ch) for ch in text)
 
 
 def normalize_text(value: str) -> str:
@@ -110,21 +135,54 @@ def normalize_text(value: str) -> str:
     return unicodedata.normalize("NFKC", value).strip()
 
 
+@lru_cache(maxsize=4096)
+def ascii_domain(domain: str) -> str | None:
+    """The ASCII (punycode) form of a domain name by IDNA 2008 with the UTS #46 mapping
+    ("Bücher.de" -> "xn--bcher-kva.de"), or None when it is not a valid internationalised
+    domain name. An ASCII domain is checked too ("xn--" labels must decode)."""
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return None
+
+
 def normalize_email(value: Any) -> str | None:
-    """Trimmed, lower-cased email, or None when it is not an email address."""
+    """Trimmed, NFKC, lower-cased email, its domain in punycode; None when it is not an email
+    address.
+
+    The domain is IDNA-encoded, so "jane@bücher.de" and "jane@xn--bcher-kva.de" are one
+    identifier. A non-ASCII domain that is no valid IDN is kept as it is (as it always was).
+    Note: an address with a non-ASCII domain stored by an earlier release was indexed in its
+    Unicode form; it now normalises to the punycode form (see docs/quality.md).
+    """
     if not isinstance(value, str):
         return None
     email = normalize_text(value).lower()
-    if not _EMAIL.match(email) or len(email) > 320 or is_junk(email.split("@", 1)[0]):
+    if not _EMAIL.match(email) or len(email) > 320:
         return None
+    local, domain = email.split("@", 1)
+    if is_junk(local):
+        return None
+    if not domain.isascii() and (encoded := ascii_domain(domain)) is not None:
+        return f"{local}@{encoded}"
     return email
 
 
+def phone_region(country: Any, default_region: str) -> str:
+    """The region to read a national phone number in: a two-letter country code (any case,
+    "UK" read as GB, "EL" as GR), else ``default_region`` (aliases read the same way)."""
+    if isinstance(country, str) and len(code := country.strip().upper()) == 2:
+        return COUNTRY_CODE_ALIASES.get(code, code)
+    code = default_region.strip().upper()
+    return COUNTRY_CODE_ALIASES.get(code, code)
+
+
 def normalize_phone(value: Any, default_region: str = "US") -> str | None:
-    """E.164 form of a valid phone number, or None."""
+    """E.164 form of a valid phone number, or None. ``default_region`` is where a number
+    without ``+`` is dialled ("UK" is read as GB)."""
     if not isinstance(value, str | int) or isinstance(value, bool):
         return None
-    return _phone(value, default_region)
+    return _phone(value, phone_region(None, default_region))
 
 
 @lru_cache(maxsize=8192, typed=True)
@@ -156,10 +214,7 @@ def normalize_id(value: Any) -> str | None:
 def _region_of(traits: Mapping[str, Any], default_region: str) -> str:
     address = traits.get("address")
     country = address.get("country") if isinstance(address, Mapping) else None
-    country = country or traits.get("country")
-    if isinstance(country, str) and len(country.strip()) == 2:
-        return country.strip().upper()
-    return default_region
+    return phone_region(country or traits.get("country"), default_region)
 
 
 def _external_ids(context: Mapping[str, Any]) -> Iterable[Identifier]:

@@ -2,7 +2,9 @@
 
 The caller streams records (from a database cursor, a page at a time, or a generator); the audit
 keeps only counters and, per problem code, at most ``max_examples`` record ids. It never keeps a
-value: the report names what is wrong and where, not what the data says. Personal traits are
+value: the report names what is wrong and where, not what the data says. With
+``find_duplicates`` it also keeps a 64-bit digest of each record's comparison keys and its id
+(``quality.duplicates``), to find the records that share one. Personal traits are
 stored sealed (``platform.vault``): the caller opens them before they reach the audit; a value
 still sealed is counted as ``value.sealed`` rather than misjudged.
 """
@@ -18,6 +20,7 @@ from typing import Any, NotRequired, TypedDict
 from consentry.profiles.models import trait_slug
 from consentry.quality.countries import validate_country
 from consentry.quality.dates import MIN_AGE, validate_birth_date
+from consentry.quality.duplicates import DEFAULT_MAX_GROUP, DuplicateFinder
 from consentry.quality.emails import validate_email
 from consentry.quality.phones import validate_phone
 from consentry.quality.postcodes import validate_postcode
@@ -36,6 +39,9 @@ class AuditRecord(TypedDict):
     id: str | int
     traits: Mapping[str, Any]  # opened (not sealed) and as stored
     last_seen: NotRequired[datetime | str | None]
+    # whether the record is stale, when the caller judged it (its store knows the last activity
+    # of a unified profile better than one timestamp); else judged from last_seen
+    stale: NotRequired[bool | None]
     duplicate_candidates: NotRequired[int | None]  # from the matching engine, when it ran
 
 
@@ -153,18 +159,24 @@ class StaleReport:
 
 @dataclass(frozen=True, slots=True)
 class DuplicateReport:
-    """From the counts the caller passes per record: None when no record carried one."""
+    """From the counts the caller passes per record (None when no record carried one), or
+    found by the audit itself (``find_duplicates``: then ``pairs`` and ``crowded_keys`` too)."""
 
     likely_duplicates: int | None  # records with at least one duplicate candidate
     candidates: int | None  # candidates summed over records
     examples: tuple[str, ...]
+    pairs: int | None = None  # distinct candidate pairs, when the audit found them
+    crowded_keys: int | None = None  # keys shared by too many records to mean a duplicate
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        found = {
             "likely_duplicates": self.likely_duplicates,
             "candidates": self.candidates,
             "examples": list(self.examples),
         }
+        if self.pairs is not None:
+            found.update(pairs=self.pairs, crowded_keys=self.crowded_keys)
+        return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +257,8 @@ _slug = lru_cache(maxsize=4096)(trait_slug)  # trait names repeat in every recor
 
 class Auditor:
     """The audit's accumulators: feed records with :meth:`add` (in any number of chunks), then
-    read :meth:`report`. Memory is bounded by fields x problem codes x ``max_examples``."""
+    read :meth:`report`. Memory is bounded by fields x problem codes x ``max_examples``; with
+    ``find_duplicates``, by about 100 bytes per record more (its id and its keys' digests)."""
 
     def __init__(
         self,
@@ -256,6 +269,8 @@ class Auditor:
         min_age: int = MIN_AGE,
         default_country: str | None = None,
         fields: Iterable[FieldCheck] | None = None,
+        find_duplicates: bool = False,
+        max_duplicate_group: int = DEFAULT_MAX_GROUP,
     ) -> None:
         if stale_after_days < 0 or max_examples < 0:
             raise ValueError("stale_after_days and max_examples must not be negative")
@@ -282,6 +297,9 @@ class Auditor:
         self._dupes = _Tally()
         self._candidates = 0
         self._dupes_reported = False
+        # with find_duplicates, the records' own duplicate_candidates are not read
+        self._finder = DuplicateFinder(max_group=max_duplicate_group) if find_duplicates else None
+        self._ids: list[str] = []
 
     def _country(self, slugs: Mapping[str, Any], address: Mapping[str, Any]) -> str | None:
         raw = slugs.get("country")
@@ -307,6 +325,7 @@ class Auditor:
         )
         view = RecordView(traits, self._country(slugs, address), self.today)
         has_error = has_warning = False
+        normalised: dict[str, Any] = {}
         for check in self.fields:
             value = self._find(check, slugs, address)
             if value is None:
@@ -322,6 +341,7 @@ class Auditor:
                 tally.invalid.setdefault(outcome.code, _Tally()).add(record_id, limit)
                 continue
             tally.valid += 1
+            normalised[check.name] = outcome.value
             for w in outcome.warnings:
                 has_warning = True
                 tally.warnings.setdefault(w.code, _Tally()).add(record_id, limit)
@@ -331,7 +351,11 @@ class Auditor:
         elif has_warning:
             self._with_warnings += 1
         self._count_seen(record, record_id)
-        self._count_duplicates(record, record_id)
+        if self._finder is not None:
+            self._finder.add(normalised)
+            self._ids.append(record_id)
+        else:
+            self._count_duplicates(record, record_id)
 
     @staticmethod
     def _find(check: FieldCheck, slugs: Mapping[str, Any], address: Mapping[str, Any]) -> Any:
@@ -345,6 +369,11 @@ class Auditor:
         return None
 
     def _count_seen(self, record: Mapping[str, Any], record_id: str) -> None:
+        stale = record.get("stale")
+        if isinstance(stale, bool):
+            if stale:
+                self._stale.add(record_id, self.max_examples)
+            return
         seen = _last_seen(record.get("last_seen"))
         if seen is None:
             self._unknown_seen += 1
@@ -378,6 +407,25 @@ class Auditor:
             for name, t in self._tallies.items()
         }
         reported = self._dupes_reported
+        duplicates = DuplicateReport(
+            self._dupes.count if reported else None,
+            self._candidates if reported else None,
+            tuple(self._dupes.examples),
+        )
+        if self._finder is not None:
+            found = self._finder.candidates()
+            examples: list[str] = []
+            for index, _ in found.nonzero():
+                if len(examples) >= self.max_examples:
+                    break
+                examples.append(self._ids[index])
+            duplicates = DuplicateReport(
+                int((found.counts > 0).sum()),
+                int(found.counts.sum()),
+                tuple(examples),
+                found.pairs,
+                found.crowded_keys,
+            )
         return AuditReport(
             as_of=self.as_of,
             records=total,
@@ -390,11 +438,7 @@ class Auditor:
                 self._unknown_seen,
                 tuple(self._stale.examples),
             ),
-            duplicates=DuplicateReport(
-                self._dupes.count if reported else None,
-                self._candidates if reported else None,
-                tuple(self._dupes.examples),
-            ),
+            duplicates=duplicates,
         )
 
 
@@ -407,6 +451,7 @@ def audit(
     min_age: int = MIN_AGE,
     default_country: str | None = None,
     fields: Iterable[FieldCheck] | None = None,
+    find_duplicates: bool = False,
 ) -> AuditReport:
     """Audit every record of an iterable (consumed once, never held) as of ``as_of``."""
     auditor = Auditor(
@@ -416,6 +461,7 @@ def audit(
         min_age=min_age,
         default_country=default_country,
         fields=fields,
+        find_duplicates=find_duplicates,
     )
     auditor.add_many(records)
     return auditor.report()

@@ -14,13 +14,14 @@ from typing import Any
 
 from iso3166 import countries as _iso
 
-from consentry.profiles.models import JUNK_VALUES
+from consentry.profiles.models import COUNTRY_CODE_ALIASES, JUNK_VALUES
 from consentry.quality.problems import Normalised, Outcome, Problem, problem
 from consentry.quality.text import clean_text
 
-# Codes outside ISO 3166-1 that are in common use for a country ISO does list.
-# UK: exceptionally reserved for the United Kingdom; EL: Greece in EU usage.
-CODE_ALIASES = {"UK": "GB", "EL": "GR"}
+# Codes outside ISO 3166-1 that are in common use for a country ISO does list (UK: exceptionally
+# reserved for the United Kingdom; EL: Greece in EU usage); identity resolution reads a phone's
+# region with the same table.
+CODE_ALIASES = COUNTRY_CODE_ALIASES
 # Kosovo has no ISO code; XK is the user-assigned code the EU, the IMF and CLDR use (iso3166
 # 3.x lists it; kept here so an older table does not refuse it).
 EXTRA_ALPHA2 = frozenset({"XK"})

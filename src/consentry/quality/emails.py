@@ -8,10 +8,9 @@ import re
 from functools import lru_cache
 from typing import Any
 
-import idna
 from disposable_email_domains import blocklist as _DISPOSABLE
 
-from consentry.profiles.models import JUNK_VALUES, normalize_text
+from consentry.profiles.models import ascii_domain, is_junk, normalize_text
 from consentry.quality.problems import Normalised, Outcome, Problem, problem, warning
 
 MAX_LOCAL = 64
@@ -146,11 +145,11 @@ def _domain(raw: str) -> str | Problem:
         return _p("domain_missing", "The address has no domain.")
     if "." not in domain:
         return _p("domain_no_dot", "The domain has no dot.")
-    if not domain.isascii() or "xn--" in domain:
-        try:
-            domain = idna.encode(domain, uts46=True).decode("ascii")
-        except (idna.IDNAError, UnicodeError, ValueError):
+    if not domain.isascii() or "xn--" in domain:  # the same encoding as identity resolution's
+        encoded = ascii_domain(domain)
+        if encoded is None:
             return _p("domain_idna", "The domain is not a valid internationalised domain name.")
+        domain = encoded
     if len(domain) > MAX_DOMAIN:
         return _p("domain_too_long", f"The domain is longer than {MAX_DOMAIN} characters.")
     labels = domain.split(".")
@@ -186,7 +185,7 @@ def _local(local: str) -> Problem | None:
                 return _p("local_characters", "The part before the @ has characters not allowed.")
         elif not _ATEXT.match(atom):
             return _p("local_characters", "The part before the @ has characters not allowed.")
-    if local in JUNK_VALUES or not any(ch.isalnum() and ch != "0" for ch in local):
+    if is_junk(local):  # the rule that keeps it from linking profiles
         return _p("placeholder", "The address is a placeholder, not a person's address.")
     return None
 

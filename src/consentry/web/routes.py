@@ -505,9 +505,13 @@ def consent_page(
 def mount(app: FastAPI) -> None:
     """Mount the dashboard pages and static files on ``app``."""
     from consentry.web.analytics_page import router as analytics_pages  # it imports this module
+    from consentry.web.identity_page import router as identity_pages  # it imports this module
+    from consentry.web.quality_page import router as quality_pages  # it imports this module
     from consentry.web.requests_page import router as requests_pages  # it imports this module
 
     app.include_router(router)
     app.include_router(requests_pages)  # /app/privacy/requests: the queue of privacy requests
+    app.include_router(identity_pages)  # /app/identity/review: possible duplicates to decide
     app.include_router(analytics_pages)  # /app/analytics: KPIs, cohorts, RFM, CLV, churn
+    app.include_router(quality_pages)  # /app/quality: the data-quality audit
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")

@@ -1,0 +1,165 @@
+"""``consentry identity``: find duplicate profiles and list the pairs waiting for review
+(docs/identity.md).
+
+Exit codes: 0 done; 1 a bad argument, an unknown workspace, or a run that cannot start (no
+batch run before an incremental one, too few profiles); the message says which.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from consentry.cli_options import DatabaseOpt, WorkspaceOpt
+from consentry.errors import ConsentryError
+from consentry.platform import tenancy
+from consentry.profiles import dedupe_service as service
+
+identity_app = typer.Typer(
+    help="Identity resolution: probabilistic de-duplication of profiles and its review queue.",
+    no_args_is_help=True,
+)
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+STAGES = {"read": "reading profiles", "match": "matching", "write": "merging and queueing"}
+
+
+def _store(database_url: str | None, workspace: str) -> Any:
+    from consentry.cli import fail, open_store, settings_for
+
+    settings = settings_for(database_url)
+    db = open_store(settings)
+    try:
+        with db.read() as session:
+            tenancy.get_workspace(session=session, workspace_id=workspace)
+    except ConsentryError as exc:
+        db.dispose()
+        raise fail(exc.message) from None
+    return settings, db
+
+
+@identity_app.command("dedupe")
+def dedupe(
+    workspace: WorkspaceOpt,
+    incremental: Annotated[
+        bool,
+        typer.Option(
+            "--incremental",
+            help="Score only profiles created or changed since the last run, with its model.",
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Score and count; merge and queue nothing.")
+    ] = False,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            "--threshold",
+            help="Auto-merge at or above this match probability (default: the setting, 0.95).",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Find duplicate profiles: train a model on the workspace's profiles (or reuse the last
+    one with --incremental), merge pairs above the threshold (reversible: consentry's unmerge)
+    and queue the grey zone for review."""
+    from consentry.cli import console, err_console, fail
+
+    settings, db = _store(database_url, workspace)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    try:
+        with Progress(*columns, console=err_console, transient=True) as bar:
+            tasks: dict[str, Any] = {}
+
+            def step(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(STAGES.get(stage, stage), total=total)
+                bar.update(tasks[stage], completed=done, total=total)
+
+            report = service.run(
+                db,
+                workspace,
+                settings.dedupe,
+                cap=settings.identity.cap,
+                default_region=settings.default_phone_region,
+                mode="incremental" if incremental else "batch",
+                dry_run=dry_run,
+                auto_merge_threshold=threshold,
+                progress=step,
+            )
+    except ConsentryError as exc:
+        raise fail(exc.message) from None
+    finally:
+        db.dispose()
+    found = report.document()
+    if as_json:
+        typer.echo(json.dumps(found, indent=2, default=str))
+        return
+    title = f"{report.mode} dedupe" + (" (dry run: nothing written)" if dry_run else "")
+    table = Table("", "count", title=title)
+    merged = "would merge" if dry_run else "merged automatically"
+    queued = "would queue for review" if dry_run else "queued for review"
+    for label, value in (
+        ("unified profiles read", report.profiles),
+        ("profiles scored", report.scored),
+        ("candidate pairs compared", report.candidate_pairs),
+        (f"pairs at or above p={report.review_threshold}", report.kept_pairs),
+        (f"{merged} (p >= {report.auto_merge_threshold})", report.auto_merged),
+        (queued, report.queued),
+        ("pending pairs scored again", report.refreshed),
+        ("auto-merges refused by identifier caps", report.refused),
+        *((f"skipped: {why}", n) for why, n in sorted(report.skipped.items())),
+    ):
+        table.add_row(label, str(value))
+    console.print(table)
+    seconds = sum(report.seconds.values())
+    console.print(f"run [bold]{report.id}[/] in {seconds:.1f} s")
+
+
+@identity_app.command("review")
+def review(
+    workspace: WorkspaceOpt,
+    status: Annotated[
+        str, typer.Option("--status", help="pending, merged, approved, rejected, unified or all.")
+    ] = "pending",
+    limit: Annotated[int, typer.Option("--limit", min=1, max=service.MAX_PAGE)] = 50,
+    as_json: JsonOpt = False,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """List candidate pairs (pending review by default), the most probable first: their
+    profile ids, probability and the fields that weighed most. Decide them in the dashboard
+    (/app/identity/review) or the API."""
+    from consentry.cli import console, fail
+
+    _settings, db = _store(database_url, workspace)
+    try:
+        with db.read() as session:
+            total, found = service.list_candidates(
+                session=session, workspace_id=workspace, status=status, limit=limit
+            )
+    except ConsentryError as exc:
+        raise fail(exc.message) from None
+    finally:
+        db.dispose()
+    if as_json:
+        typer.echo(
+            json.dumps({"total": total, "pairs": [c.document() for c in found]}, default=str)
+        )
+        return
+    table = Table(
+        "pair", "profile a", "profile b", "p", "strongest evidence", title=f"{total} {status}"
+    )
+    for c in found:
+        fields = sorted(c.explanation.get("fields", []), key=lambda f: -abs(f["weight"]))
+        evidence = ", ".join(f"{f['field']} {f['weight']:+.1f}" for f in fields[:3])
+        table.add_row(c.id, c.profile_a, c.profile_b, f"{c.probability:.3f}", evidence)
+    console.print(table)

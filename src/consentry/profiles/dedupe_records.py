@@ -1,0 +1,476 @@
+"""From a profile's traits to the comparison keys of probabilistic matching (pure).
+
+A profile's current traits (Segment's identify traits: ``firstName``/``first_name``,
+``lastName``, ``name``, ``email``, ``phone``, ``birthday``, and ``address`` with ``street``,
+``city``, ``postalCode``, ``country``; the same keys at the top level are read too) become the
+normalised keys of :mod:`consentry.matching` through the ``quality`` validators:
+
+- names: :func:`~consentry.quality.validate_name`, then folded (no accents, case, hyphens or
+  apostrophes): "José-Luis O'Brien" and "jose luis obrien" are the same key; a lone ``name``
+  is split into given name and surname;
+- email: :func:`~consentry.quality.validate_email`, split into local part (without a ``+tag``)
+  and domain;
+- phone: :func:`~consentry.quality.validate_phone` in E.164, national numbers read in the
+  address's country (else the workspace's default region);
+- birth date: :func:`~consentry.quality.validate_birth_date` as ``YYYYMMDD``;
+- street: the house number taken apart (``12 High Street`` -> ``12`` and ``high st``), common
+  street words abbreviated; postcode: :func:`~consentry.quality.validate_postcode` in its
+  country's form, without spaces; city: folded.
+
+A value a validator refuses is a missing key (it says nothing), never an error. Nothing here
+logs, prints or raises with a value in it. The module also holds what a stored run needs: the
+trained model as a JSON document (parameters only: the term frequencies, which are values,
+are rebuilt from the records when the model is read back) and explanations of many pairs at
+once.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from consentry.errors import Invalid
+from consentry.matching import records as rf
+from consentry.matching.comparisons import Comparer, FieldComparison, Level
+from consentry.matching.model import (
+    FieldParameters,
+    LinkageModel,
+    Scorer,
+    TermFrequencies,
+    TrainingReport,
+)
+from consentry.matching.records import RecordBatch
+from consentry.profiles.models import trait_slug
+from consentry.quality import (
+    Normalised,
+    clean_text,
+    validate_birth_date,
+    validate_country,
+    validate_email,
+    validate_name,
+    validate_phone,
+    validate_postcode,
+)
+
+# The trait keys read from the store (as sent: each spelling is its own stored key).
+TRAIT_KEYS: tuple[str, ...] = (
+    "first_name",
+    "firstName",
+    "firstname",
+    "last_name",
+    "lastName",
+    "lastname",
+    "name",
+    "email",
+    "phone",
+    "birthday",
+    "date_of_birth",
+    "dateOfBirth",
+    "address",
+    "street",
+    "city",
+    "postal_code",
+    "postalCode",
+    "zip",
+    "postcode",
+    "country",
+)
+
+# The matching fields a profile gives (national ids are not traits).
+FIELDS: tuple[str, ...] = (
+    rf.GIVEN_NAME,
+    rf.SURNAME,
+    rf.EMAIL_LOCAL,
+    rf.EMAIL_DOMAIN,
+    rf.PHONE,
+    rf.BIRTH_DATE,
+    rf.STREET_NUMBER,
+    rf.STREET,
+    rf.POSTCODE,
+    rf.CITY,
+)
+
+_GIVEN = ("firstname", "givenname")
+_SURNAME = ("lastname", "surname", "familyname")
+_BIRTH = ("birthday", "dateofbirth", "birthdate", "dob")
+_POSTCODE = ("postalcode", "postcode", "zip", "zipcode")
+_NUMBER_FIRST = re.compile(r"^(\d+[a-z]?)(?:[\s,/-]+)(.*\D.*)$")
+_NUMBER_LAST = re.compile(r"^(.*\D.*?)[\s,]+(?:no\.?\s*)?(\d+[a-z]?)$")
+_STREET_WORDS = {
+    "street": "st",
+    "str": "str",
+    "strasse": "str",
+    "avenue": "ave",
+    "av": "ave",
+    "road": "rd",
+    "boulevard": "blvd",
+    "drive": "dr",
+    "lane": "ln",
+    "place": "pl",
+    "court": "ct",
+    "square": "sq",
+    "terrace": "ter",
+    "highway": "hwy",
+    "parkway": "pkwy",
+    "north": "n",
+    "south": "s",
+    "east": "e",
+    "west": "w",
+}
+_STRASSE = re.compile(r"(?<=\w)(strasse|straße|str\.?)$")
+_NOT_KEY = re.compile(r"[^\w ]+")
+
+Keys = dict[str, str | None]
+
+
+def fold(text: str) -> str:
+    """A comparison key of free text: clean (NFKC, one space), no accents, case-folded,
+    hyphens and other punctuation as a space, apostrophes dropped. Idempotent."""
+    decomposed = unicodedata.normalize("NFKD", clean_text(text).casefold())
+    # dotless i: its capital is "I", so "Ayşe Işık" typed in capitals would fold apart
+    bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).replace("ı", "i")
+    bare = bare.replace("'", "").replace("\u2019", "")
+    bare = _NOT_KEY.sub(" ", bare).replace("_", " ")
+    return " ".join(unicodedata.normalize("NFKC", bare).split())
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    key = fold(str(value))
+    return key or None
+
+
+def _first(slugs: Mapping[str, Any], names: Sequence[str]) -> Any:
+    for name in names:
+        value = slugs.get(name)
+        if value is not None and not (isinstance(value, str) and not value.strip()):
+            return value
+    return None
+
+
+def _slugged(traits: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in traits.items():
+        out.setdefault(trait_slug(str(key)), value)
+    return out
+
+
+def name_key(value: Any) -> str | None:
+    """A given name or surname as a key; None when it is not a usable name."""
+    outcome = validate_name(value)
+    if not isinstance(outcome, Normalised):
+        return None
+    return fold(outcome.value) or None
+
+
+def split_name(value: Any) -> tuple[str | None, str | None]:
+    """A full name as (given name, surname): the first word and the last."""
+    key = name_key(value)
+    if key is None:
+        return None, None
+    words = key.split(" ")
+    if len(words) == 1:
+        return None, words[0]
+    return words[0], words[-1]
+
+
+def email_keys(value: Any) -> tuple[str | None, str | None]:
+    """``(local part without a +tag, domain)`` of a valid address, else ``(None, None)``."""
+    outcome = validate_email(value)
+    if not isinstance(outcome, Normalised):
+        return None, None
+    local, domain = outcome.value.rsplit("@", 1)
+    local = local.split("+", 1)[0] or local
+    return local, domain
+
+
+def phone_key(value: Any, country: str | None) -> str | None:
+    """E.164 of a valid number; a national number is read in ``country``."""
+    outcome = validate_phone(value, country)
+    if not isinstance(outcome, Normalised):
+        return None
+    return outcome.value.e164
+
+
+def birth_key(value: Any, today: date) -> str | None:
+    """``YYYYMMDD`` of a plausible birth date (an ambiguous or impossible one is missing)."""
+    outcome = validate_birth_date(value, today=today)
+    if not isinstance(outcome, Normalised):
+        return None
+    return outcome.value.strftime("%Y%m%d")
+
+
+def street_keys(value: Any) -> tuple[str | None, str | None]:
+    """``(house number, street)``: the number before ("12 High Street") or after
+    ("Hauptstraße 5") the street, street words abbreviated ("high st", "haupt str")."""
+    text = _text(value)
+    if text is None:
+        return None, None
+    number: str | None = None
+    if m := _NUMBER_FIRST.match(text):
+        number, text = m.group(1), m.group(2)
+    elif m := _NUMBER_LAST.match(text):
+        text, number = m.group(1), m.group(2)
+    words = [_STREET_WORDS.get(w, w) for w in text.split(" ")]
+    if words:
+        last = _STRASSE.sub("", words[-1])
+        if last != words[-1]:  # "hauptstrasse": the street word written onto the name
+            words[-1:] = [last, "str"]
+    street = " ".join(w for w in words if w) or None
+    return number, street
+
+
+def postcode_key(value: Any, country: str | None) -> str | None:
+    """The postcode in its country's form without spaces, lower case; without a known rule
+    or country, the cleaned code if it looks like one (2 to 10 letters and digits)."""
+    outcome = validate_postcode(value, country)
+    if isinstance(outcome, Normalised):
+        return re.sub(r"[\s-]", "", outcome.value).lower() or None
+    if outcome.code in ("postcode.country_needed", "postcode.format") and isinstance(
+        value, str | int
+    ):
+        compact = re.sub(r"[^0-9a-z]", "", fold(str(value)))
+        return compact if 2 <= len(compact) <= 10 else None
+    return None
+
+
+def country_code(value: Any) -> str | None:
+    """ISO 3166-1 alpha-2 of a country code or name, else None."""
+    outcome = validate_country(value)
+    return outcome.value if isinstance(outcome, Normalised) else None
+
+
+def comparison_keys(
+    traits: Mapping[str, Any], *, today: date, default_region: str | None = None
+) -> Keys:
+    """The matching keys of one profile's (opened) traits; a key is None when missing."""
+    slugs = _slugged(traits)
+    raw_address = slugs.get("address")
+    address = _slugged(raw_address) if isinstance(raw_address, Mapping) else {}
+    street_value = address.get("street") or address.get("line1") or slugs.get("street")
+    if isinstance(raw_address, str) and street_value is None:
+        street_value = raw_address
+    country = country_code(_first(address, ("country",)) or _first(slugs, ("country",)))
+    given = name_key(_first(slugs, _GIVEN))
+    surname = name_key(_first(slugs, _SURNAME))
+    if given is None and surname is None:
+        given, surname = split_name(slugs.get("name"))
+    local, domain = email_keys(slugs.get("email"))
+    number, street = street_keys(street_value)
+    postcode_raw = _first(address, _POSTCODE) or _first(slugs, _POSTCODE)
+    city_raw = _first(address, ("city", "town")) or _first(slugs, ("city",))
+    return {
+        rf.GIVEN_NAME: given,
+        rf.SURNAME: surname,
+        rf.EMAIL_LOCAL: local,
+        rf.EMAIL_DOMAIN: domain,
+        rf.PHONE: phone_key(slugs.get("phone"), country or default_region),
+        rf.BIRTH_DATE: birth_key(_first(slugs, _BIRTH), today),
+        rf.STREET_NUMBER: number,
+        rf.STREET: street,
+        rf.POSTCODE: None if postcode_raw is None else postcode_key(postcode_raw, country),
+        rf.CITY: _text(city_raw),
+    }
+
+
+class KeyColumns:
+    """Profiles' keys gathered column by column (memory: the keys, no dicts per record)."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.columns: dict[str, list[str | None]] = {f: [] for f in FIELDS}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def add(self, profile_id: str, keys: Mapping[str, str | None]) -> None:
+        self.ids.append(profile_id)
+        for name, column in self.columns.items():
+            column.append(keys.get(name))
+
+    def batch(self, only: Iterable[int] | None = None) -> RecordBatch:
+        """The records (or those at positions ``only``) as a :class:`RecordBatch`."""
+        if only is None:
+            return RecordBatch.from_columns(self.ids, self.columns)
+        picked = list(only)
+        return RecordBatch.from_columns(
+            [self.ids[i] for i in picked],
+            {name: [col[i] for i in picked] for name, col in self.columns.items()},
+        )
+
+
+def display_summary(traits: Mapping[str, Any]) -> dict[str, str | None]:
+    """What a reviewer sees of a profile: name, email, phone, birthday and address, as text
+    (cleaned, not folded)."""
+    slugs = _slugged(traits)
+    raw_address = slugs.get("address")
+    address = _slugged(raw_address) if isinstance(raw_address, Mapping) else {}
+
+    def shown(value: Any) -> str | None:
+        if value is None or isinstance(value, Mapping | list):
+            return None
+        text = clean_text(str(value))
+        return text or None
+
+    given, surname = shown(_first(slugs, _GIVEN)), shown(_first(slugs, _SURNAME))
+    name = " ".join(p for p in (given, surname) if p) or shown(slugs.get("name"))
+    street = address.get("street") or slugs.get("street")
+    if isinstance(raw_address, str) and street is None:
+        street = raw_address
+    return {
+        "name": name,
+        "email": shown(slugs.get("email")),
+        "phone": shown(slugs.get("phone")),
+        "birthday": shown(_first(slugs, _BIRTH)),
+        "street": shown(street),
+        "postcode": shown(_first(address, _POSTCODE) or _first(slugs, _POSTCODE)),
+        "city": shown(_first(address, ("city", "town")) or _first(slugs, ("city",))),
+        "country": shown(_first(address, ("country",)) or _first(slugs, ("country",))),
+    }
+
+
+# --- the stored model -------------------------------------------------------------------------
+
+
+def _level_document(level: Level) -> dict[str, Any]:
+    return {
+        "label": level.label,
+        "jaro_winkler": level.jaro_winkler,
+        "damerau_levenshtein": level.damerau_levenshtein,
+        "phonetic": level.phonetic,
+    }
+
+
+def model_document(model: LinkageModel) -> dict[str, Any]:
+    """The trained parameters as JSON: comparisons, m, u, the prior and how training went.
+    No term frequencies: they are the records' values."""
+    training = model.training
+    return {
+        "version": 1,
+        "prior_weight": model.prior_weight,
+        "swapped_names": list(model.swapped_names) if model.swapped_names else None,
+        "fields": [
+            {
+                "field": p.comparison.field,
+                "levels": [_level_document(level) for level in p.comparison.levels],
+                "term_frequency": p.comparison.term_frequency,
+                "phonetic": p.comparison.phonetic,
+                "parts": list(p.comparison.parts),
+                "separator": p.comparison.separator,
+                "implied_by": p.comparison.implied_by,
+                "m": list(p.m),
+                "u": list(p.u),
+            }
+            for p in model.fields
+        ],
+        "training": None
+        if training is None
+        else {
+            "em_iterations": training.em_iterations,
+            "converged": training.converged,
+            "em_pairs": training.em_pairs,
+            "patterns": training.patterns,
+            "candidate_pairs": training.candidate_pairs,
+            "total_pairs": training.total_pairs,
+            "u_sample_pairs": training.u_sample_pairs,
+            "expected_matches": training.expected_matches,
+        },
+    }
+
+
+def model_from_document(document: Mapping[str, Any], records: RecordBatch) -> LinkageModel:
+    """The model of :func:`model_document`, its term frequencies counted on ``records``."""
+    try:
+        fields = []
+        for f in document["fields"]:
+            comparison = FieldComparison(
+                field=str(f["field"]),
+                levels=tuple(
+                    Level(
+                        label=str(lv["label"]),
+                        jaro_winkler=lv["jaro_winkler"],
+                        damerau_levenshtein=lv["damerau_levenshtein"],
+                        phonetic=bool(lv["phonetic"]),
+                    )
+                    for lv in f["levels"]
+                ),
+                term_frequency=bool(f["term_frequency"]),
+                phonetic=f["phonetic"],
+                parts=tuple(f["parts"]),
+                separator=str(f["separator"]),
+                implied_by=f["implied_by"],
+            )
+            m, u = tuple(float(x) for x in f["m"]), tuple(float(x) for x in f["u"])
+            if len(m) != comparison.n_levels or len(u) != comparison.n_levels:
+                raise ValueError("levels")
+            fields.append(FieldParameters(comparison, m, u))
+        swapped = document.get("swapped_names")
+        swapped_names = (str(swapped[0]), str(swapped[1])) if swapped else None
+        prior = float(document["prior_weight"])
+        raw = document.get("training")
+        training = TrainingReport(**raw) if isinstance(raw, Mapping) else None
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise Invalid("the stored model cannot be read; run a batch dedupe again") from exc
+    comparisons = tuple(p.comparison for p in fields)
+    comparer = Comparer(
+        records, comparisons, swapped_names=swapped_names, workers=1, keep_absent=True
+    )
+    frequencies = {
+        spec.field: TermFrequencies.of(column)
+        for spec, column in zip(comparer.comparisons, comparer.columns, strict=True)
+        if spec.term_frequency
+    }
+    return LinkageModel(tuple(fields), prior, swapped_names, frequencies, training)
+
+
+# --- explanations -----------------------------------------------------------------------------
+
+
+def explanations(
+    scorer: Scorer, left: npt.NDArray[np.int32], right: npt.NDArray[np.int32]
+) -> list[dict[str, Any]]:
+    """Why each pair ``(left[k], right[k])`` of the scorer's batch scored what it did: the
+    prior, and per field its level and weight (log2 Bayes factor, term frequency included).
+    Field names, level labels and numbers only, never a value."""
+    if len(left) == 0:
+        return []
+    levels, swapped = scorer.comparer.levels(left, right)
+    adjustments = scorer.adjustments(left, levels, swapped)
+    implied = dict(scorer.comparer.implied)
+    weights = np.full(len(left), scorer.model.prior_weight, dtype=np.float64)
+    per_field: list[npt.NDArray[np.float64]] = []
+    for f, table in enumerate(scorer.tables):
+        w = table[levels[:, f]].astype(np.float64)
+        adj = adjustments[f]
+        if adj is not None:
+            w = w + adj
+        per_field.append(w)
+        weights += w
+    out = []
+    params = scorer.model.fields
+    for k in range(len(left)):
+        fields = []
+        for f, p in enumerate(params):
+            number = int(levels[k, f])
+            label = p.comparison.labels[number]
+            if f in implied and number == 0 and int(levels[k, implied[f]]) == 1:
+                label = f"implied by {p.comparison.implied_by}"
+            fields.append(
+                {"field": p.field, "level": label, "weight": round(float(per_field[f][k]), 4)}
+            )
+        out.append(
+            {
+                "prior_weight": round(scorer.model.prior_weight, 4),
+                "match_weight": round(float(weights[k]), 4),
+                "swapped_names": bool(swapped[k]),
+                "fields": fields,
+            }
+        )
+    return out

@@ -1,0 +1,145 @@
+"""Routes of probabilistic de-duplication: run it, read the latest run, and the review queue.
+
+Reading needs ``profiles:read``; running and deciding need ``profiles:write``. The review
+queue shows both profiles' traits, so each read is recorded in the audit trail under the
+profiles' ids (never a value). A decision on a pair already decided is a 409.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from consentry.deps import (
+    DbDep,
+    ProfilesRead,
+    ProfilesWrite,
+    ReadAudit,
+    ReadRecorder,
+    SettingsDep,
+)
+from consentry.errors import NotFound
+from consentry.platform.db import Database
+from consentry.platform.tenancy import Principal
+from consentry.profiles import dedupe_service as service
+
+router = APIRouter(prefix="/v1/identity", tags=["identity"])
+
+
+class RunIn(BaseModel):
+    """A batch run (trains a model) or an incremental one (new and changed profiles only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["batch", "incremental"] = "batch"
+    dry_run: bool = Field(False, description="Score and count, but merge and queue nothing.")
+
+
+class DecisionIn(BaseModel):
+    """An optional note with a decision (no personal data, please: it is kept)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    note: str | None = Field(None, max_length=500)
+
+
+def review_page(
+    db: Database, principal: Principal, reads: ReadRecorder, status: str, limit: int
+) -> dict[str, Any]:
+    """Candidate pairs with both profiles' summaries; the read recorded under their ids."""
+    workspace = principal.workspace_id
+    with db.read() as session:
+        total, found = service.list_candidates(
+            session=session, workspace_id=workspace, status=status, limit=limit
+        )
+    with reads.reading(principal, "identity.review", lookup="queue") as note:
+        with db.read() as session:
+            shown = service.summaries(
+                session=session,
+                workspace_id=workspace,
+                profile_ids=[p for c in found for p in (c.profile_a, c.profile_b)],
+            )
+        note.found(s["id"] for s in shown.values())
+    return {
+        "total": total,
+        "status": status,
+        "pairs": [
+            {**c.document(), "profiles": [shown.get(c.profile_a), shown.get(c.profile_b)]}
+            for c in found
+        ],
+    }
+
+
+@router.post("/dedupe")
+def run(
+    principal: ProfilesWrite, db: DbDep, settings: SettingsDep, body: RunIn | None = None
+) -> dict[str, Any]:
+    """Find duplicate profiles: merge the clear ones, queue the grey ones for review."""
+    body = body or RunIn()
+    report = service.run(
+        db,
+        principal.workspace_id,
+        settings.dedupe,
+        cap=settings.identity.cap,
+        default_region=settings.default_phone_region,
+        mode=body.mode,
+        dry_run=body.dry_run,
+    )
+    return report.document()
+
+
+@router.get("/dedupe/runs/latest")
+def latest(principal: ProfilesRead, db: DbDep) -> dict[str, Any]:
+    """The latest run's report and trained parameters (404 before the first run)."""
+    with db.read() as session:
+        found = service.latest_run(session=session, workspace_id=principal.workspace_id)
+    if found is None:
+        raise NotFound("no dedupe run yet; POST /v1/identity/dedupe")
+    return found
+
+
+@router.get("/review")
+def review(
+    principal: ProfilesRead,
+    db: DbDep,
+    reads: ReadAudit,
+    status: Annotated[str, Query(max_length=16)] = "pending",
+    limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
+) -> dict[str, Any]:
+    """Candidate pairs (pending by default), the most probable first, with both profiles'
+    names, emails, phones, birthdays and addresses and the weight each field contributed."""
+    return review_page(db, principal, reads, status, limit)
+
+
+@router.post("/review/{candidate_id}/approve")
+def approve(
+    candidate_id: str, principal: ProfilesWrite, db: DbDep, settings: SettingsDep
+) -> dict[str, Any]:
+    """The pair is one person: merge them (undo with POST /v1/merges/{merge_id}/undo)."""
+    with db.write() as session:
+        found = service.approve(
+            session=session,
+            workspace_id=principal.workspace_id,
+            candidate_id=candidate_id,
+            actor=f"token:{principal.key_id}",
+            cap=settings.identity.cap,
+        )
+    return found.document()
+
+
+@router.post("/review/{candidate_id}/reject")
+def reject(
+    candidate_id: str, principal: ProfilesWrite, db: DbDep, body: DecisionIn | None = None
+) -> dict[str, Any]:
+    """The pair are two people: recorded, and never proposed again."""
+    with db.write() as session:
+        found = service.reject(
+            session=session,
+            workspace_id=principal.workspace_id,
+            candidate_id=candidate_id,
+            actor=f"token:{principal.key_id}",
+            note=body.note if body else None,
+        )
+    return found.document()

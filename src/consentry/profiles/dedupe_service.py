@@ -1,0 +1,954 @@
+"""Probabilistic de-duplication of a workspace's profiles, and its review queue.
+
+A **batch** run reads every unified profile (not merged away, none of its identifiers on the
+suppression list; erased people have no rows left) ``batch_size`` at a time, opens the traits
+that matter (:data:`dedupe_records.TRAIT_KEYS`) and turns them into comparison keys, trains a
+Fellegi-Sunter model by EM on them (:func:`consentry.matching.dedupe`), scores the candidate
+pairs and stores the trained parameters in ``dedupe_runs.model``. Then, pair by pair from the
+most probable down:
+
+- at or above ``auto_merge_threshold`` the two profiles merge through the reversible merge of
+  deterministic resolution (``merging.merge_canonicals``: reason and actor name the run, so the
+  profile's merge history shows it and ``unmerge`` undoes it); a merge the identifier caps
+  refuse goes to review instead, with the reason;
+- from ``review_threshold`` up to it, the pair is queued (``match_candidates``, status
+  ``pending``) with its probability and explanation (field names, levels and weights only);
+- a pair a reviewer rejected, one an unmerge separated (its block), one already decided, or
+  one already one profile is skipped: never proposed again.
+
+An **incremental** run scores only the profiles created or changed since the last run (new
+trait history rows, new profiles, merges and unmerges since) against all the others with the
+last run's model and :class:`consentry.matching.MatchIndex`: no retraining (term frequencies
+are counted on the current records).
+
+Review: :func:`approve` merges the pair and records who and when; :func:`reject` records the
+decision. Erasure deletes the person's candidate pairs with the rest of their identity rows
+(``profiles.erasure``). Nothing here logs or stores a trait value.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import numpy as np
+from sqlalchemy import delete, func, or_, select
+from sqlalchemy.orm import Session
+
+from consentry.config import DedupeSettings
+from consentry.errors import Conflict, FieldError, Invalid, NotFound
+from consentry.matching import MatchIndex, MatchSettings, RecordBatch, dedupe
+from consentry.matching.model import LinkageModel, probability, weight_of
+from consentry.platform.db import Database, lock_workspace, utcnow
+from consentry.profiles import dedupe_records as dr
+from consentry.profiles.bulk import canonical_map_many, current_traits_many
+from consentry.profiles.dedupe_tables import DedupeRunRow, MatchCandidateRow
+from consentry.profiles.erasure import has_suppressions
+from consentry.profiles.graph import blocks_between, canonical_of, identifier_counts, members_query
+from consentry.profiles.merging import CapFn, merge_canonicals
+from consentry.profiles.models import merge_allowed
+from consentry.profiles.tables import (
+    IdentifierRow,
+    MergeBlockRow,
+    MergeRow,
+    ProfileRow,
+    SuppressionRow,
+    TraitHistoryRow,
+)
+
+Mode = Literal["batch", "incremental"]
+MODES: tuple[str, ...] = ("batch", "incremental")
+PENDING, MERGED, APPROVED, REJECTED, UNIFIED = (
+    "pending",
+    "merged",
+    "approved",
+    "rejected",
+    "unified",
+)
+STATUSES: tuple[str, ...] = (PENDING, MERGED, APPROVED, REJECTED, UNIFIED)
+MIN_PROFILES = 2
+MIN_TRAINING_MATCHES = 5.0  # expected duplicates below which a retrained model is not used
+WRITE_CHUNK = 500  # pairs applied per transaction
+MAX_PAGE = 200
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+# --- reading the profiles ---------------------------------------------------------------------
+
+
+def _suppressed_canonicals(session: Session, workspace_id: str) -> set[str]:
+    """Unified profiles holding an identifier on the active suppression list."""
+    if not has_suppressions(session=session, workspace_id=workspace_id):
+        return set()
+    i, s = IdentifierRow, SuppressionRow
+    rows = session.execute(
+        select(ProfileRow.canonical_id)
+        .join(i, i.profile_id == ProfileRow.id)
+        .join(
+            s,
+            (s.workspace_id == i.workspace_id) & (s.type == i.type) & (s.value == i.value),
+        )
+        .where(i.workspace_id == workspace_id, s.lifted_at.is_(None))
+    )
+    return {c for (c,) in rows}
+
+
+def count_unified(*, session: Session, workspace_id: str) -> int:
+    """How many unified profiles the workspace has (what a batch run reads)."""
+    return int(
+        session.scalar(
+            select(func.count()).where(
+                ProfileRow.workspace_id == workspace_id, ProfileRow.merged_into.is_(None)
+            )
+        )
+        or 0
+    )
+
+
+def read_keys(
+    *,
+    session: Session,
+    workspace_id: str,
+    batch_size: int,
+    default_region: str,
+    progress: Progress | None = None,
+) -> dr.KeyColumns:
+    """Every unified, unsuppressed profile's comparison keys, read ``batch_size`` at a time
+    (ids in order, keyset paging: memory holds the keys, not the rows)."""
+    today = utcnow().date()
+    total = count_unified(session=session, workspace_id=workspace_id)
+    excluded = _suppressed_canonicals(session, workspace_id)
+    out = dr.KeyColumns()
+    after = ""
+    done = 0
+    while True:
+        ids = list(
+            session.scalars(
+                select(ProfileRow.id)
+                .where(
+                    ProfileRow.workspace_id == workspace_id,
+                    ProfileRow.merged_into.is_(None),
+                    ProfileRow.id > after,
+                )
+                .order_by(ProfileRow.id)
+                .limit(batch_size)
+            )
+        )
+        if not ids:
+            break
+        after = ids[-1]
+        traits = current_traits_many(
+            session=session, workspace_id=workspace_id, canonical_ids=ids, keys=dr.TRAIT_KEYS
+        )
+        for pid in ids:
+            if pid not in excluded:
+                out.add(
+                    pid,
+                    dr.comparison_keys(
+                        traits.get(pid, {}), today=today, default_region=default_region
+                    ),
+                )
+        done += len(ids)
+        if progress:
+            progress("read", done, max(total, done))
+    return out
+
+
+def _history_mark(session: Session, workspace_id: str) -> int:
+    found = session.scalar(
+        select(func.max(TraitHistoryRow.id)).where(TraitHistoryRow.workspace_id == workspace_id)
+    )
+    return int(found or 0)
+
+
+def changed_since(
+    *, session: Session, workspace_id: str, since: datetime, history_mark: int, run_id: str
+) -> set[str]:
+    """Unified profiles created or changed since run ``run_id``: a profile created (wall clock)
+    since ``since``, a trait recorded after history row ``history_mark``, a merge or unmerge
+    since (but the run's own merges: it scored both sides)."""
+    canonical = ProfileRow.canonical_id
+    found = set(
+        session.scalars(
+            select(canonical).where(
+                ProfileRow.workspace_id == workspace_id, ProfileRow.created_at >= since
+            )
+        )
+    )
+    found.update(
+        session.scalars(
+            select(canonical)
+            .join(TraitHistoryRow, TraitHistoryRow.profile_id == ProfileRow.id)
+            .where(TraitHistoryRow.workspace_id == workspace_id, TraitHistoryRow.id > history_mark)
+            .distinct()
+        )
+    )
+    touched: set[str] = set()
+    for winner, loser in session.execute(
+        select(MergeRow.winner_id, MergeRow.loser_id).where(
+            MergeRow.workspace_id == workspace_id,
+            or_(
+                (MergeRow.created_at >= since) & (MergeRow.actor != f"dedupe:{run_id}"),
+                MergeRow.undone_at >= since,
+            ),
+        )
+    ):
+        touched.update((winner, loser))
+    if touched:
+        found.update(
+            canonical_map_many(
+                session=session, workspace_id=workspace_id, profile_ids=touched
+            ).values()
+        )
+    return found
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredPair:
+    """Two unified profiles that may be one person, as the model scored them."""
+
+    first: str
+    second: str
+    weight: float
+    probability: float
+    merge: bool  # at or above the auto-merge threshold
+    explanation: dict[str, Any] = field(repr=False)
+
+
+@dataclass(slots=True)
+class RunReport:
+    """What a run did (counts and timings; no values)."""
+
+    id: str
+    workspace_id: str
+    mode: str
+    dry_run: bool
+    started_at: datetime
+    auto_merge_threshold: float
+    review_threshold: float
+    finished_at: datetime | None = None
+    profiles: int = 0  # unified profiles read
+    scored: int = 0  # profiles scored against the rest (all in a batch run)
+    candidate_pairs: int = 0  # pairs compared
+    kept_pairs: int = 0  # pairs at or above the review threshold
+    auto_merged: int = 0
+    queued: int = 0
+    refreshed: int = 0  # pending pairs scored again
+    refused: int = 0  # auto-merges the identifier caps refused (queued instead)
+    skipped: dict[str, int] = field(default_factory=dict)
+    history_mark: int = 0
+    since: datetime | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
+    matching: dict[str, Any] = field(default_factory=dict)
+
+    def skip(self, why: str) -> None:
+        self.skipped[why] = self.skipped.get(why, 0) + 1
+
+    def document(self) -> dict[str, Any]:
+        """The report as JSON (also what ``dedupe_runs.report`` holds, less the model)."""
+        return {
+            "id": self.id,
+            "workspace_id": self.workspace_id,
+            "mode": self.mode,
+            "dry_run": self.dry_run,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "since": self.since.isoformat() if self.since else None,
+            "auto_merge_threshold": self.auto_merge_threshold,
+            "review_threshold": self.review_threshold,
+            "profiles": self.profiles,
+            "scored": self.scored,
+            "candidate_pairs": self.candidate_pairs,
+            "kept_pairs": self.kept_pairs,
+            "auto_merged": self.auto_merged,
+            "queued": self.queued,
+            "refreshed": self.refreshed,
+            "refused": self.refused,
+            "skipped": dict(sorted(self.skipped.items())),
+            "history_mark": self.history_mark,
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "matching": self.matching,
+        }
+
+
+def run(
+    db: Database,
+    workspace_id: str,
+    settings: DedupeSettings,
+    *,
+    cap: CapFn,
+    default_region: str,
+    mode: str = "batch",
+    dry_run: bool = False,
+    auto_merge_threshold: float | None = None,
+    progress: Progress | None = None,
+) -> RunReport:
+    """Run a batch or incremental de-duplication of the workspace (see the module's text).
+
+    A dry run scores and decides but writes nothing (no merge, no queue, no run row).
+    """
+    if mode not in MODES:
+        raise Invalid("unknown mode", [FieldError("mode", "batch or incremental")])
+    merge_at = (
+        settings.auto_merge_threshold if auto_merge_threshold is None else auto_merge_threshold
+    )
+    if not 0 < settings.review_threshold <= merge_at < 1:
+        raise Invalid(
+            "the auto-merge threshold must lie between the review threshold and 1",
+            [FieldError("threshold", f"between {settings.review_threshold} and 1, exclusive")],
+        )
+    match_settings = MatchSettings(
+        merge_threshold=merge_at, review_threshold=settings.review_threshold
+    )
+    report = RunReport(
+        id=str(uuid.uuid4()),
+        workspace_id=workspace_id,
+        mode=mode,
+        dry_run=dry_run,
+        started_at=utcnow(),
+        auto_merge_threshold=merge_at,
+        review_threshold=settings.review_threshold,
+    )
+    clock = time.perf_counter()
+    # the latest run: its id, start, trait history mark and model
+    previous: tuple[str, datetime, int, dict[str, Any]] | None = None
+    with db.read() as session:
+        last = _latest_row(session, workspace_id)
+        if last is not None:
+            mark = int(last.report.get("history_mark", 0))
+            previous = (last.id, last.started_at, mark, last.model)
+        elif mode == "incremental":
+            raise Conflict("no dedupe run yet: run a batch dedupe first (it trains the model)")
+        report.history_mark = _history_mark(session, workspace_id)
+        keys = read_keys(
+            session=session,
+            workspace_id=workspace_id,
+            batch_size=settings.batch_size,
+            default_region=default_region,
+            progress=progress,
+        )
+        changed: set[str] | None = None
+        if previous is not None and mode == "incremental":
+            report.since = previous[1]
+            changed = changed_since(
+                session=session,
+                workspace_id=workspace_id,
+                since=previous[1],
+                history_mark=previous[2],
+                run_id=previous[0],
+            )
+    report.profiles = len(keys)
+    report.seconds["read"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    if mode == "batch":
+        pairs, model = _batch_pairs(
+            keys, match_settings, report, previous[3] if previous is not None else None
+        )
+        report.model = dr.model_document(model)
+    else:
+        assert changed is not None and previous is not None
+        report.model = dict(previous[3])
+        pairs = _incremental_pairs(keys, changed, previous[3], match_settings, report)
+    report.kept_pairs = len(pairs)
+    report.seconds["match"] = time.perf_counter() - clock
+    if progress:
+        progress("match", 1, 1)
+    clock = time.perf_counter()
+    if dry_run:
+        with db.read() as session:
+            _decide(session, workspace_id, pairs, report, cap=cap, apply=False, progress=progress)
+    else:
+        for start in range(0, len(pairs), WRITE_CHUNK):
+            with db.write() as session:
+                lock_workspace(session, workspace_id)
+                _decide(
+                    session,
+                    workspace_id,
+                    pairs[start : start + WRITE_CHUNK],
+                    report,
+                    cap=cap,
+                    apply=True,
+                    progress=progress,
+                    done=start,
+                    total=len(pairs),
+                )
+    report.seconds["write"] = time.perf_counter() - clock
+    report.finished_at = utcnow()
+    if not dry_run:
+        with db.write() as session:
+            session.add(
+                DedupeRunRow(
+                    id=report.id,
+                    workspace_id=workspace_id,
+                    mode=mode,
+                    started_at=report.started_at,
+                    finished_at=report.finished_at,
+                    profiles=report.profiles,
+                    pairs=report.candidate_pairs,
+                    auto_merged=report.auto_merged,
+                    queued=report.queued,
+                    model=report.model,
+                    report=report.document(),
+                )
+            )
+    return report
+
+
+def _check_trainable(batch: RecordBatch) -> None:
+    if len(batch) < MIN_PROFILES:
+        raise Conflict(f"too few profiles to compare (at least {MIN_PROFILES} are needed)")
+    if not any(batch.has(f) for f in dr.FIELDS):
+        raise Conflict("no profile has a name, email, phone, birthday or address to compare")
+
+
+def _batch_pairs(
+    keys: dr.KeyColumns,
+    settings: MatchSettings,
+    report: RunReport,
+    previous: dict[str, Any] | None,
+) -> tuple[list[ScoredPair], LinkageModel]:
+    batch = keys.batch()
+    _check_trainable(batch)
+    result = dedupe(batch, settings)
+    training = result.model.training
+    report.matching["model"] = "trained"
+    if (
+        previous is not None
+        and training is not None
+        and training.expected_matches < MIN_TRAINING_MATCHES
+    ):
+        # EM learns what a duplicate looks like from the duplicates; once the earlier runs
+        # merged them, too few are left and the model would call nothing a match: score with
+        # the model the earlier run trained instead
+        result = dedupe(batch, settings, model=dr.model_from_document(previous, batch))
+        report.matching["model"] = "previous (too few duplicates left to train on)"
+    report.scored = len(batch)
+    report.candidate_pairs = result.stats.candidate_pairs
+    report.matching["skipped_blocks"] = result.stats.skipped_blocks
+    report.matching["seconds"] = {k: round(v, 3) for k, v in result.stats.seconds.items()}
+    scorer = result.model.scorer(result.model.comparer(batch))
+    explained = dr.explanations(scorer, result.left, result.right)
+    merge = result.merge
+    probabilities = result.probability
+    ids = batch.ids
+    pairs = [
+        ScoredPair(
+            first=str(ids[a]),
+            second=str(ids[b]),
+            weight=float(result.weight[k]),
+            probability=float(probabilities[k]),
+            merge=bool(merge[k]),
+            explanation=explained[k],
+        )
+        for k, (a, b) in enumerate(zip(result.left.tolist(), result.right.tolist(), strict=True))
+    ]
+    pairs.sort(key=lambda p: -p.weight)
+    return pairs, result.model
+
+
+def _incremental_pairs(
+    keys: dr.KeyColumns,
+    changed: set[str],
+    document: dict[str, Any],
+    settings: MatchSettings,
+    report: RunReport,
+) -> list[ScoredPair]:
+    new = [i for i, pid in enumerate(keys.ids) if pid in changed]
+    report.scored = len(new)
+    if not new:
+        return []
+    everyone = keys.batch()
+    model = dr.model_from_document(document, everyone)
+    new_set = set(new)
+    old = [i for i in range(len(keys)) if i not in new_set]
+    new_batch = keys.batch(new)
+    found: list[tuple[str, str, float]] = []
+    if old:
+        index = MatchIndex(model, keys.batch(old), settings)
+        matches = index.match(new_batch)
+        found = [(str(m.new_id), str(m.other_id), m.weight) for m in matches]
+    elif len(new_batch) >= MIN_PROFILES:
+        result = dedupe(new_batch, settings, model=model)
+        found = [
+            (str(a), str(b), float(w))
+            for (a, b), w in zip(result.pairs(), result.weight.tolist(), strict=True)
+        ]
+    report.candidate_pairs = len(found)
+    if not found:
+        return []
+    # explain every pair on one small batch of the profiles involved
+    position = {pid: i for i, pid in enumerate(keys.ids)}
+    involved = sorted({position[p] for a, b, _ in found for p in (a, b)})
+    mini = keys.batch(involved)
+    at = {pid: i for i, pid in enumerate(mini.ids.tolist())}
+    left = np.array([at[a] for a, _, _ in found], dtype=np.int32)
+    right = np.array([at[b] for _, b, _ in found], dtype=np.int32)
+    scorer = model.scorer(model.comparer(mini))
+    explained = dr.explanations(scorer, left, right)
+    merge_weight = weight_of(settings.merge_threshold)
+    pairs = [
+        ScoredPair(
+            first=a,
+            second=b,
+            weight=w,
+            probability=float(probability(np.array([w]))[0]),
+            merge=w >= merge_weight,
+            explanation=explained[k],
+        )
+        for k, (a, b, w) in enumerate(found)
+    ]
+    pairs.sort(key=lambda p: -p.weight)
+    return pairs
+
+
+# --- deciding each pair -----------------------------------------------------------------------
+
+
+def _ordered(a: str, b: str) -> tuple[str, str]:
+    return (a, b) if a < b else (b, a)
+
+
+@dataclass(slots=True)
+class _Known:
+    """What the store already says about pairs, by the unified profiles they are now."""
+
+    rows: dict[tuple[str, str], MatchCandidateRow]
+    blocked: set[tuple[str, str]]
+    joined: list[MatchCandidateRow]  # pending pairs whose two sides are one profile now
+
+
+def _known(session: Session, workspace_id: str, canonical_ids: Iterable[str]) -> _Known:
+    """Candidate rows and unmerge blocks touching the given unified profiles."""
+    wanted = sorted(set(canonical_ids))
+    members: dict[str, str] = {}  # member id -> its unified profile
+    for start in range(0, len(wanted), 500):
+        part = wanted[start : start + 500]
+        rows_of_part = session.execute(
+            select(ProfileRow.id, ProfileRow.canonical_id).where(
+                ProfileRow.workspace_id == workspace_id, ProfileRow.canonical_id.in_(part)
+            )
+        )
+        members.update((pid, canonical) for pid, canonical in rows_of_part)
+    ids = sorted(members)
+    rows: dict[tuple[str, str], MatchCandidateRow] = {}
+    blocked: set[tuple[str, str]] = set()
+    joined: list[MatchCandidateRow] = []
+    rank = {REJECTED: 0, APPROVED: 1, MERGED: 1, PENDING: 2, UNIFIED: 3}
+    for start in range(0, len(ids), 500):
+        part = ids[start : start + 500]
+        for row in session.scalars(
+            select(MatchCandidateRow).where(
+                MatchCandidateRow.workspace_id == workspace_id,
+                or_(MatchCandidateRow.profile_a.in_(part), MatchCandidateRow.profile_b.in_(part)),
+            )
+        ):
+            a, b = members.get(row.profile_a), members.get(row.profile_b)
+            if a is None or b is None:
+                continue
+            if a == b:
+                if row.status == PENDING:
+                    joined.append(row)
+                continue
+            key = _ordered(a, b)
+            held = rows.get(key)
+            if held is None or rank[row.status] < rank[held.status]:
+                rows[key] = row
+        for first, second in session.execute(
+            select(MergeBlockRow.profile_a, MergeBlockRow.profile_b).where(
+                MergeBlockRow.workspace_id == workspace_id,
+                or_(MergeBlockRow.profile_a.in_(part), MergeBlockRow.profile_b.in_(part)),
+            )
+        ):
+            a, b = members.get(first), members.get(second)
+            if a is not None and b is not None and a != b:
+                blocked.add(_ordered(a, b))
+    return _Known(rows, blocked, joined)
+
+
+def _merge(
+    session: Session,
+    workspace_id: str,
+    first: str,
+    second: str,
+    *,
+    reason: str,
+    actor: str,
+    cap: CapFn,
+    clear_blocks: bool,
+) -> tuple[str, str | None]:
+    """Merge two profiles like ``merging.merge_profiles`` with a reason of our own.
+
+    Returns ``("merged", merge id)``, ``("unified", None)`` when they are one already,
+    ``("blocked", None)`` when an unmerge separated them (and ``clear_blocks`` is off), or
+    ``("refused", reason)`` when the union would break an identifier cap.
+    """
+    a = canonical_of(session=session, workspace_id=workspace_id, profile_id=first)
+    b = canonical_of(session=session, workspace_id=workspace_id, profile_id=second)
+    if a == b:
+        return UNIFIED, None
+    between = blocks_between(members_query(workspace_id, a), members_query(workspace_id, b))
+    if not clear_blocks and session.scalar(
+        select(MergeBlockRow.id).where(MergeBlockRow.workspace_id == workspace_id, between).limit(1)
+    ):
+        return "blocked", None
+    refused = merge_allowed(
+        identifier_counts(session, workspace_id, a),
+        identifier_counts(session, workspace_id, b),
+        cap,
+    )
+    if refused is not None:
+        return "refused", refused
+    if clear_blocks:
+        session.execute(
+            delete(MergeBlockRow).where(MergeBlockRow.workspace_id == workspace_id, between)
+        )
+    record = merge_canonicals(session, workspace_id, a, b, reason, actor, None)
+    return MERGED, record.id
+
+
+def _decide(
+    session: Session,
+    workspace_id: str,
+    pairs: Sequence[ScoredPair],
+    report: RunReport,
+    *,
+    cap: CapFn,
+    apply: bool,
+    progress: Progress | None,
+    done: int = 0,
+    total: int = 0,
+) -> None:
+    if not pairs:
+        return
+    involved = {p for pair in pairs for p in (pair.first, pair.second)}
+    canon = canonical_map_many(session=session, workspace_id=workspace_id, profile_ids=involved)
+    known = _known(session, workspace_id, canon.values())
+    actor = f"dedupe:{report.id}"
+    now = utcnow()
+    if apply:
+        for done_row in known.joined:  # merged some other way: nothing left to decide
+            done_row.status, done_row.decided_at, done_row.decided_by = UNIFIED, now, actor
+    for pair in pairs:
+        a, b = canon.get(pair.first), canon.get(pair.second)
+        if a is None or b is None:
+            report.skip("gone")  # erased meanwhile
+            continue
+        if a == b:
+            report.skip("unified")
+            continue
+        key = _ordered(a, b)
+        if key in known.blocked:
+            report.skip("unmerged")
+            continue
+        row = known.rows.get(key)
+        if row is not None and row.run_id == report.id:
+            report.skip("repeated")  # two pairs of this run are now the same two profiles
+            continue
+        if row is not None and row.status == REJECTED:
+            report.skip("rejected")
+            continue
+        if row is not None and row.status != PENDING:
+            report.skip("decided")
+            continue
+        outcome, detail = MERGED, None
+        if pair.merge:
+            if apply:
+                outcome, detail = _merge(
+                    session,
+                    workspace_id,
+                    a,
+                    b,
+                    reason=f"probabilistic match p={pair.probability:.4f} (dedupe run {report.id})",
+                    actor=actor,
+                    cap=cap,
+                    clear_blocks=False,
+                )
+            if outcome == UNIFIED:
+                report.skip("unified")
+                continue
+            if outcome == "blocked":
+                report.skip("unmerged")
+                continue
+        if not apply:
+            if pair.merge:
+                report.auto_merged += 1
+            elif row is not None:
+                report.refreshed += 1
+            else:
+                report.queued += 1
+            continue
+        status = MERGED if pair.merge and outcome == MERGED else PENDING
+        note = None
+        if status == MERGED:
+            report.auto_merged += 1
+            note = f"merge:{detail}"
+            _union(canon, a, b)
+        elif outcome == "refused":
+            report.refused += 1
+            note = f"auto-merge refused: {detail}"[:500]
+        if row is None:
+            if status == PENDING:
+                report.queued += 1
+            first, second = key
+            row = MatchCandidateRow(
+                id=str(uuid.uuid4()),
+                workspace_id=workspace_id,
+                profile_a=first,
+                profile_b=second,
+                found_at=now,
+            )
+            session.add(row)
+            known.rows[key] = row
+        elif status == PENDING:
+            report.refreshed += 1
+        row.probability = pair.probability
+        row.match_weight = pair.weight
+        row.explanation = pair.explanation
+        row.status = status
+        row.run_id = report.id
+        row.note = note
+        if status == MERGED:
+            row.decided_at, row.decided_by = now, actor
+    session.flush()
+    if progress and apply:
+        progress("write", done + len(pairs), max(total, done + len(pairs)))
+
+
+def _union(canon: dict[str, str], a: str, b: str) -> None:
+    """After a merge of unified profiles ``a`` and ``b``: every id of either maps to one."""
+    for pid, c in canon.items():
+        if c == b:
+            canon[pid] = a
+
+
+# --- runs -------------------------------------------------------------------------------------
+
+
+def _latest_row(session: Session, workspace_id: str) -> DedupeRunRow | None:
+    return session.scalars(
+        select(DedupeRunRow)
+        .where(DedupeRunRow.workspace_id == workspace_id)
+        .order_by(DedupeRunRow.started_at.desc(), DedupeRunRow.id)
+        .limit(1)
+    ).first()
+
+
+def latest_run(*, session: Session, workspace_id: str) -> dict[str, Any] | None:
+    """The latest run's report and model parameters, or None before the first run."""
+    row = _latest_row(session, workspace_id)
+    if row is None:
+        return None
+    return {**row.report, "model": row.model}
+
+
+def has_run(*, session: Session, workspace_id: str) -> bool:
+    """Whether the workspace has had a run (an incremental run needs one's model)."""
+    return _latest_row(session, workspace_id) is not None
+
+
+# --- the review queue -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A pair of profiles found by a run, and what became of it."""
+
+    id: str
+    profile_a: str
+    profile_b: str
+    probability: float
+    match_weight: float
+    explanation: dict[str, Any]
+    status: str
+    run_id: str
+    found_at: datetime
+    decided_at: datetime | None
+    decided_by: str | None
+    note: str | None
+
+    @property
+    def merge_id(self) -> str | None:
+        """The merge that joined the pair (auto-merged or approved), to undo it."""
+        if self.note and self.note.startswith("merge:"):
+            return self.note[len("merge:") :]
+        return None
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "profile_a": self.profile_a,
+            "profile_b": self.profile_b,
+            "probability": self.probability,
+            "match_weight": self.match_weight,
+            "explanation": self.explanation,
+            "status": self.status,
+            "run_id": self.run_id,
+            "found_at": self.found_at.isoformat(),
+            "decided_at": self.decided_at.isoformat() if self.decided_at else None,
+            "decided_by": self.decided_by,
+            "merge_id": self.merge_id,
+            "note": None if self.merge_id else self.note,
+        }
+
+
+def _candidate(row: MatchCandidateRow) -> Candidate:
+    return Candidate(
+        id=row.id,
+        profile_a=row.profile_a,
+        profile_b=row.profile_b,
+        probability=row.probability,
+        match_weight=row.match_weight,
+        explanation=dict(row.explanation),
+        status=row.status,
+        run_id=row.run_id,
+        found_at=row.found_at,
+        decided_at=row.decided_at,
+        decided_by=row.decided_by,
+        note=row.note,
+    )
+
+
+def _check_status(status: str) -> None:
+    if status not in (*STATUSES, "all"):
+        raise Invalid("unknown status", [FieldError("status", ", ".join((*STATUSES, "all")))])
+
+
+def list_candidates(
+    *, session: Session, workspace_id: str, status: str = PENDING, limit: int = 50, offset: int = 0
+) -> tuple[int, list[Candidate]]:
+    """Candidate pairs of a status (``all``: any), the most probable first; and how many."""
+    _check_status(status)
+    if not 1 <= limit <= MAX_PAGE:
+        raise Invalid("limit out of range", [FieldError("limit", f"1 to {MAX_PAGE}")])
+    where = [MatchCandidateRow.workspace_id == workspace_id]
+    if status != "all":
+        where.append(MatchCandidateRow.status == status)
+    total = int(
+        session.scalar(select(func.count()).select_from(MatchCandidateRow).where(*where)) or 0
+    )
+    rows = session.scalars(
+        select(MatchCandidateRow)
+        .where(*where)
+        .order_by(MatchCandidateRow.probability.desc(), MatchCandidateRow.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return total, [_candidate(r) for r in rows]
+
+
+def _row(session: Session, workspace_id: str, candidate_id: str) -> MatchCandidateRow:
+    row = session.get(MatchCandidateRow, candidate_id)
+    if row is None or row.workspace_id != workspace_id:
+        raise NotFound(f"no candidate pair {candidate_id!r} in this workspace")
+    return row
+
+
+def get_candidate(*, session: Session, workspace_id: str, candidate_id: str) -> Candidate:
+    """One candidate pair (NotFound in another workspace)."""
+    return _candidate(_row(session, workspace_id, candidate_id))
+
+
+def _pending(row: MatchCandidateRow) -> None:
+    if row.status != PENDING:
+        raise Conflict(f"this pair was already decided ({row.status})")
+
+
+def approve(
+    *, session: Session, workspace_id: str, candidate_id: str, actor: str, cap: CapFn
+) -> Candidate:
+    """A reviewer says the pair is one person: merge them (an explicit merge, so it may join
+    profiles an unmerge separated) and record the decision, who and when. Conflict when the
+    pair was decided already or the identifier caps refuse the merge."""
+    lock_workspace(session, workspace_id)
+    row = _row(session, workspace_id, candidate_id)
+    _pending(row)
+    try:
+        outcome, detail = _merge(
+            session,
+            workspace_id,
+            row.profile_a,
+            row.profile_b,
+            reason=f"match approved in review (candidate {row.id})",
+            actor=actor,
+            cap=cap,
+            clear_blocks=True,
+        )
+    except NotFound as exc:  # a side was erased since
+        raise Conflict("a profile of this pair no longer exists") from exc
+    if outcome == "refused":
+        raise Conflict(f"merge refused: {detail}")
+    row.status = APPROVED
+    row.decided_at, row.decided_by = utcnow(), actor[:200]
+    row.note = f"merge:{detail}" if detail else "already one profile"
+    session.flush()
+    return _candidate(row)
+
+
+def reject(
+    *, session: Session, workspace_id: str, candidate_id: str, actor: str, note: str | None = None
+) -> Candidate:
+    """A reviewer says the pair are two people: recorded, and never proposed again."""
+    row = _row(session, workspace_id, candidate_id)
+    _pending(row)
+    row.status = REJECTED
+    row.decided_at, row.decided_by = utcnow(), actor[:200]
+    row.note = note[:500] if note else None
+    session.flush()
+    return _candidate(row)
+
+
+def pending_counts(*, session: Session, workspace_id: str) -> dict[str, int]:
+    """Pending candidate pairs per profile id (either side): likely duplicates for audits."""
+    out: dict[str, int] = {}
+    rows = session.execute(
+        select(MatchCandidateRow.profile_a, MatchCandidateRow.profile_b).where(
+            MatchCandidateRow.workspace_id == workspace_id, MatchCandidateRow.status == PENDING
+        )
+    )
+    for a, b in rows:
+        out[a] = out.get(a, 0) + 1
+        out[b] = out.get(b, 0) + 1
+    return out
+
+
+# --- what a reviewer sees ---------------------------------------------------------------------
+
+
+def summaries(
+    *, session: Session, workspace_id: str, profile_ids: Iterable[str]
+) -> dict[str, dict[str, Any]]:
+    """For each profile id: the unified profile it is now, its last sighting and the traits a
+    reviewer compares (name, email, phone, birthday, address), opened. Ids with no profile
+    (erased) are left out."""
+    wanted = set(profile_ids)
+    canon = canonical_map_many(session=session, workspace_id=workspace_id, profile_ids=wanted)
+    unified = sorted(set(canon.values()))
+    traits = current_traits_many(
+        session=session, workspace_id=workspace_id, canonical_ids=unified, keys=dr.TRAIT_KEYS
+    )
+    seen: dict[str, datetime] = {}
+    for start in range(0, len(unified), 500):
+        rows = session.execute(
+            select(ProfileRow.id, ProfileRow.last_seen).where(
+                ProfileRow.workspace_id == workspace_id,
+                ProfileRow.id.in_(unified[start : start + 500]),
+            )
+        )
+        seen.update((pid, last) for pid, last in rows)
+    return {
+        pid: {
+            "id": canonical,
+            "requested_id": pid,
+            "last_seen": seen.get(canonical),
+            **dr.display_summary(traits.get(canonical, {})),
+        }
+        for pid, canonical in canon.items()
+    }
