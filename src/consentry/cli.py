@@ -240,6 +240,7 @@ def demo(
             fresh = _ensure_demo_workspace(session)
         if fresh:
             _seed_demo(db, settings, ShopSpec(customers=customers, months=months, seed=seed))
+            _derive_demo(db, settings)
         else:
             err_console.print(f"[dim]{DEMO_WORKSPACE} already seeded; reusing it[/]")
         with db.write() as session:
@@ -319,6 +320,52 @@ def _seed_demo(db: Database, settings: Settings, spec: ShopSpec) -> None:
         f"seeded {stored:,} events: {profiles:,} unified profiles, {counts['orders']:,} orders, "
         f"{counts['products']:,} products, {counts['carts']:,} carts"
     )
+
+
+def _derive_demo(db: Database, settings: Settings) -> None:
+    """What the server's schedules would compute, done now so every page has something to
+    show: analytics scores and cohorts, a de-duplication run (likely duplicates merged or
+    queued for review), a data-quality audit and the recommendation model."""
+    from consentry.analytics import service as analytics_service
+    from consentry.profiles import dedupe_service
+    from consentry.quality import service as quality_service
+    from consentry.recommend import service as recommend_service
+
+    steps = (
+        ("analytics", lambda: analytics_service.run(db, DEMO_WORKSPACE, settings.analytics)),
+        (
+            "duplicates",
+            lambda: dedupe_service.run(
+                db,
+                DEMO_WORKSPACE,
+                settings.dedupe,
+                cap=settings.identity.cap,
+                default_region=settings.default_phone_region,
+            ),
+        ),
+        (
+            "data quality",
+            lambda: quality_service.run(
+                db,
+                DEMO_WORKSPACE,
+                settings.quality,
+                default_country=settings.default_phone_region,
+                actor="demo",
+            ),
+        ),
+        (
+            "recommendations",
+            lambda: recommend_service.train(db, DEMO_WORKSPACE, settings.recommend),
+        ),
+    )
+    for name, step in steps:
+        with err_console.status(f"computing {name}"):
+            try:
+                step()
+            except ConsentryError as exc:  # e.g. too little history: the page says so
+                err_console.print(f"[yellow]{name}: {exc.message}[/]")
+            else:
+                err_console.print(f"computed {name}")
 
 
 def _print_demo_access(host: str, port: int, write_key: str, token: str) -> None:

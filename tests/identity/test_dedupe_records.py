@@ -222,3 +222,25 @@ def test_key_columns_build_a_batch_of_all_or_some() -> None:
     assert len(columns) == 2 and len(columns.batch()) == 2
     some = columns.batch([1])
     assert some.ids.tolist() == ["b"] and some.columns["given_name"].values.tolist() == ["grace"]
+
+
+def _explained(**levels: str) -> dict[str, object]:
+    fields = [
+        "given_name", "surname", "email_local", "email_domain", "phone", "birth_date",
+        "street_number", "street", "postcode", "city",
+    ]  # fmt: skip
+    return {"fields": [{"field": f, "level": levels.get(f, "else"), "weight": 0.0} for f in fields]}
+
+
+def test_an_address_alone_never_names_the_person() -> None:
+    assert not dr.mentions_the_person(_explained(street="exact", postcode="exact", city="exact"))
+    assert dr.mentions_the_person(_explained(street="exact", surname="exact"))
+    household = _explained(street_number="exact", street="exact", postcode="exact", surname="exact")
+    assert not dr.names_the_person(household)
+    assert not dr.names_the_person(_explained(birth_date="exact", city="exact"))
+    assert not dr.names_the_person(_explained(email_domain="exact", given_name="exact"))
+    assert not dr.names_the_person(_explained(phone="null", email_local="null"))
+    assert dr.names_the_person(_explained(phone="exact"))
+    assert dr.names_the_person(_explained(email_local="damerau-levenshtein <= 1"))
+    assert dr.names_the_person(_explained(given_name="jaro-winkler >= 0.92", surname="exact"))
+    assert dr.names_the_person(_explained(birth_date="exact", surname="exact"))

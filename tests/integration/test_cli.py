@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
+from consentry.analytics import service as analytics
 from consentry.cli import app
 from consentry.platform import tenancy
 from consentry.platform.db import Database
+from consentry.profiles import dedupe_service
 from consentry.profiles import service as profiles
+from consentry.quality import service as quality_service
+from consentry.recommend import service as recommend_service
 
 runner = CliRunner()
 
@@ -74,6 +78,17 @@ def test_demo_seeds_a_small_shop_once(database_url: str, db: Database) -> None:
     with db.read() as session:
         count = profiles.count_profiles(session=session, workspace_id="demo-shop")
     assert count >= 60
+    # every page has something to show at once: the schedules' work was done by the seed
+    with db.read() as session:
+        run = analytics.latest_run(session=session, workspace_id="demo-shop")
+        deduped = dedupe_service.latest_run(session=session, workspace_id="demo-shop")
+        audit = quality_service.latest(session=session, workspace_id="demo-shop")
+        models = recommend_service.models(session=session, workspace_id="demo-shop")
+    assert run is not None and run["customers"] > 0 and run["cohorts"]
+    assert deduped is not None and deduped["profiles"] == count
+    assert audit is not None and audit.profiles == count and audit.actor == "demo"
+    assert [m["active"] for m in models] == [True]
+    assert all(f"computed {step}" in first.output for step in ("analytics", "recommendations"))
     second = runner.invoke(app, args)  # reuses the seeded shop, issues fresh keys
     assert second.exit_code == 0 and "already seeded" in second.output
     with db.read() as session:

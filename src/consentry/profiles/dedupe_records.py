@@ -433,6 +433,35 @@ def model_from_document(document: Mapping[str, Any], records: RecordBatch) -> Li
 # --- explanations -----------------------------------------------------------------------------
 
 
+NO_AGREEMENT = frozenset({"else", "null"})
+PERSONAL = frozenset({rf.GIVEN_NAME, rf.SURNAME, rf.EMAIL_LOCAL, rf.PHONE, rf.BIRTH_DATE})
+
+
+def _agreeing(explanation: Mapping[str, Any]) -> set[str]:
+    return {f["field"] for f in explanation.get("fields", ()) if f.get("level") not in NO_AGREEMENT}
+
+
+def mentions_the_person(explanation: Mapping[str, Any]) -> bool:
+    """Whether a pair agrees on at least one personal field (a name, the email's local part,
+    the phone, the birth date): without one, it is two people at one place, not a candidate."""
+    return bool(_agreeing(explanation) & PERSONAL)
+
+
+def names_the_person(explanation: Mapping[str, Any]) -> bool:
+    """Whether a pair agrees on enough to merge it without a person looking: the phone, the
+    email's local part, both names (either order), or the birth date with one of the names.
+    A shared address with a surname (family, flatmates) is never enough, whatever weight the
+    trained model gives it: on data with few duplicates EM can learn "same household" as its
+    match class. Such pairs go to review."""
+    agree = _agreeing(explanation)
+    names = {rf.GIVEN_NAME, rf.SURNAME}
+    return bool(
+        agree & {rf.PHONE, rf.EMAIL_LOCAL}
+        or names <= agree
+        or (rf.BIRTH_DATE in agree and agree & names)
+    )
+
+
 def explanations(
     scorer: Scorer, left: npt.NDArray[np.int32], right: npt.NDArray[np.int32]
 ) -> list[dict[str, Any]]:

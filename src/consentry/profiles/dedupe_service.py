@@ -31,7 +31,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -357,6 +357,7 @@ def run(
         assert changed is not None and previous is not None
         report.model = dict(previous[3])
         pairs = _incremental_pairs(keys, changed, previous[3], match_settings, report)
+    pairs = _with_evidence(pairs, report)
     report.kept_pairs = len(pairs)
     report.seconds["match"] = time.perf_counter() - clock
     if progress:
@@ -507,6 +508,22 @@ def _incremental_pairs(
     ]
     pairs.sort(key=lambda p: -p.weight)
     return pairs
+
+
+def _with_evidence(pairs: list[ScoredPair], report: RunReport) -> list[ScoredPair]:
+    """The pairs worth a decision: a pair that agrees on nothing personal (only a place) is
+    dropped; one that does not name the person (``dedupe_records.names_the_person``) goes to
+    review even above the auto-merge threshold."""
+    kept = []
+    for pair in pairs:
+        if not dr.mentions_the_person(pair.explanation):
+            report.skip("no personal evidence")
+        elif pair.merge and not dr.names_the_person(pair.explanation):
+            report.skip("merge held for review: too little personal evidence")
+            kept.append(replace(pair, merge=False))
+        else:
+            kept.append(pair)
+    return kept
 
 
 # --- deciding each pair -----------------------------------------------------------------------
