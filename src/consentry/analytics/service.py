@@ -297,55 +297,40 @@ def _parameters(model: Any, names: tuple[str, ...], unit: str) -> dict[str, Any]
     }
 
 
-SCORE_COLUMNS = (
-    "workspace_id",
-    "profile_id",
-    "orders",
-    "total_cents",
-    "first_order_at",
-    "last_order_at",
-    "recency_days",
-    "r",
-    "f",
-    "m",
-    "rfm_segment",
-    "p_alive",
-    "expected_orders_90d",
-    "clv_cents",
-    "churn_risk",
-    "churn_reason",
-    "run_id",
-    "computed_at",
-)
-
-
-def _rows(
+def _score_table(
     dialect: str, workspace_id: str, report: RunReport, scores: Scores, computed_at: datetime
-) -> Iterator[tuple[object, ...]]:
-    """The scores as ``SCORE_COLUMNS`` tuples, ready for the store (converted column-wise)."""
+) -> pa.Table:
+    """The scores as the ``customer_scores`` columns, ready for the store (built column-wise)."""
     c = scores.columns
     n = len(scores.customers)
-    clv_cents = [None if v != v else round(v * 100) for v in c["clv"].tolist()]
-    return zip(
-        [workspace_id] * n,
-        scores.customers.tolist(),
-        c["orders"].tolist(),
-        c["total_cents"].tolist(),
-        columnar.timestamp_texts(dialect, c["first_day"]),
-        columnar.timestamp_texts(dialect, c["last_day"]),
-        c["recency_days"].tolist(),
-        c["r"].tolist(),
-        c["f"].tolist(),
-        c["m"].tolist(),
-        c["rfm_segment"].tolist(),
-        columnar.as_float_or_none(c["p_alive"]),
-        columnar.as_float_or_none(c["expected_orders_90d"]),
-        clv_cents,
-        columnar.as_float_or_none(c["churn_risk"]),
-        scores.reasons,
-        [report.run_id] * n,
-        [columnar.moment_text(dialect, computed_at)] * n,
-        strict=True,
+
+    def nullable(values: npt.NDArray[np.float64]) -> pa.Array:
+        return pa.array(values, pa.float64(), mask=np.isnan(values))
+
+    clv_cents = np.round(c["clv"] * 100)
+    return pa.table(
+        {
+            "workspace_id": pa.array([workspace_id] * n, pa.string()),
+            "profile_id": pa.array(scores.customers, pa.string()),
+            "orders": pa.array(c["orders"], pa.int64()),
+            "total_cents": pa.array(c["total_cents"], pa.int64()),
+            "first_order_at": columnar.day_timestamps(dialect, c["first_day"]),
+            "last_order_at": columnar.day_timestamps(dialect, c["last_day"]),
+            "recency_days": pa.array(c["recency_days"], pa.int64()),
+            "r": pa.array(c["r"], pa.int64()),
+            "f": pa.array(c["f"], pa.int64()),
+            "m": pa.array(c["m"], pa.int64()),
+            "rfm_segment": pa.array(c["rfm_segment"], pa.string()),
+            "p_alive": nullable(c["p_alive"]),
+            "expected_orders_90d": nullable(c["expected_orders_90d"]),
+            "clv_cents": pa.array(
+                np.nan_to_num(clv_cents).astype(np.int64), pa.int64(), mask=np.isnan(clv_cents)
+            ),
+            "churn_risk": nullable(c["churn_risk"]),
+            "churn_reason": pa.array(scores.reasons, pa.string()),
+            "run_id": pa.array([report.run_id] * n, pa.string()),
+            "computed_at": pa.array([columnar.moment_text(dialect, computed_at)] * n, pa.string()),
+        }
     )
 
 
@@ -355,8 +340,7 @@ def _store(
     """Replace the workspace's scores by this run's, in bulk (COPY on PostgreSQL)."""
     session.execute(delete(CustomerScoreRow).where(CustomerScoreRow.workspace_id == workspace_id))
     dialect = session.get_bind().dialect.name
-    rows = _rows(dialect, workspace_id, report, scores, as_of)
-    columnar.copy_rows(session, SCORES, SCORE_COLUMNS, rows)
+    columnar.copy_table(session, SCORES, _score_table(dialect, workspace_id, report, scores, as_of))
 
 
 def latest_run(*, session: Session, workspace_id: str) -> dict[str, Any] | None:

@@ -8,9 +8,10 @@ no type processing). Values are bound as parameters by the driver, never pasted 
 Timestamps and decimals should be computed by the store (``platform.db.epoch_seconds``, integer
 cents) so the columns are plain integers and text.
 
-Writes: :func:`copy_rows` appends rows inside the caller's transaction with the driver's bulk
-path: ``COPY ... FROM STDIN`` on PostgreSQL, ``executemany`` on the raw ``sqlite3`` cursor.
-Values must be ready for the store: timestamps as :func:`timestamp_texts` writes them.
+Writes: :func:`copy_table` appends an Arrow table inside the caller's transaction with the
+driver's bulk path: CSV written by Arrow into ``COPY ... FROM STDIN`` on PostgreSQL,
+``executemany`` on the raw ``sqlite3`` cursor. Values must be ready for the store: timestamps
+as :func:`day_timestamps` writes them.
 
 (Apache Arrow's ADBC SQLite driver was measured and refused: it links a second copy of SQLite
 into the process, and two copies of SQLite in one process can release each other's file locks.)
@@ -20,14 +21,13 @@ from __future__ import annotations
 
 import io
 import sqlite3
-from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
-import numpy as np
 import numpy.typing as npt
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 from sqlalchemy import Select, Table
 from sqlalchemy.orm import Session
@@ -98,49 +98,52 @@ def _fetch(
     )
 
 
-_SQLITE_TIME = " 00:00:00.000000"  # platform.db writes SQLite timestamps as naive UTC text
+_SQLITE_FORMAT = "%Y-%m-%d %H:%M:%S.000000"  # platform.db: SQLite timestamps as naive UTC text
+_POSTGRESQL_FORMAT = "%Y-%m-%d %H:%M:%S+00"
 
 
-def timestamp_texts(db_dialect: str, days: npt.NDArray[Any]) -> list[str]:
-    """Midnight UTC of each day number (days since 1970-01-01) as the store reads a timestamp:
-    SQLite's naive UTC text (``platform.db``), PostgreSQL's text with its zone."""
-    dates = days.astype("datetime64[D]").astype(str)
-    suffix = _SQLITE_TIME if db_dialect == "sqlite" else " 00:00:00+00"
-    return [d + suffix for d in dates.tolist()]
+def day_timestamps(db_dialect: str, days: npt.NDArray[Any]) -> pa.Array:
+    """Midnight UTC of each day number (days since 1970-01-01) as text the store reads as a
+    timestamp: SQLite's naive UTC text (``platform.db``), PostgreSQL's text with its zone."""
+    stamps = pa.array(days.astype("datetime64[D]").astype("datetime64[s]"), pa.timestamp("s"))
+    return pc.strftime(stamps, format=_timestamp_format(db_dialect))
 
 
 def moment_text(db_dialect: str, moment: datetime) -> str:
-    """One timestamp as the store reads it (see :func:`timestamp_texts`)."""
+    """One timestamp as the store reads it (see :func:`day_timestamps`)."""
     utc = moment.astimezone(UTC)
     if db_dialect == "sqlite":
         return utc.strftime("%Y-%m-%d %H:%M:%S.%f")
     return utc.isoformat()
 
 
-def copy_rows(
-    session: Session, table: Table, columns: Sequence[str], rows: Iterable[Sequence[object]]
-) -> None:
-    """Append ``rows`` (values in ``columns`` order, ready for the store) to ``table`` inside
-    the session's transaction."""
+def _timestamp_format(db_dialect: str) -> str:
+    return _SQLITE_FORMAT if db_dialect == "sqlite" else _POSTGRESQL_FORMAT
+
+
+def copy_table(session: Session, table: Table, data: pa.Table) -> None:
+    """Append the rows of ``data`` (columns named as ``table``'s, values ready for the store:
+    text timestamps from :func:`day_timestamps`, nulls as nulls) to ``table`` inside the
+    session's transaction. PostgreSQL takes them as CSV written by Arrow (``COPY ... FROM
+    STDIN``); SQLite by ``executemany``."""
     connection = session.connection()
     raw = connection.connection.dbapi_connection
     if raw is None:
         raise RuntimeError("the session's connection is closed")
-    names = ", ".join(columns)
+    names = ", ".join(data.column_names)
     if connection.dialect.name == "postgresql":
+        buffer = io.BytesIO()
+        pa_csv.write_csv(data, buffer, pa_csv.WriteOptions(include_header=False))
         pg = cast(psycopg.Connection[Any], raw)
-        with pg.cursor() as cursor, cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        statement = f"COPY {table.name} ({names}) FROM STDIN (FORMAT csv)"
+        with pg.cursor() as cursor, cursor.copy(statement) as copy:
+            copy.write(buffer.getbuffer())
         return
-    marks = ", ".join("?" * len(columns))
+    marks = ", ".join("?" * data.num_columns)
     lite = cast(sqlite3.Connection, raw).cursor()
     try:
-        lite.executemany(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
+        for batch in data.to_batches(FETCH_BATCH):
+            rows = zip(*(column.to_pylist() for column in batch.columns), strict=True)
+            lite.executemany(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
     finally:
         lite.close()
-
-
-def as_float_or_none(values: npt.NDArray[np.float64]) -> list[float | None]:
-    """A float column with NaN as None (SQL null)."""
-    return [None if v != v else v for v in values.tolist()]
