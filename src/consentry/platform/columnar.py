@@ -19,6 +19,7 @@ into the process, and two copies of SQLite in one process can release each other
 
 from __future__ import annotations
 
+import gc
 import io
 import sqlite3
 from datetime import UTC, datetime
@@ -83,19 +84,25 @@ def _copy_out(
 def _fetch(
     raw: sqlite3.Connection, sql: str, params: tuple[Any, ...], schema: pa.Schema
 ) -> pa.Table:
-    columns: list[list[Any]] = [[] for _ in schema.names]
+    """Batches of rows, each turned into Arrow columns at once (a few hundred thousand Python
+    objects alive at a time, not tens of millions); the cyclic garbage collector is paused
+    meanwhile, since tuples of plain values never form cycles and it would otherwise scan
+    every one of them again and again."""
+    batches: list[pa.RecordBatch] = []
     cursor = raw.cursor()
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         cursor.execute(sql, params)
         while rows := cursor.fetchmany(FETCH_BATCH):
-            for column, values in zip(columns, zip(*rows, strict=True), strict=True):
-                column.extend(values)
+            columns = zip(*rows, strict=True)
+            arrays = [pa.array(c, f.type) for c, f in zip(columns, schema, strict=True)]
+            batches.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
     finally:
+        if collecting:
+            gc.enable()
         cursor.close()
-    return pa.table(
-        [pa.array(values, field.type) for values, field in zip(columns, schema, strict=True)],
-        schema=schema,
-    )
+    return pa.Table.from_batches(batches, schema=schema)
 
 
 _SQLITE_FORMAT = "%Y-%m-%d %H:%M:%S.000000"  # platform.db: SQLite timestamps as naive UTC text
