@@ -19,13 +19,14 @@ from consentry.config import IdentitySettings, Settings
 from consentry.consent import service as consent
 from consentry.consent.models import OPT_IN_COUNTRIES, country_of
 from consentry.consent.tables import ConsentRecordRow
-from consentry.demo.generator import ShopSpec
+from consentry.demo.generator import ShopSpec, planted_duplicates
 from consentry.demo.seeding import chunks
 from consentry.ingest import service as ingest
 from consentry.migrations import upgrade
 from consentry.platform import tenancy
 from consentry.platform.db import Database, utcnow
 from consentry.profiles import service as profiles
+from consentry.profiles.dedupe_records import fold
 from consentry.stores import close_database, open_database
 from tests.conftest import BACKENDS
 from tests.support.postgres import ThrowawayPostgres
@@ -128,6 +129,41 @@ def test_a_seeded_demo_shop_has_converted_carts_and_consent(
     rate = {key: sum(v) / len(v) for key, v in votes.items()}
     for purpose in ("analytics", EMAIL):
         assert rate[(purpose, "US")] > rate[(purpose, "EU")], rate
+
+
+def test_customers_seen_twice_stay_two_profiles_until_dedupe(
+    fresh_store: tuple[str, Database],
+) -> None:
+    """The planted second appearances share no identifier with their customer: ingestion
+    keeps them apart, each a profile of its own with the traits that give the person away."""
+    _, db = fresh_store
+    _seed(db, "demo")
+    pairs = planted_duplicates(SPEC)
+    assert len(pairs) == 5
+    with db.read() as session:
+        for original, twin in pairs:
+            assert original.user_id is not None
+            first = profiles.search_identifiers(
+                session=session, workspace_id="demo", user_id=original.user_id
+            )
+            second = profiles.search_identifiers(
+                session=session, workspace_id="demo", email=twin.email
+            )
+            assert len(first) == len(second) == 1 and first != second, twin
+            view = profiles.get_profile(session=session, workspace_id="demo", profile_id=second[0])
+            assert not view.merges
+            traits = view.traits
+            assert fold(traits["first_name"]) == fold(twin.first_name)
+            assert fold(traits["last_name"]) == fold(twin.last_name)
+            assert traits["address"]["postal_code"] == original.address["postal_code"]
+            assert traits.get("birthday", original.birthday) == original.birthday
+            if twin.user_id is not None:
+                assert (
+                    profiles.search_identifiers(
+                        session=session, workspace_id="demo", user_id=twin.user_id
+                    )
+                    == second
+                )
 
 
 def test_the_demo_command_seeds_consent_from_events_and_converts_carts(

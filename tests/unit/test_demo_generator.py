@@ -13,7 +13,23 @@ import phonenumbers
 import pytest
 
 from consentry.demo.catalog import CATEGORY_NAMES, MARKETS, build_catalog
-from consentry.demo.generator import JUNK_IDS, ShopSpec, generate_shop, window
+from consentry.demo.generator import (
+    JUNK_IDS,
+    ShopSpec,
+    generate_shop,
+    planted_duplicates,
+    window,
+)
+from consentry.demo.people import SECOND_APPEARANCE_SHARE, Person
+from consentry.profiles.dedupe_records import fold
+from consentry.profiles.models import (
+    ANONYMOUS_ID,
+    USER_ID,
+    Identifier,
+    extract_identifiers,
+    normalize_email,
+    normalize_phone,
+)
 
 Message = dict[str, Any]
 
@@ -266,6 +282,84 @@ def test_a_few_invalid_emails_are_included(small: list[Message]) -> None:
     ]
     invalid = [e for e in emails if e.count("@") != 1 or " " in e.strip() or "." not in e[-5:]]
     assert 0 < len(invalid) < len(emails) * 0.05
+
+
+def _joined_by_identifiers(messages: list[Message]) -> dict[Identifier, Identifier]:
+    """What deterministic resolution could join at most (no caps): each identifier's group,
+    as a representative identifier."""
+    parent: dict[Identifier, Identifier] = {}
+
+    def find(x: Identifier) -> Identifier:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for m in messages:
+        found = extract_identifiers(m)
+        if m["type"] == "alias" and _valid_id(m.get("previousId")):
+            found.append(Identifier(ANONYMOUS_ID, m["previousId"]))
+        for other in found:
+            parent[find(other)] = find(found[0])
+    return {x: find(x) for x in parent}
+
+
+def _person_ids(person: Person) -> set[Identifier]:
+    ids = {Identifier(ANONYMOUS_ID, d.anonymous_id) for d in person.web}
+    if person.user_id:
+        ids.add(Identifier(USER_ID, person.user_id))
+    return ids
+
+
+def test_a_few_customers_come_back_unlinked_but_recognisable(small: list[Message]) -> None:
+    pairs = planted_duplicates(SMALL)
+    assert len(pairs) == round(SMALL.customers * SECOND_APPEARANCE_SHARE) == 11
+    assert [t.email for _, t in pairs] == [t.email for _, t in planted_duplicates(SMALL)]
+    assert {t.twin_kind for _, t in pairs} == {"guest", "store", "account"}
+    other = planted_duplicates(ShopSpec(customers=300, months=6, seed=7))
+    assert [o.index for o, _ in other] != [o.index for o, _ in pairs]
+    for original, twin in pairs:
+        assert original.user_id and original.twin_of is None and twin.twin_of == original.index
+        assert twin.user_id != original.user_id and twin.support_id != original.support_id
+        assert (twin.user_id is not None) == (twin.twin_kind == "account")
+        assert normalize_email(twin.email) != normalize_email(original.email)
+        assert twin.phone is None or normalize_phone(twin.phone) != normalize_phone(original.phone)
+        assert not _person_ids(twin) & _person_ids(original)
+        # the evidence: the name (perhaps misspelled, nicknamed or swapped), birthday, address
+        names = {fold(original.first_name), fold(original.last_name)}
+        again = {fold(twin.first_name), fold(twin.last_name)}
+        assert names & again, (original, twin)  # one of the two is written the same
+        assert twin.birthday == original.birthday and twin.market is original.market
+        assert twin.address["postal_code"] == original.address["postal_code"]
+        assert twin.address["country"] == original.address["country"]
+        assert fold(twin.address["city"]) == fold(original.address["city"])
+    assert any(fold(t.last_name) not in {fold(o.first_name), fold(o.last_name)} for o, t in pairs)
+
+
+def test_second_appearances_are_real_profiles_that_identifiers_do_not_join(
+    small: list[Message],
+) -> None:
+    group = _joined_by_identifiers(small)
+    by_group: dict[Identifier, list[Message]] = defaultdict(list)
+    for m in small:
+        found = extract_identifiers(m)
+        if found:
+            by_group[group[found[0]]].append(m)
+    for original, twin in planted_duplicates(SMALL):
+        assert original.user_id is not None
+        mine = group[Identifier(USER_ID, original.user_id)]
+        theirs = group[Identifier("email", str(normalize_email(twin.email)))]
+        assert mine != theirs, (original, twin)
+        messages = by_group[theirs]
+        assert any(m.get("event") == "Order Completed" for m in messages) or twin.user_id
+        assert len(messages) >= 2
+        told = [m["traits"] for m in messages if m["type"] == "identify" and "traits" in m]
+        assert any({"first_name", "last_name", "address"} <= t.keys() for t in told), twin
+        assert all(t.get("birthday", twin.birthday) == twin.birthday for t in told)
+        if twin.twin_kind == "store":  # the loyalty form, typed in capitals at the till
+            assert any(t.get("last_name") == twin.last_name.upper() for t in told)
+            assert all(_is_store(m) for m in messages)
 
 
 # --------------------------------------------------------------------------- behaviour

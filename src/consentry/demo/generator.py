@@ -8,6 +8,10 @@ randomness comes from ``random.Random`` seeded by the spec: same spec, same outp
 Consent (:mod:`consentry.demo.consent`) rides on the events (the cookie banner's answer, GPC);
 the newsletter and SMS choices the shop's backend sends to the consent API come out of
 :func:`shop_stream` beside the messages, as :class:`ApiConsent` items.
+
+A few customers come back as someone else to the shop's systems (:mod:`consentry.demo.people`):
+a guest checkout, a store purchase with the loyalty form, a second account.
+:func:`planted_duplicates` names them, for tests and for judging de-duplication.
 """
 
 from __future__ import annotations
@@ -56,12 +60,14 @@ from consentry.demo.people import (
     contact_traits,
     device_context,
     fake_ip,
+    guest_traits,
     library,
     login_traits,
     messy_email,
     new_uuid,
     new_web_device,
     signup_traits,
+    store_form_traits,
     ticket_payload,
 )
 
@@ -71,6 +77,7 @@ __all__ = [
     "ApiConsent",
     "ShopSpec",
     "generate_shop",
+    "planted_duplicates",
     "shop_stream",
     "window",
 ]
@@ -86,6 +93,7 @@ Stamped = tuple[int, Item]
 _JUNK_RATE = 0.004
 _SEGMENTS = ("never", "one", "repeat", "loyal", "vip")
 _SEGMENT_WEIGHTS = (0.14, 0.44, 0.28, 0.11, 0.03)
+_SECOND_ACCOUNT_SEGMENTS = (("never", "one", "repeat"), (0.3, 0.55, 0.15))
 _REPEAT_RATE = {"repeat": (0.2, 2), "loyal": (0.6, 4), "vip": (1.8, 10)}  # per month, floor
 _SERVER_IP, _SUPPORT_IP = "203.0.113.10", "203.0.113.25"
 
@@ -120,10 +128,21 @@ def shop_stream(spec: ShopSpec) -> Iterator[Message | ApiConsent]:
     start, end = window(spec)
     cal = Calendar(start, end)
     rng = random.Random(spec.seed)
-    people = build_people(spec.seed, rng, spec.customers, walk_ins=max(1, spec.customers // 20))
+    people = _people(spec, rng)
     picker = ProductPicker(build_catalog())
     sessions = _Planner(cal, rng, picker).plan(people, visitors=spec.customers // 3)
     yield from _in_order(cal, sessions, _Expander(spec.seed, picker, cal.end_ms))
+
+
+def _people(spec: ShopSpec, rng: random.Random) -> list[Person]:
+    return build_people(spec.seed, rng, spec.customers, walk_ins=max(1, spec.customers // 20))
+
+
+def planted_duplicates(spec: ShopSpec) -> list[tuple[Person, Person]]:
+    """The customers the shop of ``spec`` sees twice without an identifier in common: pairs of
+    (the customer, their second appearance), as :func:`shop_stream` generates them."""
+    people = _people(spec, random.Random(spec.seed))
+    return [(people[p.twin_of], p) for p in people if p.twin_of is not None]
 
 
 def _in_order(cal: Calendar, sessions: list[_Session], expander: _Expander) -> Iterator[Item]:
@@ -157,7 +176,7 @@ class _Session:
     depth: int = 0  # 0 browse, 1 cart abandoned, 2 checkout abandoned, 3 purchase
     order: Order | None = None
     known: bool = False  # the device already sends the userId when the session starts
-    identify: str = ""  # "", "signup" or "login"
+    identify: str = ""  # "", "signup", "login" or "guest" (checkout without an account)
     join: bool = False
     taste: tuple[str, ...] = ()
 
@@ -181,11 +200,17 @@ class _Planner:
         self.ids: set[str] = set()
 
     def plan(self, people: list[Person], visitors: int) -> list[_Session]:
+        twice = {p.twin_of for p in people if p.twin_of is not None}
+        joined: dict[int, int] = {}  # registered customer -> when they joined
         for person in people:
-            if person.user_id is None:
+            if person.twin_of is not None:  # after its original, in build_people's order
+                self._second_appearance(person, joined[person.twin_of])
+            elif person.user_id is None:
                 self._walk_in(person)
             else:
-                self._customer(self._shopper(person))
+                shopper = self._shopper(person, fresh=person.index in twice)
+                joined[person.index] = shopper.join
+                self._customer(shopper)
         for _ in range(visitors):
             self._visitor()
         return self.sessions
@@ -193,17 +218,23 @@ class _Planner:
     def _sample(self, market: Market, lo: int, hi: int, kind: str = "online") -> int:
         return self.cal.sample(self.rng, lo, hi, market.utc_offset_hours, kind)
 
-    def _shopper(self, person: Person) -> _Shopper:
+    def _shopper(self, person: Person, fresh: bool = False, after: int | None = None) -> _Shopper:
+        """A registered customer's plan. ``fresh``: registers within the window (a customer
+        seen twice: their traits are in the data); ``after``: registers after then (a second
+        account) and shops little."""
         rng, cal = self.rng, self.cal
-        preexisting = rng.random() < 0.35
+        preexisting = rng.random() < 0.35 and not fresh and after is None
         join = cal.start_ms
         if not preexisting:
-            join = self._sample(person.market, cal.start_ms, cal.last_ms, "acquire")
+            lo = cal.start_ms if after is None else after + DAY_MS
+            join = self._sample(person.market, lo, cal.last_ms, "acquire")
         stop = cal.last_ms
         if rng.random() < 0.3:  # churns
             stop = join + int(rng.random() * (stop - join))
         taste = tuple(rng.sample(CATEGORY_NAMES, rng.randint(1, 3)))
         segment = rng.choices(_SEGMENTS, _SEGMENT_WEIGHTS)[0]
+        if after is not None:
+            segment = rng.choices(*_SECOND_ACCOUNT_SEGMENTS)[0]
         share = rng.choice((0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.2, 0.3, 0.6))
         return _Shopper(
             person, preexisting, join, stop, segment, taste, self.picker.staples(rng, taste), share
@@ -350,6 +381,35 @@ class _Planner:
             self.sessions.append(session)
             self._aftercare(person, [session])
 
+    def _second_appearance(self, person: Person, after: int) -> None:
+        """A customer once more, some time after they joined: a second account shops like a
+        customer; a guest browses a little and checks out on the web; a store shopper buys
+        in a store."""
+        if person.twin_kind == "account":
+            self._customer(self._shopper(person, after=after))
+            return
+        rng, market, store = self.rng, person.market, person.twin_kind == "store"
+        ts = self._sample(market, after + DAY_MS, self.cal.last_ms, "store" if store else "online")
+        taste = tuple(rng.sample(CATEGORY_NAMES, rng.randint(1, 2)))
+        lines = self.picker.lines(rng, taste, ())
+        coupon = coupon_for(rng, ts, False, False)
+        order = open_order(rng, self.ids, market, "store" if store else "web", lines, coupon)
+        if store:
+            session = _Session(ts, "store", market, person, depth=3, order=order)
+        else:
+            device = person.web[0]
+            session = _Session(ts, "web", market, person, device, 3, order, identify="guest")
+            session.taste = taste
+            for _ in range(poisson(rng, 0.8)):  # looked around first
+                early = ts - rng.randint(HOUR_MS, 14 * DAY_MS)
+                if early > self.cal.start_ms:
+                    depth = rng.choices((0, 1), (0.75, 0.25))[0]
+                    browse = _Session(early, "web", market, person, device, depth)
+                    browse.taste = taste
+                    self.sessions.append(browse)
+        self.sessions.append(session)
+        self._aftercare(person, [session])
+
     def _visitor(self) -> None:
         rng = self.rng
         market = rng.choices(MARKETS, [m.share for m in MARKETS])[0]
@@ -463,7 +523,7 @@ class _Expander:
         if session.kind == "support":
             return self._support(session)
         assert session.order is not None and session.person is not None
-        return [self._server_side(session, session.order, session.person)]
+        return self._server_side(session, session.order, session.person)
 
     # ------------------------------------------------------------------ web and app sessions
 
@@ -489,6 +549,8 @@ class _Expander:
         if session.order is not None:
             if session.identify == "signup":
                 self._signup(tape)
+            elif session.identify == "guest":
+                self._guest(tape)
             self._complete(tape, session.order)
         return tape.out
 
@@ -586,6 +648,12 @@ class _Expander:
             phone = "phone" in traits
             tape.out += self.consent.signup(person, tape.s.market, tape.ts, phone, how)
 
+    def _guest(self, tape: _Tape) -> None:
+        """A checkout without an account: the form's traits on an anonymous identify."""
+        person = tape.s.person
+        assert person is not None
+        tape.emit("identify", {"traits": guest_traits(self.rng, person)})
+
     def _login(self, tape: _Tape) -> None:
         person = tape.s.person
         assert person is not None and person.user_id is not None
@@ -615,15 +683,27 @@ class _Expander:
         ticket.update(event="Ticket Created", properties=props)
         return [(session.ts, identify), (ticket_ts, ticket)]
 
-    def _server_side(self, session: _Session, order: Order, person: Person) -> Stamped:
-        """Store purchases (POS) and back-office refunds and cancellations."""
+    def _server_side(self, session: _Session, order: Order, person: Person) -> list[Stamped]:
+        """Store purchases (POS) and back-office refunds and cancellations. A store shopper who
+        fills in the loyalty form is identified by the till just before the purchase."""
+        out: list[Stamped] = []
+        ts = session.ts
         if order.store is None and person.user_id:
             ids = {"userId": person.user_id}
-            message = self._server("track", session.ts, ids, "server", _SERVER_IP)
-        else:
-            assert order.store is not None
+            message = self._server("track", ts, ids, "server", _SERVER_IP)
+        elif order.store is None:  # a guest's order: the back office knows its checkout browser
+            ids = {"anonymousId": person.web[0].anonymous_id}
+            message = self._server("track", ts, ids, "server", _SERVER_IP)
+        elif session.kind == "store" and person.twin_kind == "store":
             ids = {"anonymousId": order.pos_id}
-            message = self._server("track", session.ts, ids, "pos", order.store.ip)
+            form = self._server("identify", ts, ids, "pos", order.store.ip)
+            form["traits"] = store_form_traits(self.rng, person)
+            out.append((ts, form))
+            ts += self.rng.randint(20_000, 120_000)
+            message = self._server("track", ts, ids, "pos", order.store.ip)
+        else:
+            ids = {"anonymousId": order.pos_id}
+            message = self._server("track", ts, ids, "pos", order.store.ip)
             if order.contact != "none":
                 message["context"]["traits"] = contact_traits(self.rng, person, order.contact)
         if session.kind == "refund":
@@ -632,4 +712,5 @@ class _Expander:
             message.update(event="Order Cancelled", properties=order_payload(order))
         else:
             message.update(event="Order Completed", properties=order_payload(order))
-        return session.ts, message
+        out.append((ts, message))
+        return out

@@ -3,11 +3,19 @@
 Faker is only used here, once per person, so generating events stays fast.  Phone numbers
 come from ranges reserved for fiction (US 555-01xx, Ofcom drama numbers, ARCEP fiction
 numbers, German film/TV ranges); every spelling parses to the same valid number.
+
+A few registered customers (:data:`SECOND_APPEARANCE_SHARE`) show up a second time as someone
+deterministic identity resolution cannot join to them: a guest checkout, a store purchase with
+the loyalty form filled in by a clerk, or a second account, each with a new email, a new phone
+or none, new devices and ids; but the same person's name (now and then with a typo, a nickname,
+in capitals or with given name and surname swapped), birthday and address. Only probabilistic
+de-duplication can find them.
 """
 
 from __future__ import annotations
 
 import random
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import date
@@ -98,7 +106,13 @@ class Device:
 
 @dataclass(slots=True)
 class Person:
-    """A shopper. ``user_id`` is None for store-only walk-in customers."""
+    """A shopper. ``user_id`` is None for store-only walk-in customers and for guests.
+
+    A second appearance of the customer of index ``twin_of`` has a ``twin_kind``: ``guest``
+    (a guest checkout on the web), ``store`` (a store purchase, loyalty form typed by a clerk)
+    or ``account`` (a second registered account); its names and address are written as that
+    appearance writes them.
+    """
 
     index: int
     user_id: str | None
@@ -113,6 +127,8 @@ class Person:
     support_id: str
     web: list[Device] = field(default_factory=list)
     app: Device | None = None
+    twin_of: int | None = None
+    twin_kind: str = ""
 
 
 def library(source: str) -> dict[str, str]:
@@ -298,6 +314,105 @@ def _attach_devices(rng: random.Random, person: Person) -> None:
         person.app = new_app_device(rng, country)
 
 
+# --------------------------------------------------------------------------- second appearances
+
+#: Share of the registered customers who show up a second time as an unlinked profile.
+SECOND_APPEARANCE_SHARE = 0.035
+_TWIN_KINDS = ("guest", "store", "account")
+_TWIN_WEIGHTS = (0.4, 0.35, 0.25)
+_NICKNAMES = {
+    "Alexander": "Alex", "Alexandra": "Alex", "Alexandre": "Alex", "Andrew": "Andy",
+    "Anthony": "Tony", "Benjamin": "Ben", "Catherine": "Cathy", "Christian": "Chris",
+    "Christina": "Tina", "Christine": "Tina", "Christophe": "Chris", "Christopher": "Chris",
+    "Daniel": "Dan", "Daniela": "Dani", "David": "Dave", "Deborah": "Debbie", "Donald": "Don",
+    "Edward": "Ed", "Elizabeth": "Liz", "Frederic": "Fred", "Frédéric": "Fred",
+    "Gregory": "Greg", "James": "Jim", "Jennifer": "Jenny", "Jessica": "Jess",
+    "Johannes": "Hannes", "Jonathan": "Jon", "Joseph": "Joe", "Joshua": "Josh",
+    "Katharina": "Kathi", "Katherine": "Kate", "Kenneth": "Ken", "Margaret": "Maggie",
+    "Matthew": "Matt", "Maximilian": "Max", "Michael": "Mike", "Nicholas": "Nick",
+    "Nicolas": "Nico", "Patricia": "Pat", "Rebecca": "Becky", "Richard": "Rick",
+    "Robert": "Bob", "Samantha": "Sam", "Samuel": "Sam", "Stephanie": "Steph",
+    "Stephen": "Steve", "Steven": "Steve", "Susan": "Sue", "Theodor": "Theo",
+    "Thomas": "Tom", "Timothy": "Tim", "Victoria": "Vicky", "William": "Bill",
+}  # fmt: skip
+_TRANSLITERATION = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "Ä": "Ae", "Ö": "Oe",
+                                  "Ü": "Ue", "ß": "ss"})  # fmt: skip
+# How else a street gets written: abbreviations, and a flat on one line.
+_STREET_SPELLINGS = (
+    (re.compile(r"\bApt\. "), "#"),
+    (re.compile(r"\bSuite\b"), "Ste"),
+    (re.compile(r"\n"), ", "),
+    (re.compile(r"straße\b"), "str."),
+    (re.compile(r"Straße\b"), "Str."),
+    (re.compile(r"\bavenue\b"), "av."),
+    (re.compile(r"\bboulevard\b"), "bd"),
+)
+
+
+def typo(rng: random.Random, word: str) -> str:
+    """``word`` with one slip of the fingers (two letters swapped, one dropped or doubled),
+    never in its first letter; words shorter than four letters stay as they are."""
+    spots = [i for i in range(1, len(word) - 1) if word[i].isalpha() and word[i + 1].isalpha()]
+    if len(word) < 4 or not spots:
+        return word
+    i = rng.choice(spots)
+    slip = rng.randrange(3)
+    if slip == 0:
+        return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
+    if slip == 1:
+        return word[:i] + word[i + 1 :]
+    return word[:i] + word[i] + word[i:]
+
+
+def name_variant(rng: random.Random, first: str, last: str) -> tuple[str, str]:
+    """The name as the person (or a form) writes it another time: mostly the same, sometimes
+    with a typo in the surname, an umlaut spelled out, a nickname, or the two swapped."""
+    roll = rng.random()
+    if roll < 0.3:
+        spelled_out = last.translate(_TRANSLITERATION)
+        if spelled_out != last and rng.random() < 0.6:
+            return first, spelled_out
+        return first, typo(rng, last)
+    if roll < 0.5:
+        return _NICKNAMES.get(first) or typo(rng, first), last
+    if roll < 0.58:
+        return last, first
+    return first, last
+
+
+def address_variant(rng: random.Random, address: dict[str, str]) -> dict[str, str]:
+    """The same address, its street sometimes abbreviated."""
+    out = dict(address)
+    if rng.random() < 0.5:
+        street = out["street"]
+        for pattern, spelling in _STREET_SPELLINGS:
+            street = pattern.sub(spelling, street)
+        out["street"] = street
+    return out
+
+
+def second_email(rng: random.Random, first: str, last: str, birthday: str, taken: set[str]) -> str:
+    """A new address of a person who already has one: other patterns, often with the birth
+    year, never an address given out before."""
+    given, family = ascii_fold(first) or "customer", ascii_fold(last) or "shopper"
+    nick = ascii_fold(_NICKNAMES.get(first, "")) or given[0]
+    year = birthday[:4]
+    patterns = (
+        f"{given}{family}{year[2:]}",
+        f"{given}.{family}.{year}",
+        f"{given[0]}{family}{year[2:]}",
+        f"{family}{given}",
+        f"{nick}.{family}",
+        f"{given}{rng.randint(2, 99)}",
+    )
+    local = rng.choice(patterns)
+    email = f"{local}@{rng.choice(EMAIL_DOMAINS)}"
+    while email in taken:
+        email = f"{local}{rng.randint(100, 9999)}@{rng.choice(EMAIL_DOMAINS)}"
+    taken.add(email)
+    return email
+
+
 class _PersonFactory:
     def __init__(self, seed: int, rng: random.Random, size: int) -> None:
         self.rng = rng
@@ -338,12 +453,53 @@ class _PersonFactory:
             _attach_devices(rng, person)
         return person
 
+    def second_appearance(self, index: int, original: Person) -> Person:
+        """``original`` once more, unlinkable by identifiers: a new email, a new phone or
+        none, new ids and devices; the same birthday and address, the name written again."""
+        rng, market = self.rng, original.market
+        kind = rng.choices(_TWIN_KINDS, _TWIN_WEIGHTS)[0]
+        first, last = name_variant(rng, original.first_name, original.last_name)
+        address = address_variant(rng, original.address)
+        if kind == "store":  # the clerk types in capitals
+            first, last = first.upper(), last.upper()
+            address = {k: v if k == "country" else v.upper() for k, v in address.items()}
+        phone = self.phones.draw(market.country) if rng.random() < 0.25 else None
+        spellings = phone_spellings(phone, market.country) if phone else ()
+        email = second_email(
+            rng, original.first_name, original.last_name, original.birthday, self.emails
+        )
+        person = Person(
+            index=index,
+            user_id=self._user_id() if kind == "account" else None,
+            market=market,
+            first_name=first,
+            last_name=last,
+            email=email,
+            phone=spellings[0] if spellings else None,
+            phone_spellings=spellings,
+            address=address,
+            birthday=original.birthday,
+            support_id=f"zd_{rng.randrange(10**11, 10**12)}",
+            twin_of=original.index,
+            twin_kind=kind,
+        )
+        if kind == "account":
+            _attach_devices(rng, person)
+        elif kind == "guest":
+            person.web.append(new_web_device(rng, market.country, mobile=rng.random() < 0.5))
+        return person
+
 
 def build_people(seed: int, rng: random.Random, customers: int, walk_ins: int) -> list[Person]:
-    """``customers`` registered shoppers followed by ``walk_ins`` store-only shoppers."""
+    """``customers`` registered shoppers, then ``walk_ins`` store-only shoppers, then the
+    second appearances of :data:`SECOND_APPEARANCE_SHARE` of the registered shoppers (in the
+    order of their originals)."""
     factory = _PersonFactory(seed, rng, size=min(300, 20 + (customers + walk_ins) // 4))
     people = [factory.make(i, registered=True) for i in range(customers)]
     people += [factory.make(customers + i, registered=False) for i in range(walk_ins)]
+    twice = sorted(rng.sample(range(customers), round(customers * SECOND_APPEARANCE_SHARE)))
+    index = customers + walk_ins
+    people += [factory.second_appearance(index + k, people[i]) for k, i in enumerate(twice)]
     return people
 
 
@@ -363,6 +519,39 @@ def signup_traits(rng: random.Random, person: Person) -> dict[str, Any]:
         # E.164, international or national, as typed
         traits["phone"] = rng.choices(person.phone_spellings[:3], (0.4, 0.25, 0.35))[0]
     if rng.random() < 0.75:
+        traits["birthday"] = person.birthday
+    return traits
+
+
+def guest_traits(rng: random.Random, person: Person) -> dict[str, Any]:
+    """The guest checkout form: contact, name and delivery address; the birthday field (for
+    a birthday voucher) is optional."""
+    traits: dict[str, Any] = {
+        "email": person.email,
+        "first_name": person.first_name,
+        "last_name": person.last_name,
+        "address": dict(person.address),
+    }
+    if person.phone_spellings:
+        traits["phone"] = rng.choice(person.phone_spellings[:3])
+    if rng.random() < 0.6:
+        traits["birthday"] = person.birthday
+    return traits
+
+
+def store_form_traits(rng: random.Random, person: Person) -> dict[str, Any]:
+    """The store's loyalty form, typed in by the clerk at the till."""
+    email = person.email if rng.random() < 0.6 else messy_email(rng, person.email)
+    traits: dict[str, Any] = {
+        "first_name": person.first_name,
+        "last_name": person.last_name,
+        "email": email,
+        "address": dict(person.address),
+    }
+    if person.phone_spellings:
+        usable = [p for p in person.phone_spellings if p.startswith(("+", "00"))]
+        traits["phone"] = rng.choice(usable)
+    if rng.random() < 0.9:
         traits["birthday"] = person.birthday
     return traits
 
