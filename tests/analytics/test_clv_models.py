@@ -423,3 +423,22 @@ def test_malformed_summaries_are_value_errors() -> None:
         fit_bgnbd([np.nan], [0.0], [1.0])
     with pytest.raises(ValueError, match="p_alive"):
         churn_risk([1.2], [0.0], [0.0], [1.0])
+
+
+def test_expected_purchases_of_a_large_shop_equal_the_per_customer_formula() -> None:
+    """Above SHARED_AT customers the costly part is evaluated once per distinct (x, T) in
+    days; the result must be exactly the per-customer evaluation."""
+    rng = np.random.default_rng(5)
+    n = clv_bgnbd.SHARED_AT + 1_000
+    age = rng.integers(0, 1_000, n).astype(np.float64)
+    x = np.minimum(rng.poisson(3, n), 60).astype(np.float64)
+    model = clv_bgnbd.BgNbd(r=0.4, alpha=25.0, a=0.9, b=2.2)
+    horizons = (np.arange(13) * 30.44)[:, None]
+    shared = clv_bgnbd._future(model, horizons, x, age)
+    direct = clv_bgnbd._future_of(model, horizons, x, age)
+    assert shared.shape == (13, n) and np.array_equal(shared, direct)
+    weeks = age / 7  # fractional ages: evaluated per customer
+    assert np.array_equal(
+        clv_bgnbd._future(model, horizons, x, weeks),
+        clv_bgnbd._future_of(model, horizons, x, weeks),
+    )

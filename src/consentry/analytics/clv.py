@@ -26,6 +26,8 @@ from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from consentry.analytics.clv_base import (
     DAYS_PER_UNIT,
@@ -154,19 +156,38 @@ class ChurnRisk:
     def explain(self, i: int) -> str:
         """One line for a person, e.g. "last order 212 days ago, usually every 45 days;
         P(alive) 0.18"."""
-        ago = f"{self.days_since_last[i]:.0f} days ago"
-        alive = f"P(alive) {self.p_alive[i]:.2f}"
-        gap = self.usual_gap_days[i]
-        if self.own_gap[i]:
-            return f"last order {ago}, usually every {gap:.0f} days; {alive}"
-        if np.isnan(gap):
-            return f"only order {ago}, no repeat buyers to compare with; {alive}"
-        return f"only order {ago}, repeat buyers reorder every {gap:.0f} days or so; {alive}"
+        return str(self.explanations(slice(i, i + 1))[0])
 
-    def explanations(self) -> list[str]:
-        """``explain`` for every customer (a Python string each: build them for a page, not
-        for millions at once)."""
-        return [self.explain(i) for i in range(len(self.risk))]
+    def explanations(self, part: slice | None = None) -> pa.Array:
+        """``explain`` for every customer (or a slice of them) as an Arrow string array, built
+        column-wise (a million lines in a fraction of a second). Numbers are rounded half to
+        even, as Python's format does."""
+        where = part if part is not None else slice(None)
+        days = np.round(self.days_since_last[where]).astype(np.int64)
+        gap = self.usual_gap_days[where]
+        known = np.isfinite(gap)
+        gaps = pa.array(np.round(np.where(known, gap, 0)).astype(np.int64)).cast(pa.string())
+        hundredths = np.round(self.p_alive[where] * 100).astype(np.int64)
+        alive = pc.binary_join_element_wise(
+            pa.array(hundredths // 100).cast(pa.string()),
+            pc.utf8_lpad(pa.array(hundredths % 100).cast(pa.string()), 2, "0"),
+            ".",
+        )
+        ago = pa.array(days).cast(pa.string())
+
+        def line(*parts: pa.Array | str) -> pa.Array:
+            return pc.binary_join_element_wise(*parts, "")
+
+        own = line("last order ", ago, " days ago, usually every ", gaps, " days; P(alive) ", alive)
+        others = line(
+            "only order ", ago, " days ago, repeat buyers reorder every ", gaps,
+            " days or so; P(alive) ", alive,
+        )  # fmt: skip
+        alone = line(
+            "only order ", ago, " days ago, no repeat buyers to compare with; P(alive) ", alive
+        )
+        first_only = pc.if_else(pa.array(known), others, alone)
+        return pc.if_else(pa.array(self.own_gap[where]), own, first_only)
 
 
 def churn_risk(

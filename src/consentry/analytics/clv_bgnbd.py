@@ -103,7 +103,29 @@ def _p_alive(params: BgNbd, x: FloatArray, tx: FloatArray, age: FloatArray) -> F
     return np.where(pos, expit(-log_odds_dead), 1.0)
 
 
+SHARED_AT = 20_000  # customers from which _future evaluates each distinct (x, T) once
+
+
 def _future(params: BgNbd, t: FloatArray, x: FloatArray, age: FloatArray) -> FloatArray:
+    """E[purchases in (T, T+t]] for a customer known to be alive at T (see ``_future_of``).
+
+    It depends on the customer through (x, T) only, and a large shop has far fewer distinct
+    pairs than customers (purchase counts by days of age): the hypergeometric function, the
+    costly part, is then evaluated once per distinct pair and spread to the customers."""
+    whole = x.size >= SHARED_AT and bool(np.all(age == np.floor(age)))  # ages in days
+    if whole:
+        span = int(age.max()) + 1
+        keys, index = np.unique(
+            x.astype(np.int64) * span + age.astype(np.int64), return_inverse=True
+        )
+        if keys.size * 2 <= x.size:
+            ux, uage = np.divmod(keys, span)
+            found = _future_of(params, t, ux.astype(np.float64), uage.astype(np.float64))
+            return np.asarray(found[..., index.reshape(-1)], dtype=np.float64)
+    return _future_of(params, t, x, age)
+
+
+def _future_of(params: BgNbd, t: FloatArray, x: FloatArray, age: FloatArray) -> FloatArray:
     """E[purchases in (T, T+t]] for a customer known to be alive at T.
 
     (a+b+x-1)/(a-1) * [1 - ((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, b+x; a+b+x-1; z)] with

@@ -57,7 +57,7 @@ class Scores:
 
     customers: npt.NDArray[np.object_]
     columns: dict[str, npt.NDArray[Any]]
-    reasons: list[str | None]
+    reasons: pa.Array  # strings, null where no model was fitted
 
 
 @dataclass(slots=True)
@@ -204,7 +204,7 @@ def _score(table: pa.Table, settings: AnalyticsSettings, report: RunReport) -> S
         "clv": np.full(n, np.nan),
         "churn_risk": np.full(n, np.nan),
     }
-    reasons: list[str | None] = [None] * n
+    reasons = pa.nulls(n, pa.string())
     customers = table["customer"].to_numpy(zero_copy_only=False)
     try:
         fitted = _models(table, settings, report)
@@ -226,7 +226,7 @@ def _fit_rows(n: int, sample: int) -> slice | npt.NDArray[np.intp]:
 
 def _models(
     table: pa.Table, settings: AnalyticsSettings, report: RunReport
-) -> tuple[dict[str, npt.NDArray[Any]], list[str | None]]:
+) -> tuple[dict[str, npt.NDArray[Any]], pa.Array]:
     """BG/NBD for purchases and P(alive), Gamma-Gamma for spend, CLV and churn risk, in days."""
     n = table.num_rows
     if n < settings.min_customers:
@@ -282,7 +282,7 @@ def _models(
             "clv": lifetime,
             "churn_risk": risk.risk,
         },
-        list[str | None](risk.explanations()),
+        risk.explanations(),
     )
 
 
@@ -327,7 +327,7 @@ def _score_table(
                 np.nan_to_num(clv_cents).astype(np.int64), pa.int64(), mask=np.isnan(clv_cents)
             ),
             "churn_risk": nullable(c["churn_risk"]),
-            "churn_reason": pa.array(scores.reasons, pa.string()),
+            "churn_reason": scores.reasons,
             "run_id": pa.array([report.run_id] * n, pa.string()),
             "computed_at": pa.array([columnar.moment_text(dialect, computed_at)] * n, pa.string()),
         }
