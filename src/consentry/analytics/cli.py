@@ -7,10 +7,9 @@ message names what is wrong).
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, cast
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -18,9 +17,8 @@ from rich.table import Table
 
 from consentry.analytics import kpi_service, service, spend, spend_service
 from consentry.analytics.metrics import Interval
-from consentry.cli_options import DatabaseOpt, WorkspaceOpt
+from consentry.cli_options import DatabaseOpt, WorkspaceOpt, echo_json, workspace_store
 from consentry.errors import ConsentryError
-from consentry.platform import tenancy
 
 analytics_app = typer.Typer(
     help="Customer analytics: RFM, lifetime value, churn risk, cohorts, KPIs.",
@@ -39,24 +37,6 @@ UntilOpt = Annotated[
 STEPS = ("read", "rfm", "models", "write")
 
 
-def _echo_json(found: Any) -> None:
-    typer.echo(json.dumps(found, indent=2, ensure_ascii=False, default=str))
-
-
-def _store(database_url: str | None, workspace: str) -> Any:
-    from consentry.cli import fail, open_store, settings_for
-
-    settings = settings_for(database_url)
-    db = open_store(settings)
-    try:
-        with db.read() as session:
-            tenancy.get_workspace(session=session, workspace_id=workspace)
-    except ConsentryError as exc:
-        db.dispose()
-        raise fail(exc.message) from None
-    return settings, db
-
-
 @analytics_app.command("run")
 def run(
     workspace: WorkspaceOpt,
@@ -71,7 +51,7 @@ def run(
     on their unified profile (replacing the previous run's)."""
     from consentry.cli import console, err_console, fail
 
-    settings, db = _store(database_url, workspace)
+    settings, db = workspace_store(database_url, workspace)
     columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
     try:
         with Progress(*columns, console=err_console, transient=True) as bar:
@@ -95,7 +75,7 @@ def run(
         db.dispose()
     found = report.document()
     if as_json:
-        _echo_json(found)
+        echo_json(found)
         return
     console.print(
         f"scored [bold]{report.customers}[/] customers from {report.orders} orders "
@@ -133,7 +113,7 @@ def kpis(
 
     if interval not in ("day", "week", "month"):
         raise fail("--interval must be day, week or month")
-    settings, db = _store(database_url, workspace)
+    settings, db = workspace_store(database_url, workspace)
     try:
         window = kpi_service.Range.default(since, until, cast(Interval, interval))
         found = kpi_service.kpis(db, workspace, settings.analytics, window, channel=channel)
@@ -142,7 +122,7 @@ def kpis(
     finally:
         db.dispose()
     if as_json:
-        _echo_json(found)
+        echo_json(found)
         return
     table = Table(
         "period",
@@ -191,7 +171,7 @@ def cohorts(
     """Retention by first-order month (share of each cohort buying in each month since)."""
     from consentry.cli import console, fail
 
-    settings, db = _store(database_url, workspace)
+    settings, db = workspace_store(database_url, workspace)
     try:
         found = kpi_service.cohorts(
             db, workspace, settings.analytics, kpi_service.Range.default(since, until, "month")
@@ -201,7 +181,7 @@ def cohorts(
     finally:
         db.dispose()
     if as_json:
-        _echo_json(found)
+        echo_json(found)
         return
     span = max((len(c["retention"]) for c in found["cohorts"]), default=1)
     table = Table("cohort", "customers", *[f"+{i}" for i in range(1, span)])
@@ -221,7 +201,7 @@ def churn(
     """Customers at risk of churning, most value at stake first, with the reason."""
     from consentry.cli import console
 
-    _, db = _store(database_url, workspace)
+    _, db = workspace_store(database_url, workspace)
     try:
         with db.read() as session:
             found = service.churn_list(
@@ -230,7 +210,7 @@ def churn(
     finally:
         db.dispose()
     if as_json:
-        _echo_json(found)
+        echo_json(found)
         return
     table = Table("profile", "segment", "CLV", "risk", "why")
     for c in found:
@@ -261,7 +241,7 @@ def spend_import(
         for error in exc.errors:
             err_console.print(f"  {error.field}: {error.reason}")
         raise fail(exc.message) from None
-    _, db = _store(database_url, workspace)
+    _, db = workspace_store(database_url, workspace)
     try:
         with db.write() as session:
             count = spend_service.record(

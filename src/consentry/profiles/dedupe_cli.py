@@ -14,9 +14,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from consentry.cli_options import DatabaseOpt, WorkspaceOpt
+from consentry.cli_options import DatabaseOpt, WorkspaceOpt, workspace_store
 from consentry.errors import ConsentryError
-from consentry.platform import tenancy
 from consentry.profiles import dedupe_service as service
 
 identity_app = typer.Typer(
@@ -25,20 +24,6 @@ identity_app = typer.Typer(
 )
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 STAGES = {"read": "reading profiles", "match": "matching", "write": "merging and queueing"}
-
-
-def _store(database_url: str | None, workspace: str) -> Any:
-    from consentry.cli import fail, open_store, settings_for
-
-    settings = settings_for(database_url)
-    db = open_store(settings)
-    try:
-        with db.read() as session:
-            tenancy.get_workspace(session=session, workspace_id=workspace)
-    except ConsentryError as exc:
-        db.dispose()
-        raise fail(exc.message) from None
-    return settings, db
 
 
 @identity_app.command("dedupe")
@@ -69,7 +54,7 @@ def dedupe(
     and queue the grey zone for review."""
     from consentry.cli import console, err_console, fail
 
-    settings, db = _store(database_url, workspace)
+    settings, db = workspace_store(database_url, workspace)
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -140,7 +125,7 @@ def review(
     (/app/identity/review) or the API."""
     from consentry.cli import console, fail
 
-    _settings, db = _store(database_url, workspace)
+    _settings, db = workspace_store(database_url, workspace)
     try:
         with db.read() as session:
             total, found = service.list_candidates(

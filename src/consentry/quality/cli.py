@@ -5,7 +5,6 @@ Exit codes: 0 done; 1 an unknown workspace, or no audit yet for ``latest``; 2 a 
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import typer
@@ -13,9 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from consentry.cli_options import DatabaseOpt, WorkspaceOpt
+from consentry.cli_options import DatabaseOpt, WorkspaceOpt, echo_json, workspace_store
 from consentry.errors import ConsentryError
-from consentry.platform import tenancy
 from consentry.quality import service
 
 quality_app = typer.Typer(
@@ -23,20 +21,6 @@ quality_app = typer.Typer(
     no_args_is_help=True,
 )
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the report as JSON.")]
-
-
-def _store(database_url: str | None, workspace: str) -> Any:
-    from consentry.cli import fail, open_store, settings_for
-
-    settings = settings_for(database_url)
-    db = open_store(settings)
-    try:
-        with db.read() as session:
-            tenancy.get_workspace(session=session, workspace_id=workspace)
-    except ConsentryError as exc:
-        db.dispose()
-        raise fail(exc.message) from None
-    return settings, db
 
 
 def _pct(part: int, whole: int) -> str:
@@ -89,10 +73,6 @@ def print_report(console: Console, found: dict[str, Any]) -> None:
     console.print(table)
 
 
-def _echo_json(found: dict[str, Any]) -> None:
-    typer.echo(json.dumps(found, indent=2, ensure_ascii=False))
-
-
 @quality_app.command("audit")
 def audit(
     workspace: WorkspaceOpt,
@@ -112,7 +92,7 @@ def audit(
     per field, invalid values by reason, likely duplicates and stale profiles."""
     from consentry.cli import console, err_console, fail
 
-    settings, db = _store(database_url, workspace)
+    settings, db = workspace_store(database_url, workspace)
     options = settings.quality
     if stale_days is not None:
         options = options.model_copy(update={"stale_days": stale_days})
@@ -137,7 +117,7 @@ def audit(
     finally:
         db.dispose()
     if as_json:
-        _echo_json(found.document())
+        echo_json(found.document())
         return
     print_report(console, found.document())
 
@@ -149,7 +129,7 @@ def latest(
     """Show the workspace's latest stored audit."""
     from consentry.cli import console, fail
 
-    _, db = _store(database_url, workspace)
+    _, db = workspace_store(database_url, workspace)
     try:
         with db.read() as session:
             found = service.latest(session=session, workspace_id=workspace)
@@ -158,6 +138,6 @@ def latest(
     if found is None:
         raise fail("no quality audit yet; run: consentry quality audit")
     if as_json:
-        _echo_json(found.document())
+        echo_json(found.document())
         return
     print_report(console, found.document())

@@ -7,16 +7,14 @@ train on (the message names what is wrong).
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from consentry.cli_options import DatabaseOpt, WorkspaceOpt
+from consentry.cli_options import DatabaseOpt, WorkspaceOpt, echo_json, workspace_store
 from consentry.errors import ConsentryError
-from consentry.platform import tenancy
 from consentry.recommend import service
 
 recommend_app = typer.Typer(
@@ -31,24 +29,6 @@ LABELS = {
 }
 
 
-def _echo_json(found: Any) -> None:
-    typer.echo(json.dumps(found, indent=2, ensure_ascii=False, default=str))
-
-
-def _store(database_url: str | None, workspace: str) -> Any:
-    from consentry.cli import fail, open_store, settings_for
-
-    settings = settings_for(database_url)
-    db = open_store(settings)
-    try:
-        with db.read() as session:
-            tenancy.get_workspace(session=session, workspace_id=workspace)
-    except ConsentryError as exc:
-        db.dispose()
-        raise fail(exc.message) from None
-    return settings, db
-
-
 @recommend_app.command("train")
 def train(
     workspace: WorkspaceOpt, as_json: JsonOpt = False, database_url: DatabaseOpt = None
@@ -57,7 +37,7 @@ def train(
     version and serve it from now on (older versions are kept for rollback)."""
     from consentry.cli import console, err_console, fail
 
-    settings, db = _store(database_url, workspace)
+    settings, db = workspace_store(database_url, workspace)
     columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
     try:
         with Progress(*columns, console=err_console, transient=True) as bar:
@@ -72,7 +52,7 @@ def train(
     finally:
         db.dispose()
     if as_json:
-        _echo_json(report.document())
+        echo_json(report.document())
         return
     c = report.counts
     console.print(
@@ -98,14 +78,14 @@ def models(
     """The stored versions, newest first, and which one is served."""
     from consentry.cli import console
 
-    _, db = _store(database_url, workspace)
+    _, db = workspace_store(database_url, workspace)
     try:
         with db.read() as session:
             found = service.models(session=session, workspace_id=workspace)
     finally:
         db.dispose()
     if as_json:
-        _echo_json(found)
+        echo_json(found)
         return
     table = Table("version", "active", "trained at", "customers", "products", "recall@10", "MB")
     for m in found:
@@ -130,7 +110,7 @@ def activate(
     """Serve another stored version (a rollback, or forward again)."""
     from consentry.cli import console, fail
 
-    _, db = _store(database_url, workspace)
+    _, db = workspace_store(database_url, workspace)
     try:
         with db.write() as session:
             service.activate(session=session, workspace_id=workspace, version=version)
@@ -156,7 +136,7 @@ def show(
     allows, with the reason."""
     from consentry.cli import console, fail
 
-    settings, db = _store(database_url, workspace)
+    settings, db = workspace_store(database_url, workspace)
     try:
         with db.read() as session:
             found = service.for_profile(
@@ -172,7 +152,7 @@ def show(
     finally:
         db.dispose()
     if as_json:
-        _echo_json(found)
+        echo_json(found)
         return
     console.print(
         f"[bold]{found['kind']}[/] ({found['reason']}; consent: {found['consent']['reason']}), "
