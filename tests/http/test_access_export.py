@@ -111,6 +111,7 @@ def test_the_archive_holds_every_category_of_the_person_and_nothing_else(
     assert data["orders"][0]["total"] == "42.50"  # exact, as text (two decimals as stored)
     assert [(r["purpose"], r["state"]) for r in data["consent"]] == [("analytics", "granted")]
     assert len(data["merges"]) == 1 and data["requests"] == []
+    assert data["computed"] == []  # nothing computed yet: no analytics run, no model
     everything = b"".join(files.values())
     assert b"bob@example.com" not in everything and b"u-bob" not in everything
 
@@ -140,6 +141,39 @@ def test_the_archive_holds_every_category_of_the_person_and_nothing_else(
         ],
         key=str,
     )
+
+
+def test_the_archive_holds_what_was_computed_about_the_person(
+    client: TestClient,
+    db: Database,
+    workspace: str,
+    write_key: str,
+    admin_token: str,
+    shop: dict[str, Any],
+) -> None:
+    auth = bearer(admin_token)
+    usd = {"order_id": "o-ada-2", "total": 20, "currency": "USD"}  # the reporting currency
+    send(client, write_key, track("Order Completed", userId="u-ada", properties=usd))
+    ran = client.post("/v1/analytics/runs", json={}, headers=auth)
+    assert ran.status_code == 200, ran.text
+    trained = client.post("/v1/recommendations/train", headers=auth)
+    assert trained.status_code == 200, trained.text
+    scores = client.get(f"/v1/analytics/customers/{shop['ada']}", headers=auth).json()
+    officer = token(db, workspace, tenancy.Role.PRIVACY_OFFICER)
+    answer = client.post(
+        "/v1/privacy/access-exports", json={"profile_id": shop["ada"]}, headers=officer
+    )
+    files = open_zip(answer.content)
+    computed = json.loads(files["json/computed.json"])
+    by_source = {row["source"]: row for row in computed}
+    assert set(by_source) == {"analytics", "recommendations"}
+    analytics = by_source["analytics"]
+    assert analytics["rfm"] == scores["rfm"] and analytics["segment_meaning"]
+    model = by_source["recommendations"]
+    assert model["model_version"] == trained.json()["version"] and model["active"] is True
+    assert model["orders_counted"] >= 1
+    assert "u-bob" not in files["json/computed.json"].decode()
+    assert json.loads(files["manifest.json"])["counts"]["computed"] == 2
 
 
 def test_csv_cells_that_a_spreadsheet_would_run_are_quoted() -> None:

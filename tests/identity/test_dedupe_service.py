@@ -13,6 +13,7 @@ from consentry.config import DedupeSettings, IdentitySettings
 from consentry.errors import Conflict, Invalid, NotFound
 from consentry.platform.db import Database
 from consentry.privacy import erasure_service
+from consentry.profiles import dedupe_review
 from consentry.profiles import dedupe_service as dedupe
 from consentry.profiles import service as profiles
 from consentry.profiles.dedupe_tables import DedupeRunRow, MatchCandidateRow
@@ -316,3 +317,20 @@ def test_bad_arguments_are_refused(db: Database, workspace: str) -> None:
         run(db, workspace)
     with db.read() as session, pytest.raises(Invalid):
         dedupe.list_candidates(session=session, workspace_id=workspace, status="maybe")
+
+
+def test_a_persons_pairs_for_their_access_request_name_no_other_profile(
+    db: Database, workspace: str, planted: Shop
+) -> None:
+    run(db, workspace)
+    found = candidates(db, workspace)
+    assert found
+    pair = found[0]
+    with db.read() as session:
+        mine = dedupe_review.pairs_of(
+            session=session, workspace_id=workspace, profile_ids=[pair.profile_a]
+        )
+    assert {(p["status"], p["probability"]) for p in mine} >= {(pair.status, pair.probability)}
+    text = repr(mine)
+    assert pair.profile_b not in text and pair.profile_a not in text
+    assert all(f["field"] and "weight" in f for p in mine for f in p["fields_compared"])

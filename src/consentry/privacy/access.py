@@ -6,8 +6,10 @@ text), a readable ``summary.html`` and a ``manifest.json`` listing every file wi
 so the person (or the next controller) can check nothing was altered in transit.
 
 Categories: ``profile`` (the unified profile and its traits), ``identifiers``, ``events``,
-``orders``, ``carts``, ``consent`` (the consent history), ``merges`` (how the profile was unified)
-and ``requests`` (the person's data-subject requests). An empty category is still written, so
+``orders``, ``carts``, ``consent`` (the consent history), ``merges`` (how the profile was unified),
+``computed`` (computed traits and segments: the analytics scores, what the recommendation models
+hold, duplicate checks that named the person) and ``requests`` (the person's data-subject
+requests). An empty category is still written, so
 the person sees that it was looked at.
 """
 
@@ -33,6 +35,7 @@ CATEGORIES = (
     "carts",
     "consent",
     "merges",
+    "computed",
     "requests",
 )
 TITLES = {
@@ -43,6 +46,8 @@ TITLES = {
     "carts": "Your shopping carts",
     "consent": "Your consent choices and their history",
     "merges": "Records that were recognised as you and joined",
+    "computed": "What we computed about you: customer value and segment, recommendations, "
+    "checks for duplicate records",
     "requests": "Your privacy requests",
 }
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

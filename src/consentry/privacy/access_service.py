@@ -9,6 +9,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from consentry.analytics import rfm
+from consentry.analytics import service as analytics
 from consentry.commerce import service as commerce
 from consentry.consent import service as consent
 from consentry.ingest import service as ingest
@@ -16,7 +18,9 @@ from consentry.platform import tenancy
 from consentry.platform.db import utcnow
 from consentry.privacy import request_service as requests
 from consentry.privacy.access import SubjectData
+from consentry.profiles import dedupe_review as dedupe
 from consentry.profiles import service as profiles
+from consentry.recommend import service as recommend
 
 PAGE = 1000
 NO_REQUESTS_YET = (
@@ -57,6 +61,7 @@ def collect(
         ),
         "consent": _consent(session, workspace_id, view.id),
         "merges": [asdict(m) for m in view.merges],
+        "computed": _computed(session, workspace_id, view.id, members),
         "requests": requests.requests_of_subject(
             session=session,
             workspace_id=workspace_id,
@@ -73,6 +78,27 @@ def collect(
         brand=brand,
         notes=() if categories["requests"] else (NO_REQUESTS_YET,),
     )
+
+
+def _computed(
+    session: Session, workspace_id: str, unified: str, members: list[str]
+) -> list[dict[str, Any]]:
+    """Computed traits and segments (Art. 15(1)(h): profiling): the latest analytics scores,
+    each stored recommendation model's view of the person, and the duplicate checks that named
+    one of their profiles (the other profile's id left out: it may be someone else)."""
+    found: list[dict[str, Any]] = []
+    scores = analytics.find_scores(session=session, workspace_id=workspace_id, profile_id=unified)
+    if scores is not None:
+        segment = rfm.SEGMENTS[scores["rfm"]["segment"]]
+        found.append({"source": "analytics", **scores, "segment_meaning": segment.meaning})
+    found.extend(
+        recommend.subject_data(
+            session=session, workspace_id=workspace_id, profile_ids=[unified, *members]
+        )
+    )
+    for pair in dedupe.pairs_of(session=session, workspace_id=workspace_id, profile_ids=members):
+        found.append({"source": "duplicate check", **pair})
+    return found
 
 
 def _events(session: Session, workspace_id: str, members: list[str]) -> list[dict[str, Any]]:

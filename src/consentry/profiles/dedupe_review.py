@@ -273,3 +273,32 @@ def summaries(
         }
         for pid, canonical in canon.items()
     }
+
+
+def pairs_of(
+    *, session: Session, workspace_id: str, profile_ids: Iterable[str]
+) -> list[dict[str, Any]]:
+    """The candidate pairs naming any of these profiles, for the person's access request:
+    when found, the probability, the fields compared (names, levels and weights; never a
+    value), and what became of the pair. The other profile of the pair is not named."""
+    wanted = sorted(set(profile_ids))
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(wanted), 500):
+        part = wanted[start : start + 500]
+        rows = session.scalars(
+            select(MatchCandidateRow).where(
+                MatchCandidateRow.workspace_id == workspace_id,
+                MatchCandidateRow.profile_a.in_(part) | MatchCandidateRow.profile_b.in_(part),
+            )
+        ).all()
+        found.extend(
+            {
+                "found_at": row.found_at,
+                "probability": row.probability,
+                "fields_compared": row.explanation.get("fields", []),
+                "status": row.status,
+                "decided_at": row.decided_at,
+            }
+            for row in rows
+        )
+    return sorted(found, key=lambda p: p["found_at"])

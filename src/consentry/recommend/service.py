@@ -393,6 +393,46 @@ def activate(*, session: Session, workspace_id: str, version: int) -> dict[str, 
 # --- erasure -------------------------------------------------------------------------------------
 
 
+def subject_data(
+    *, session: Session, workspace_id: str, profile_ids: Collection[str]
+) -> list[dict[str, Any]]:
+    """What the stored model versions hold about these profiles (an access request): per
+    version that knows them, the precomputed list, the segment and the orders it counted."""
+    wanted = set(profile_ids)
+    found: list[dict[str, Any]] = []
+    rows = session.scalars(
+        select(RecommendModelRow)
+        .where(RecommendModelRow.workspace_id == workspace_id)
+        .order_by(RecommendModelRow.version.desc())
+    ).all()
+    for row in rows:
+        arrays = unpack(row.manifest, row.artefact)
+        ids = arrays["profile_ids"].tolist()
+        products = arrays["product_ids"].tolist()
+        segment_names = list(row.manifest.get("segments", []))
+        for i, pid in enumerate(ids):
+            if pid not in wanted:
+                continue
+            segment = int(arrays["user_segments"][i])
+            named = 0 <= segment < len(segment_names)
+            found.append(
+                {
+                    "source": "recommendations",
+                    "model_version": row.version,
+                    "active": row.active,
+                    "trained_at": row.trained_at,
+                    "segment": segment_names[segment]
+                    if 0 <= segment < len(segment_names)
+                    else None,
+                    "orders_counted": int(arrays["user_orders"][i]),
+                    "recommended_products": [
+                        products[j] for j in arrays["user_items"][i].tolist() if j >= 0
+                    ],
+                }
+            )
+    return found
+
+
 def erase_subject(*, session: Session, workspace_id: str, profile_ids: Collection[str]) -> int:
     """Remove these profiles from every stored artefact of the workspace (an erasure): their
     id, precomputed list, segment and order count go; the artefact's revision is bumped so
