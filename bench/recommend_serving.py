@@ -25,7 +25,7 @@ machine's cores and load average. Target: p99 of the customer recommendations < 
     .venv/bin/python bench/recommend_serving.py [--customers 20000] [--rounds 2000]
         [--backend sqlite|postgresql]
 
-Writes bench/results/recommend_serving.json.
+Writes bench/results/recommend_serving.json (``_postgresql.json`` with ``--backend postgresql``).
 """
 
 from __future__ import annotations
@@ -231,7 +231,8 @@ def main() -> None:
         load_average=os.getloadavg(),
         python=platform.python_version(),
     )
-    out = ROOT / "bench/results/recommend_serving.json"
+    suffix = "" if args.backend == "sqlite" else f"_{args.backend}"
+    out = ROOT / f"bench/results/recommend_serving{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"wrote {out.relative_to(ROOT)}")
