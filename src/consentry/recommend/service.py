@@ -421,9 +421,7 @@ def subject_data(
                     "model_version": row.version,
                     "active": row.active,
                     "trained_at": row.trained_at,
-                    "segment": segment_names[segment]
-                    if 0 <= segment < len(segment_names)
-                    else None,
+                    "segment": segment_names[segment] if named else None,
                     "orders_counted": int(arrays["user_orders"][i]),
                     "recommended_products": [
                         products[j] for j in arrays["user_items"][i].tolist() if j >= 0
