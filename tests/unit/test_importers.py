@@ -272,6 +272,13 @@ def test_shopify_customer_row_becomes_an_identify_call() -> None:
     assert isinstance(parse_message(message, index=0, received_at=datetime.now(UTC)), Envelope)
 
 
+def test_a_national_phone_is_read_in_the_rows_country_uk_as_gb() -> None:
+    """Shops write the United Kingdom as UK as often as GB; libphonenumber knows only GB."""
+    row = ALICE.replace(",US,", ",UK,").replace("+14155550132", "020 7946 0958")
+    [message] = messages(read(f"{SHOPIFY_CUSTOMER_HEADER}\n{row}\n", Kind.CUSTOMERS))
+    assert message["traits"]["phone"] == "+442079460958"
+
+
 def test_format_is_detected_from_the_header() -> None:
     shopify = open_import(io.StringIO(f"{SHOPIFY_CUSTOMER_HEADER}\n"), kind=Kind.CUSTOMERS)
     generic = open_import(io.StringIO("customer_id,email\n"), kind=Kind.CUSTOMERS)

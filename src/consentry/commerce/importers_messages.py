@@ -18,7 +18,7 @@ from typing import Any
 
 from consentry.commerce.importers_layouts import Cells, RowError
 from consentry.commerce.importers_values import slug, split_tags
-from consentry.profiles.models import normalize_email, normalize_id, normalize_phone
+from consentry.profiles.models import normalize_email, normalize_id, normalize_phone, phone_region
 
 NAMESPACE = uuid.UUID("6f1d7a52-3c1e-5b8e-9a3f-2d4c6e8b0a17")
 LIBRARY = {"name": "consentry-import"}
@@ -65,9 +65,10 @@ def number(amount: Decimal) -> float | int:
 
 
 def region_of(cells: Cells, default_region: str) -> str:
-    """The row's two-letter country, else the default region, for reading phone numbers."""
+    """The row's two-letter country ("UK" read as GB, as identity resolution reads it), else
+    the default region, for reading phone numbers."""
     country = cells.values.get("country", (0, ""))[1]
-    return country.upper() if len(country) == 2 and country.isalpha() else default_region
+    return phone_region(country if country.isalpha() else None, default_region)
 
 
 def contact(cells: Cells, default_region: str) -> Contact | None:
