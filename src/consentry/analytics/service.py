@@ -18,9 +18,8 @@ When only the spend model cannot be fitted, CLV takes each customer's own mean o
 from __future__ import annotations
 
 import math
-import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -39,9 +38,10 @@ from consentry.analytics.tables import AnalyticsRunRow, CustomerScoreRow
 from consentry.config import AnalyticsSettings
 from consentry.errors import NotFound
 from consentry.platform import columnar
-from consentry.platform.db import Database, lock_workspace, utcnow
+from consentry.platform.db import Database, lock_workspace, row_batches, utcnow
+from consentry.platform.timing import StepClock, StepProgress
 
-Progress = Callable[[str], None]
+Progress = StepProgress
 SCORES = cast(Table, CustomerScoreRow.__table__)
 HORIZON_DAYS = 90
 
@@ -96,18 +96,6 @@ class RunReport:
         }
 
 
-class _Clock:
-    def __init__(self, report: RunReport, progress: Progress | None) -> None:
-        self.report, self.progress, self.t = report, progress, time.perf_counter()
-
-    def step(self, name: str) -> None:
-        now = time.perf_counter()
-        self.report.seconds[name] = round(now - self.t, 3)
-        self.t = now
-        if self.progress:
-            self.progress(name)
-
-
 def run(
     db: Database,
     workspace_id: str,
@@ -128,7 +116,7 @@ def run(
         customers=0,
         orders=0,
     )
-    clock = _Clock(report, progress)
+    clock = StepClock(report.seconds, progress)
     with db.read() as session:
         merged = extract.unified(session, workspace_id)
     found = extract.orders(
@@ -484,5 +472,4 @@ def segment_rows(
     stmt = select(CustomerScoreRow.profile_id, CustomerScoreRow.rfm_segment).where(
         CustomerScoreRow.workspace_id == workspace_id
     )
-    for part in session.execute(stmt.execution_options(yield_per=batch)).partitions():
-        yield [(r[0], r[1]) for r in part]
+    yield from row_batches(session, stmt, batch)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
 from consentry.commerce.tables import CartRow, OrderItemRow, OrderRow, ProductRow
-from consentry.platform.db import epoch_seconds
+from consentry.platform.db import epoch_seconds, row_batches
 
 ORDER_COLUMNS = ("profile_id", "placed_at", "cents", "currency", "channel")
 CART_COLUMNS = ("created_at", "updated_at", "converted")
@@ -57,9 +57,7 @@ def cart_rows(
         CartRow.created_at >= since,
         CartRow.created_at < until,
     )
-    result = session.execute(stmt.execution_options(yield_per=batch))
-    for part in result.partitions():
-        yield [tuple(r) for r in part]
+    yield from row_batches(session, stmt, batch)
 
 
 # --- recommendations -----------------------------------------------------------------------------
@@ -91,9 +89,7 @@ def order_line_rows(
             OrderRow.status.not_in(NOT_PURCHASES),
         )
     )
-    result = session.execute(stmt.execution_options(yield_per=batch))
-    for part in result.partitions():
-        yield [tuple(r) for r in part]
+    yield from row_batches(session, stmt, batch)
 
 
 def product_rows(
@@ -104,9 +100,7 @@ def product_rows(
     stmt = select(
         ProductRow.product_id, ProductRow.category, ProductRow.price, ProductRow.in_stock
     ).where(ProductRow.workspace_id == workspace_id)
-    result = session.execute(stmt.execution_options(yield_per=batch))
-    for part in result.partitions():
-        yield [tuple(r) for r in part]
+    yield from row_batches(session, stmt, batch)
 
 
 def product_details(

@@ -92,9 +92,15 @@ class LineItem:
         }
 
 
+def product_id_of(props: Mapping[str, Any]) -> str | None:
+    """The product event properties (or a ``products[]`` entry) are about: ``product_id``,
+    else ``id``, else ``sku``; None when they name none."""
+    return _text(props.get("product_id") or props.get("id") or props.get("sku"), 200)
+
+
 def line_item(props: Mapping[str, Any]) -> LineItem | None:
     """A product from event properties or a ``products[]`` entry; None without an id or sku."""
-    product_id = _text(props.get("product_id") or props.get("id") or props.get("sku"), 200)
+    product_id = product_id_of(props)
     if product_id is None:
         return None
     return LineItem(

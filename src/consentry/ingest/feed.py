@@ -13,9 +13,10 @@ from datetime import datetime
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from consentry.commerce.models import product_id_of
 from consentry.ingest.service import PAYLOAD
 from consentry.ingest.tables import EventRow
-from consentry.platform.db import epoch_seconds
+from consentry.platform.db import epoch_seconds, row_batches
 from consentry.platform.vault import vault_of
 
 ACTIVITY_COLUMNS = ("visitor", "ts", "ordered")
@@ -41,9 +42,7 @@ def activity_rows(
         EventRow.timestamp < until,
         visitor.is_not(None),
     )
-    result = session.execute(stmt.execution_options(yield_per=batch))
-    for part in result.partitions():
-        yield [tuple(r) for r in part]
+    yield from row_batches(session, stmt, batch)
 
 
 # --- recommendations -----------------------------------------------------------------------------
@@ -52,14 +51,8 @@ PRODUCT_ACTIVITY_COLUMNS = ("profile_id", "ts", "event", "product_id")
 
 
 def _product_id(properties: object) -> str | None:
-    """The product an event is about (``product_id``, else ``id``, else ``sku``), as the
-    commerce capability reads it; None when it names none."""
-    if not isinstance(properties, dict):
-        return None
-    value = properties.get("product_id") or properties.get("id") or properties.get("sku")
-    if value is None or isinstance(value, dict | list):
-        return None
-    return str(value).strip()[:200] or None
+    """The product an event is about, as the commerce capability reads it."""
+    return product_id_of(properties) if isinstance(properties, dict) else None
 
 
 def product_activity_rows(
@@ -85,8 +78,7 @@ def product_activity_rows(
         EventRow.profile_id.is_not(None),
     )
     vault = vault_of(session)
-    result = session.execute(stmt.execution_options(yield_per=batch))
-    for part in result.partitions():
+    for part in row_batches(session, stmt, batch):
         payloads = vault.open_many(workspace_id, [(PAYLOAD, row[3]) for row in part])
         out: list[Row] = []
         for (profile_id, ts, event, _), payload in zip(part, payloads, strict=True):

@@ -33,6 +33,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Dialect, Engine, make_url
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.sql import Executable
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 
@@ -141,6 +142,16 @@ def _epoch_sqlite(element: epoch_seconds, compiler: Any, **kw: Any) -> str:
 @compiles(epoch_seconds, "postgresql")
 def _epoch_postgresql(element: epoch_seconds, compiler: Any, **kw: Any) -> str:
     return f"CAST(FLOOR(EXTRACT(EPOCH FROM {compiler.process(element.clauses, **kw)})) AS BIGINT)"
+
+
+def row_batches(
+    session: Session, statement: Executable, batch: int
+) -> Iterator[list[tuple[Any, ...]]]:
+    """The rows of ``statement`` as plain tuples, ``batch`` at a time, streamed from the store
+    (no ORM objects, no whole result in memory): the columnar feeds' reading loop."""
+    result = session.execute(statement.execution_options(yield_per=batch))
+    for part in result.partitions():
+        yield [tuple(r) for r in part]
 
 
 def utcnow() -> datetime:

@@ -15,6 +15,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from consentry.errors import FieldError, Invalid
+from consentry.platform.db import row_batches
 from consentry.platform.vault import vault_of
 from consentry.profiles.bulk import canonical_map_many, current_traits_many
 from consentry.profiles.erasure import (
@@ -259,5 +260,4 @@ def merged_members(
     stmt = select(ProfileRow.id, ProfileRow.canonical_id).where(
         ProfileRow.workspace_id == workspace_id, ProfileRow.id != ProfileRow.canonical_id
     )
-    for part in session.execute(stmt.execution_options(yield_per=batch)).partitions():
-        yield [(r[0], r[1]) for r in part]
+    yield from row_batches(session, stmt, batch)
