@@ -4,9 +4,12 @@ commands)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
 
 from consentry.errors import ConsentryError
 from consentry.platform import tenancy
@@ -27,9 +30,13 @@ def echo_json(found: Any) -> None:
     typer.echo(json.dumps(found, indent=2, ensure_ascii=False, default=str))
 
 
-def workspace_store(database_url: str | None, workspace: str) -> tuple[Settings, Database]:
-    """The settings and the open store for a command on ``workspace``; an unknown workspace is
-    the command's clear error (non-zero exit), with the store closed again."""
+@contextmanager
+def workspace_store(
+    database_url: str | None, workspace: str
+) -> Iterator[tuple[Settings, Database]]:
+    """The settings and the open store for a command on ``workspace``, closed again when the
+    block ends. An unknown workspace, or a domain error the block raises, is the command's
+    clear error (its message, exit 1)."""
     from consentry.cli import fail, open_store, settings_for  # the root CLI imports this module
 
     settings = settings_for(database_url)
@@ -37,7 +44,28 @@ def workspace_store(database_url: str | None, workspace: str) -> tuple[Settings,
     try:
         with db.read() as session:
             tenancy.get_workspace(session=session, workspace_id=workspace)
+        yield settings, db
     except ConsentryError as exc:
-        db.dispose()
         raise fail(exc.message) from None
-    return settings, db
+    finally:
+        db.dispose()
+
+
+def progress_bar(*columns: ProgressColumn) -> Progress:
+    """A progress display on stderr that disappears when done (stdout stays the result)."""
+    from consentry.cli import err_console  # the root CLI imports this module
+
+    return Progress(*columns, console=err_console, transient=True)
+
+
+@contextmanager
+def step_bar(first: str, next_labels: Mapping[str, str]) -> Iterator[Callable[[str], None]]:
+    """A bar for a run of named steps, one notch each: it shows ``first``, then as each step
+    reports done, ``next_labels[step]`` (what the run does next). Yields the step callback."""
+    with progress_bar(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn()) as bar:
+        task = bar.add_task(first, total=len(next_labels))
+
+        def step(name: str) -> None:
+            bar.update(task, advance=1, description=next_labels.get(name, name))
+
+        yield step

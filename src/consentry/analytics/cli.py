@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Annotated, cast
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from consentry.analytics import kpi_service, service, spend, spend_service
 from consentry.analytics.metrics import Interval
-from consentry.cli_options import DatabaseOpt, WorkspaceOpt, echo_json, workspace_store
+from consentry.cli_options import DatabaseOpt, WorkspaceOpt, echo_json, step_bar, workspace_store
 from consentry.errors import ConsentryError
 
 analytics_app = typer.Typer(
@@ -34,7 +33,8 @@ SinceOpt = Annotated[
 UntilOpt = Annotated[
     datetime | None, typer.Option("--until", help="End of the range, excluded (default: now).")
 ]
-STEPS = ("read", "rfm", "models", "write")
+# what a run does after each of its steps
+NEXT_STEP = {"read": "scoring", "rfm": "fitting models", "models": "storing", "write": "done"}
 
 
 @analytics_app.command("run")
@@ -51,28 +51,19 @@ def run(
     on their unified profile (replacing the previous run's)."""
     from consentry.cli import console, err_console, fail
 
-    settings, db = workspace_store(database_url, workspace)
-    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
-    try:
-        with Progress(*columns, console=err_console, transient=True) as bar:
-            task = bar.add_task("reading orders", total=len(STEPS))
-            labels = dict(zip(STEPS, ("scoring", "fitting models", "storing", "done"), strict=True))
-
-            def step(name: str) -> None:
-                bar.update(task, advance=1, description=labels.get(name, name))
-
-            report = service.run(
-                db,
-                workspace,
-                settings.analytics,
-                as_of=as_of.replace(tzinfo=as_of.tzinfo or UTC) if as_of else None,
-                engine=engine,
-                progress=step,
-            )
-    except (ConsentryError, ValueError) as exc:
-        raise fail(getattr(exc, "message", str(exc))) from None
-    finally:
-        db.dispose()
+    with workspace_store(database_url, workspace) as (settings, db):
+        try:
+            with step_bar("reading orders", NEXT_STEP) as step:
+                report = service.run(
+                    db,
+                    workspace,
+                    settings.analytics,
+                    as_of=as_of.replace(tzinfo=as_of.tzinfo or UTC) if as_of else None,
+                    engine=engine,
+                    progress=step,
+                )
+        except ValueError as exc:  # an unknown --engine
+            raise fail(str(exc)) from None
     found = report.document()
     if as_json:
         echo_json(found)
@@ -113,14 +104,9 @@ def kpis(
 
     if interval not in ("day", "week", "month"):
         raise fail("--interval must be day, week or month")
-    settings, db = workspace_store(database_url, workspace)
-    try:
+    with workspace_store(database_url, workspace) as (settings, db):
         window = kpi_service.Range.default(since, until, cast(Interval, interval))
         found = kpi_service.kpis(db, workspace, settings.analytics, window, channel=channel)
-    except ConsentryError as exc:
-        raise fail(exc.message) from None
-    finally:
-        db.dispose()
     if as_json:
         echo_json(found)
         return
@@ -169,17 +155,12 @@ def cohorts(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Retention by first-order month (share of each cohort buying in each month since)."""
-    from consentry.cli import console, fail
+    from consentry.cli import console
 
-    settings, db = workspace_store(database_url, workspace)
-    try:
+    with workspace_store(database_url, workspace) as (settings, db):
         found = kpi_service.cohorts(
             db, workspace, settings.analytics, kpi_service.Range.default(since, until, "month")
         )
-    except ConsentryError as exc:
-        raise fail(exc.message) from None
-    finally:
-        db.dispose()
     if as_json:
         echo_json(found)
         return
@@ -201,14 +182,10 @@ def churn(
     """Customers at risk of churning, most value at stake first, with the reason."""
     from consentry.cli import console
 
-    _, db = workspace_store(database_url, workspace)
-    try:
-        with db.read() as session:
-            found = service.churn_list(
-                session=session, workspace_id=workspace, min_risk=min_risk, limit=limit
-            )
-    finally:
-        db.dispose()
+    with workspace_store(database_url, workspace) as (_, db), db.read() as session:
+        found = service.churn_list(
+            session=session, workspace_id=workspace, min_risk=min_risk, limit=limit
+        )
     if as_json:
         echo_json(found)
         return
@@ -241,12 +218,8 @@ def spend_import(
         for error in exc.errors:
             err_console.print(f"  {error.field}: {error.reason}")
         raise fail(exc.message) from None
-    _, db = workspace_store(database_url, workspace)
-    try:
-        with db.write() as session:
-            count = spend_service.record(
-                session=session, workspace_id=workspace, entries=entries, actor="cli:analytics"
-            )
-    finally:
-        db.dispose()
+    with workspace_store(database_url, workspace) as (_, db), db.write() as session:
+        count = spend_service.record(
+            session=session, workspace_id=workspace, entries=entries, actor="cli:analytics"
+        )
     console.print(f"recorded {count} spend entries")

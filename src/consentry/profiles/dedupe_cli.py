@@ -7,15 +7,19 @@ batch run before an incremental one, too few profiles); the message says which.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from consentry.cli_options import DatabaseOpt, WorkspaceOpt, workspace_store
-from consentry.errors import ConsentryError
+from consentry.cli_options import (
+    DatabaseOpt,
+    WorkspaceOpt,
+    echo_json,
+    progress_bar,
+    workspace_store,
+)
 from consentry.profiles import dedupe_service as service
 
 identity_app = typer.Typer(
@@ -52,42 +56,38 @@ def dedupe(
     """Find duplicate profiles: train a model on the workspace's profiles (or reuse the last
     one with --incremental), merge pairs above the threshold (reversible: consentry's unmerge)
     and queue the grey zone for review."""
-    from consentry.cli import console, err_console, fail
+    from consentry.cli import console
 
-    settings, db = workspace_store(database_url, workspace)
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    try:
-        with Progress(*columns, console=err_console, transient=True) as bar:
-            tasks: dict[str, Any] = {}
+    with (
+        workspace_store(database_url, workspace) as (settings, db),
+        progress_bar(*columns) as bar,
+    ):
+        tasks: dict[str, Any] = {}
 
-            def step(stage: str, done: int, total: int) -> None:
-                if stage not in tasks:
-                    tasks[stage] = bar.add_task(STAGES.get(stage, stage), total=total)
-                bar.update(tasks[stage], completed=done, total=total)
+        def step(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(STAGES.get(stage, stage), total=total)
+            bar.update(tasks[stage], completed=done, total=total)
 
-            report = service.run(
-                db,
-                workspace,
-                settings.dedupe,
-                cap=settings.identity.cap,
-                default_region=settings.default_phone_region,
-                mode="incremental" if incremental else "batch",
-                dry_run=dry_run,
-                auto_merge_threshold=threshold,
-                progress=step,
-            )
-    except ConsentryError as exc:
-        raise fail(exc.message) from None
-    finally:
-        db.dispose()
-    found = report.document()
+        report = service.run(
+            db,
+            workspace,
+            settings.dedupe,
+            cap=settings.identity.cap,
+            default_region=settings.default_phone_region,
+            mode="incremental" if incremental else "batch",
+            dry_run=dry_run,
+            auto_merge_threshold=threshold,
+            progress=step,
+        )
     if as_json:
-        typer.echo(json.dumps(found, indent=2, default=str))
+        echo_json(report.document())
         return
     title = f"{report.mode} dedupe" + (" (dry run: nothing written)" if dry_run else "")
     table = Table("", "count", title=title)
@@ -123,22 +123,14 @@ def review(
     """List candidate pairs (pending review by default), the most probable first: their
     profile ids, probability and the fields that weighed most. Decide them in the dashboard
     (/app/identity/review) or the API."""
-    from consentry.cli import console, fail
+    from consentry.cli import console
 
-    _settings, db = workspace_store(database_url, workspace)
-    try:
-        with db.read() as session:
-            total, found = service.list_candidates(
-                session=session, workspace_id=workspace, status=status, limit=limit
-            )
-    except ConsentryError as exc:
-        raise fail(exc.message) from None
-    finally:
-        db.dispose()
-    if as_json:
-        typer.echo(
-            json.dumps({"total": total, "pairs": [c.document() for c in found]}, default=str)
+    with workspace_store(database_url, workspace) as (_, db), db.read() as session:
+        total, found = service.list_candidates(
+            session=session, workspace_id=workspace, status=status, limit=limit
         )
+    if as_json:
+        echo_json({"total": total, "pairs": [c.document() for c in found]})
         return
     table = Table(
         "pair", "profile a", "profile b", "p", "strongest evidence", title=f"{total} {status}"

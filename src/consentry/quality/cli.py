@@ -9,11 +9,16 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from consentry.cli_options import DatabaseOpt, WorkspaceOpt, echo_json, workspace_store
-from consentry.errors import ConsentryError
+from consentry.cli_options import (
+    DatabaseOpt,
+    WorkspaceOpt,
+    echo_json,
+    progress_bar,
+    workspace_store,
+)
 from consentry.quality import service
 
 quality_app = typer.Typer(
@@ -90,32 +95,26 @@ def audit(
 ) -> None:
     """Audit every unified profile of the workspace now and store the report: completeness
     per field, invalid values by reason, likely duplicates and stale profiles."""
-    from consentry.cli import console, err_console, fail
+    from consentry.cli import console
 
-    settings, db = workspace_store(database_url, workspace)
-    options = settings.quality
-    if stale_days is not None:
-        options = options.model_copy(update={"stale_days": stale_days})
     columns = (TextColumn("auditing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    try:
-        with Progress(*columns, console=err_console, transient=True) as bar:
-            task = bar.add_task("profiles", total=None)
+    with workspace_store(database_url, workspace) as (settings, db), progress_bar(*columns) as bar:
+        options = settings.quality
+        if stale_days is not None:
+            options = options.model_copy(update={"stale_days": stale_days})
+        task = bar.add_task("profiles", total=None)
 
-            def step(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
+        def step(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
 
-            found = service.run(
-                db,
-                workspace,
-                options,
-                default_country=settings.default_phone_region,
-                actor="cli",
-                progress=step,
-            )
-    except ConsentryError as exc:
-        raise fail(exc.message) from None
-    finally:
-        db.dispose()
+        found = service.run(
+            db,
+            workspace,
+            options,
+            default_country=settings.default_phone_region,
+            actor="cli",
+            progress=step,
+        )
     if as_json:
         echo_json(found.document())
         return
@@ -129,12 +128,8 @@ def latest(
     """Show the workspace's latest stored audit."""
     from consentry.cli import console, fail
 
-    _, db = workspace_store(database_url, workspace)
-    try:
-        with db.read() as session:
-            found = service.latest(session=session, workspace_id=workspace)
-    finally:
-        db.dispose()
+    with workspace_store(database_url, workspace) as (_, db), db.read() as session:
+        found = service.latest(session=session, workspace_id=workspace)
     if found is None:
         raise fail("no quality audit yet; run: consentry quality audit")
     if as_json:

@@ -10,11 +10,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from consentry.cli_options import DatabaseOpt, WorkspaceOpt, echo_json, workspace_store
-from consentry.errors import ConsentryError
+from consentry.cli_options import DatabaseOpt, WorkspaceOpt, echo_json, step_bar, workspace_store
 from consentry.recommend import service
 
 recommend_app = typer.Typer(
@@ -35,22 +33,13 @@ def train(
 ) -> None:
     """Train on the workspace's orders, product views and cart adds, store the model as a new
     version and serve it from now on (older versions are kept for rollback)."""
-    from consentry.cli import console, err_console, fail
+    from consentry.cli import console
 
-    settings, db = workspace_store(database_url, workspace)
-    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
-    try:
-        with Progress(*columns, console=err_console, transient=True) as bar:
-            task = bar.add_task("reading orders and browsing", total=len(service.STEPS))
-
-            def step(name: str) -> None:
-                bar.update(task, advance=1, description=LABELS.get(name, name))
-
-            report = service.train(db, workspace, settings.recommend, progress=step)
-    except ConsentryError as exc:
-        raise fail(exc.message) from None
-    finally:
-        db.dispose()
+    with (
+        workspace_store(database_url, workspace) as (settings, db),
+        step_bar("reading orders and browsing", LABELS) as step,
+    ):
+        report = service.train(db, workspace, settings.recommend, progress=step)
     if as_json:
         echo_json(report.document())
         return
@@ -78,12 +67,8 @@ def models(
     """The stored versions, newest first, and which one is served."""
     from consentry.cli import console
 
-    _, db = workspace_store(database_url, workspace)
-    try:
-        with db.read() as session:
-            found = service.models(session=session, workspace_id=workspace)
-    finally:
-        db.dispose()
+    with workspace_store(database_url, workspace) as (_, db), db.read() as session:
+        found = service.models(session=session, workspace_id=workspace)
     if as_json:
         echo_json(found)
         return
@@ -108,16 +93,10 @@ def activate(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Serve another stored version (a rollback, or forward again)."""
-    from consentry.cli import console, fail
+    from consentry.cli import console
 
-    _, db = workspace_store(database_url, workspace)
-    try:
-        with db.write() as session:
-            service.activate(session=session, workspace_id=workspace, version=version)
-    except ConsentryError as exc:
-        raise fail(exc.message) from None
-    finally:
-        db.dispose()
+    with workspace_store(database_url, workspace) as (_, db), db.write() as session:
+        service.activate(session=session, workspace_id=workspace, version=version)
     console.print(f"version {version} is served now")
 
 
@@ -134,23 +113,17 @@ def show(
 ) -> None:
     """A customer's recommendations as the API serves them: personalised only where consent
     allows, with the reason."""
-    from consentry.cli import console, fail
+    from consentry.cli import console
 
-    settings, db = workspace_store(database_url, workspace)
-    try:
-        with db.read() as session:
-            found = service.for_profile(
-                session=session,
-                workspace_id=workspace,
-                profile_id=profile,
-                settings=settings.recommend,
-                count=count,
-                context=context,
-            )
-    except ConsentryError as exc:
-        raise fail(exc.message) from None
-    finally:
-        db.dispose()
+    with workspace_store(database_url, workspace) as (settings, db), db.read() as session:
+        found = service.for_profile(
+            session=session,
+            workspace_id=workspace,
+            profile_id=profile,
+            settings=settings.recommend,
+            count=count,
+            context=context,
+        )
     if as_json:
         echo_json(found)
         return
