@@ -12,11 +12,12 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import asdict
 from datetime import timedelta
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -229,12 +230,44 @@ def _background_jobs(store: Database, settings: Settings) -> list[Coroutine[Any,
     return jobs
 
 
-def _analytics_round(store: Database, settings: Settings) -> None:
+class _Due(Protocol):
+    def __call__(self, *, session: Session, workspace_id: str) -> bool: ...
+
+
+def _workspaces(store: Database, due: _Due | None = None) -> list[str]:
+    """The workspaces a scheduled round goes through, oldest first: every one, or those
+    ``due`` keeps."""
     with store.read() as session:
-        names = [w.id for w in tenancy.list_workspaces(session=session)]
-    for name in names:
+        return [
+            w.id
+            for w in tenancy.list_workspaces(session=session)
+            if due is None or due(session=session, workspace_id=w.id)
+        ]
+
+
+def _each_workspace(
+    store: Database, what: str, job: Callable[[str], str], due: _Due | None = None
+) -> None:
+    """Run a scheduled round's ``job`` on each workspace (those ``due`` keeps) and log what it
+    says. One workspace's failure is logged and the round goes on to the next; a domain error
+    (too little data to learn from yet, say) only skips that workspace this time."""
+    for name in _workspaces(store, due):
+        try:
+            said = job(name)
+        except ConsentryError as exc:
+            log.info("%s %s: skipped: %s", what, name, exc.message)
+        except Exception:
+            log.exception("%s %s: failed; the round goes on", what, name)
+        else:
+            log.info("%s %s: %s", what, name, said)
+
+
+def _analytics_round(store: Database, settings: Settings) -> None:
+    def job(name: str) -> str:
         report = analytics.run(store, name, settings.analytics)
-        log.info("analytics %s: %d customers scored", name, report.customers)
+        return f"{report.customers} customers scored"
+
+    _each_workspace(store, "analytics", job)
 
 
 RECOMMEND_FIRST = 300
@@ -242,14 +275,11 @@ RECOMMEND_FIRST = 300
 
 def _recommend_round(store: Database, settings: Settings) -> None:
     """Retrain every workspace's recommendations; a workspace without orders is skipped."""
-    with store.read() as session:
-        names = [w.id for w in tenancy.list_workspaces(session=session)]
-    for name in names:
-        try:
-            report = recommend.train(store, name, settings.recommend)
-        except Conflict:  # nothing to learn from yet
-            continue
-        log.info("recommendations %s: version %d trained", name, report.version)
+
+    def job(name: str) -> str:
+        return f"version {recommend.train(store, name, settings.recommend).version} trained"
+
+    _each_workspace(store, "recommendations", job)
 
 
 QUALITY_CHECK_SECONDS = 600
@@ -259,13 +289,8 @@ def _quality_round(store: Database, settings: Settings) -> None:
     """Audit each workspace whose latest data-quality audit is ``quality.interval_hours`` old
     (or that has none), so a restart of the server does not audit again."""
     every = timedelta(hours=settings.quality.interval_hours)
-    with store.read() as session:
-        names = [
-            w.id
-            for w in tenancy.list_workspaces(session=session)
-            if quality.due(session=session, workspace_id=w.id, every=every, now=utcnow())
-        ]
-    for name in names:
+
+    def job(name: str) -> str:
         found = quality.run(
             store,
             name,
@@ -273,18 +298,15 @@ def _quality_round(store: Database, settings: Settings) -> None:
             default_country=settings.default_phone_region,
             actor="schedule",
         )
-        log.info("quality %s: %d profiles audited", name, found.profiles)
+        return f"{found.profiles} profiles audited"
+
+    _each_workspace(store, "quality", job, partial(quality.due, every=every, now=utcnow()))
 
 
 def _dedupe_round(store: Database, settings: Settings) -> None:
     """An incremental dedupe of each workspace that has a trained model (a batch run)."""
-    with store.read() as session:
-        names = [
-            w.id
-            for w in tenancy.list_workspaces(session=session)
-            if dedupe.has_run(session=session, workspace_id=w.id)
-        ]
-    for name in names:
+
+    def job(name: str) -> str:
         report = dedupe.run(
             store,
             name,
@@ -293,13 +315,11 @@ def _dedupe_round(store: Database, settings: Settings) -> None:
             default_region=settings.default_phone_region,
             mode="incremental",
         )
-        log.info(
-            "dedupe %s: %d profiles scored, %d merged, %d queued",
-            name,
-            report.scored,
-            report.auto_merged,
-            report.queued,
+        return (
+            f"{report.scored} profiles scored, {report.auto_merged} merged, {report.queued} queued"
         )
+
+    _each_workspace(store, "dedupe", job, dedupe.has_run)
 
 
 def _deliver_notifications(store: Database, settings: Settings) -> None:
@@ -314,10 +334,11 @@ def _deliver_notifications(store: Database, settings: Settings) -> None:
 
 
 def _retention_round(store: Database, settings: Settings) -> None:
-    with store.read() as session:
-        names = [w.id for w in tenancy.list_workspaces(session=session)]
-    for name in names:
+    def job(name: str) -> str:
         retention_service.run(db=store, workspace_id=name, order_hold=settings.erasure.order_hold)
+        return "retention applied"
+
+    _each_workspace(store, "retention", job)
 
 
 def _mount_web(app: FastAPI) -> None:
