@@ -35,8 +35,6 @@ import json
 import os
 import platform
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,8 +51,8 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
 from tests.recommend.test_service import COUNTRIES, catalogue, shop_messages  # noqa: E402
-from tests.support.postgres import ThrowawayPostgres, find_bindir, free_port  # noqa: E402
-from tests.support.server import consentry_command  # noqa: E402
+from tests.support.postgres import ThrowawayPostgres, find_bindir  # noqa: E402
+from tests.support.server import LiveServer  # noqa: E402
 
 from consentry.analytics import service as analytics  # noqa: E402
 from consentry.config import IdentitySettings, Settings  # noqa: E402
@@ -120,36 +118,15 @@ def _ingest(db: Database, batch: list[Any]) -> int:
 
 @contextmanager
 def server(database_url: str, log_dir: Path) -> Iterator[str]:
-    """``consentry serve`` on a free port with the schedules off; its URL."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONSENTRY_")}
-    env.update(QUIET, CONSENTRY_ENVIRONMENT="test", PYTHONUNBUFFERED="1")
-    log = (log_dir / "serve.log").open("wb")
-    command = [*consentry_command(), "serve", "--database-url", database_url]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen(
-        command, env=env, cwd=log_dir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    url = f"http://127.0.0.1:{port}"
+    """``consentry serve`` (``tests.support.server.LiveServer``) with the schedules off: they
+    are set in a ``.env`` file in its working folder, as it passes no CONSENTRY_* variable on;
+    its URL."""
+    (log_dir / ".env").write_text("".join(f"{k}={v}\n" for k, v in QUIET.items()))
+    live = LiveServer(database_url, log_dir).start()
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((log_dir / "serve.log").read_text()[-2000:])
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        yield url
+        yield live.url
     finally:
-        process.send_signal(signal.SIGTERM)  # by pid: only the process started here
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        log.close()
+        live.close()
 
 
 def stats(values: list[float]) -> dict[str, float]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -117,6 +118,9 @@ def _channels(channel: str) -> list[str]:
 # --- one subject --------------------------------------------------------------------------------
 
 
+PURPOSE_NOT_CONFIGURED = "purpose_not_configured"
+
+
 def can_use(
     *,
     session: Session,
@@ -125,11 +129,22 @@ def can_use(
     purpose: str,
     channel: str,
     at: datetime | None = None,
+    members: Sequence[str] | None = None,
+    unconfigured: Literal["invalid", "refuse"] = "invalid",
 ) -> Decision:
-    """May ``purpose`` use the unified profile of ``profile_id`` over ``channel`` at ``at``?"""
+    """May ``purpose`` use the unified profile of ``profile_id`` over ``channel`` at ``at``?
+
+    A caller that already resolved the person passes the unified profile's id as
+    ``profile_id`` and its ``members`` (no second look-up). A purpose the workspace has not
+    configured is a bad request (``Invalid``), or, with ``unconfigured="refuse"`` (a feature
+    that asks for its own purpose, not the client's), a refusal: nobody agreed to it."""
     config = get_config(session=session, workspace_id=workspace_id)
+    if unconfigured == "refuse" and purpose not in config.purpose_keys:
+        if channel not in CHANNELS:  # a bad channel is still the caller's error
+            check_use(config, purpose, channel)
+        return Decision(False, PURPOSE_NOT_CONFIGURED, None, config.default_regime)
     check_use(config, purpose, channel)
-    canonical, state = _deciding(session, workspace_id, profile_id, purpose, channel)
+    canonical, state = _deciding(session, workspace_id, profile_id, purpose, channel, members)
     country = _countries(session, workspace_id, [canonical]).get(canonical)
     regime = regime_for(country, config.default_regime)
     return decide(state, regime, at or utcnow())
@@ -147,14 +162,22 @@ def deciding_state(
 
 
 def _deciding(
-    session: Session, workspace_id: str, profile_id: str, purpose: str, channel: str
+    session: Session,
+    workspace_id: str,
+    profile_id: str,
+    purpose: str,
+    channel: str,
+    members: Sequence[str] | None = None,
 ) -> tuple[str, CurrentState | None]:
-    canonical = profiles.canonical_of(
-        session=session, workspace_id=workspace_id, profile_id=profile_id
-    )
-    members = profiles.member_ids(
-        session=session, workspace_id=workspace_id, canonical_id=canonical
-    )
+    if members is None:
+        canonical = profiles.canonical_of(
+            session=session, workspace_id=workspace_id, profile_id=profile_id
+        )
+        members = profiles.member_ids(
+            session=session, workspace_id=workspace_id, canonical_id=canonical
+        )
+    else:
+        canonical = profile_id
     states = states_of(
         session=session,
         workspace_id=workspace_id,

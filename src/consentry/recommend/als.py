@@ -26,6 +26,7 @@ from consentry.recommend._arrays import (
     Recommendation,
     TopN,
     as_index_array,
+    empty_top_n,
     exclusion_matrix,
     top_n_dense,
 )
@@ -135,7 +136,7 @@ class ALS:
             parts_items.append(top.items)
             parts_scores.append(top.scores)
         if not parts_items:
-            return TopN(np.zeros((0, n), dtype=np.int32), np.zeros((0, n), dtype=np.float32))
+            return empty_top_n(0, n)
         return TopN(np.vstack(parts_items), np.vstack(parts_scores))
 
     def recommend(self, user: int, n: int = 10, exclude: ArrayLike | None = None) -> Recommendation:

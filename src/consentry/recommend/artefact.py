@@ -120,8 +120,26 @@ class Manifest:
             raise ArtefactError(f"invalid manifest: {exc}") from exc
 
 
-def _digest(array: NDArray[Any]) -> str:
+def digest(array: NDArray[Any]) -> str:
+    """The SHA-256 of an array's bytes (hex), as the manifest records it."""
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def specs(arrays: Mapping[str, NDArray[Any]]) -> dict[str, dict[str, Any]]:
+    """Each array's dtype, shape and SHA-256, for the manifest."""
+    return {
+        name: {"dtype": str(a.dtype), "shape": list(a.shape), "sha256": digest(a)}
+        for name, a in arrays.items()
+    }
+
+
+def neighbour_arrays(item_item: ItemItem | None, n_items: int) -> TopN:
+    """An item-item model's neighbour table as stored (int32 items, float32 scores); no
+    neighbours (zero columns) without a model."""
+    if item_item is None:
+        return TopN(np.zeros((n_items, 0), np.int32), np.zeros((n_items, 0), np.float32))
+    table = item_item.neighbour_table()
+    return TopN(table.items.astype(np.int32), table.scores.astype(np.float32))
 
 
 class ModelArtefact:
@@ -180,10 +198,7 @@ class ModelArtefact:
         user_scores = (
             np.vstack(scores_parts) if scores_parts else np.zeros((0, top_n), dtype=np.float32)
         )
-        if item_item is not None:
-            neighbours = item_item.neighbour_table()
-        else:
-            neighbours = TopN(np.zeros((n_items, 0), np.int32), np.zeros((n_items, 0), np.float32))
+        neighbours = neighbour_arrays(item_item, n_items)
         ranking = popular.top(top_n)
         n_segments = popular.segment_popularity.shape[0]
         segment_top = popular.recommend_batch(
@@ -195,8 +210,8 @@ class ModelArtefact:
         arrays: dict[str, NDArray[Any]] = {
             "user_items": user_items,
             "user_scores": user_scores,
-            "neighbour_items": neighbours.items.astype(np.int32),
-            "neighbour_scores": neighbours.scores.astype(np.float32),
+            "neighbour_items": neighbours.items,
+            "neighbour_scores": neighbours.scores,
             "popular_items": ranking.astype(np.int32),
             "popular_scores": popular.popularity[ranking].astype(np.float32),
             "user_segments": segments,
@@ -204,11 +219,8 @@ class ModelArtefact:
             "segment_scores": segment_top.scores.astype(np.float32),
         }
         when = (trained_at or datetime.now(UTC)).astimezone(UTC)
-        specs = {
-            name: {"dtype": str(a.dtype), "shape": list(a.shape), "sha256": _digest(a)}
-            for name, a in arrays.items()
-        }
-        content = hashlib.sha256(json.dumps(specs, sort_keys=True).encode()).hexdigest()[:12]
+        array_specs = specs(arrays)
+        content = hashlib.sha256(json.dumps(array_specs, sort_keys=True).encode()).hexdigest()[:12]
         manifest = Manifest(
             version=version or f"{model_name}-{when:%Y%m%dT%H%M%SZ}-{content}",
             model=model_name,
@@ -217,7 +229,7 @@ class ModelArtefact:
             n_items=n_items,
             parameters=dict(parameters or {}),
             metrics=dict(metrics or {}),
-            arrays=specs,
+            arrays=array_specs,
         )
         manifest.to_json()  # refuses parameters or metrics that are not plain JSON
         return cls(manifest, arrays)
@@ -262,7 +274,7 @@ class ModelArtefact:
             array, spec = arrays[name], manifest.arrays.get(name, {})
             if str(array.dtype) != dtype or array.ndim != ndim:
                 raise ArtefactError(f"array {name} has the wrong type or shape")
-            if list(array.shape) != list(spec.get("shape", [])) or _digest(array) != spec.get(
+            if list(array.shape) != list(spec.get("shape", [])) or digest(array) != spec.get(
                 "sha256"
             ):
                 raise ArtefactError(f"array {name} does not match the manifest")

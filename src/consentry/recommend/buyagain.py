@@ -94,15 +94,9 @@ class BuyAgain(SparseScorer):
         else:
             frequency = history.decayed_count(self.half_life_days, user_now)
         if self.replenishable is not None and self.timing_weight:
-            own = np.divide(
-                history.last_at - history.first_at,
-                (history.count - 1.0) * SECONDS_PER_DAY,
-                out=np.full(history.count.size, np.nan),
-                where=history.count > 1,
-            )
-            interval = np.where(np.isnan(own), history.interval_days[history.items], own)
             elapsed = (pair_now - history.last_at) / SECONDS_PER_DAY
-            due = due_closeness(elapsed, interval) * self.replenishable[history.items]
+            due = due_closeness(elapsed, history.reorder_interval_days())
+            due = due * self.replenishable[history.items]
             frequency = frequency * (1.0 + self.timing_weight * due)
         self.user_scores = history.matrix(frequency)
         return self

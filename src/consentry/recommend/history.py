@@ -138,6 +138,17 @@ class PurchaseHistory:
         counts = np.bincount(self.line_pair, weights=weights, minlength=self.users.size)
         return np.asarray(counts, dtype=np.float64)
 
+    def reorder_interval_days(self) -> FloatArray:
+        """Per pair: the user's own mean days between two purchases of the item when they
+        bought it at least twice, else the item's ``interval_days`` (NaN: neither known)."""
+        own = np.divide(
+            (self.last_at - self.first_at) / SECONDS_PER_DAY,
+            self.count - 1.0,
+            out=np.full(self.count.size, np.nan),
+            where=self.count > 1,
+        )
+        return np.asarray(np.where(np.isnan(own), self.interval_days[self.items], own))
+
     def order_gap_days(self) -> FloatArray:
         """Per user: the mean number of days between two of their orders (NaN-free: the
         median over users for those with a single order, 0 when nobody has two)."""

@@ -49,7 +49,9 @@ from consentry.recommend._arrays import (
     coo_keys,
     csr,
     drop_entries,
+    empty_top_n,
     exclusion_matrix,
+    gather_rows,
     lookup,
     merge_ranked,
     pair_keys,
@@ -129,13 +131,7 @@ class _Sources:
         # replenishment: how due the item is at the user's expected next order
         elapsed = (h.last_order_at[h.users] - h.last_at) / SECONDS_PER_DAY
         elapsed = elapsed + h.order_gap_days()[h.users]
-        own_interval = np.divide(
-            (h.last_at - h.first_at) / SECONDS_PER_DAY,
-            h.count - 1.0,
-            out=np.full(h.count.size, np.nan),
-            where=h.count > 1,
-        )
-        interval = np.where(np.isnan(own_interval), h.interval_days[h.items], own_interval)
+        interval = h.reorder_interval_days()
         due = due_closeness(elapsed, interval)
         known = np.isfinite(interval) & (interval > 0)
         ratio = np.where(known, (elapsed + 0.5) / (np.where(known, interval, 1.0) + 0.5), 1.0)
@@ -170,17 +166,9 @@ class _Sources:
 
     def own_rows(self, users: IntArray) -> tuple[IntArray, IntArray]:
         """(batch row, history pair index) of the users' own pairs; unknown users have none."""
-        h = self.history
-        known = users < h.n_users
-        safe = np.where(known, users, 0)
-        indptr = h.indptr
-        lengths = np.where(known, indptr[safe + 1] - indptr[safe], 0)
-        starts = indptr[safe]
-        owner = np.repeat(np.arange(users.size, dtype=np.int64), lengths)
-        offsets = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(
-            np.cumsum(lengths) - lengths, lengths
-        )
-        return owner, np.repeat(starts, lengths) + offsets
+        known = users < self.history.n_users
+        owner, pairs = gather_rows(self.history.indptr, users[known])
+        return np.nonzero(known)[0][owner], pairs
 
     def candidates(
         self, users: IntArray, new_items: int, popular_items: int, segments: IntArray | None
@@ -440,7 +428,7 @@ class Hybrid:
             fill = TopN(fill.items, (fill.scores / customers).astype(np.float32))
             parts.append(merge_ranked(top, fill, n, self.n_items))
         if not parts:
-            return TopN(np.zeros((0, n), dtype=np.int32), np.zeros((0, n), dtype=np.float32))
+            return empty_top_n(0, n)
         return TopN(np.vstack([p.items for p in parts]), np.vstack([p.scores for p in parts]))
 
     def recommend(

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import json
 import math
-import time
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,9 +32,10 @@ from sqlalchemy.orm import Session
 from consentry.config import RecommendSettings
 from consentry.errors import Conflict, FieldError, NotFound
 from consentry.platform.db import Database, lock_workspace, utcnow
+from consentry.platform.timing import StepClock, StepProgress
 from consentry.recommend import feed
-from consentry.recommend._arrays import TopN, csr
-from consentry.recommend.artefact import ModelArtefact
+from consentry.recommend._arrays import csr
+from consentry.recommend.artefact import ModelArtefact, neighbour_arrays, specs
 from consentry.recommend.hybrid import Hybrid
 from consentry.recommend.interactions import InteractionWeights, last_order_split
 from consentry.recommend.itemknn import ItemItem
@@ -54,7 +54,6 @@ from consentry.recommend.serving import (
     forget,
     offers_for,
     pack,
-    specs,
     unpack,
 )
 from consentry.recommend.tables import RecommendModelRow
@@ -79,7 +78,7 @@ __all__ = [
     "train",
 ]
 
-Progress = Callable[[str], None]
+Progress = StepProgress
 STEPS = ("read", "evaluate", "fit", "store")
 K = 10
 
@@ -113,18 +112,6 @@ class TrainReport:
             "removed_versions": self.removed_versions,
             "warnings": self.warnings,
         }
-
-
-class _Clock:
-    def __init__(self, report: TrainReport, progress: Progress | None) -> None:
-        self.report, self.progress, self.t = report, progress, time.perf_counter()
-
-    def step(self, name: str) -> None:
-        now = time.perf_counter()
-        self.report.seconds[name] = round(now - self.t, 3)
-        self.t = now
-        if self.progress:
-            self.progress(name)
 
 
 def _hybrid(settings: RecommendSettings) -> Hybrid:
@@ -169,13 +156,6 @@ def _bought_once_matrix(hybrid: Hybrid, replenishable: NDArray[np.bool_]) -> Any
     return csr(h.users[keep], h.items[keep], np.ones(int(keep.sum())), (h.n_users, h.n_items))
 
 
-def _neighbours(model: ItemItem | None, n_items: int) -> TopN:
-    if model is None:
-        return TopN(np.zeros((n_items, 0), np.int32), np.zeros((n_items, 0), np.float32))
-    table = model.neighbour_table()
-    return TopN(table.items.astype(np.int32), table.scores.astype(np.float32))
-
-
 def _build(
     data: feed.ShopData, settings: RecommendSettings, metrics: dict[str, float], at: datetime
 ) -> tuple[dict[str, Any], bytes]:
@@ -216,7 +196,7 @@ def _build(
     arrays["segment_scores"] = (
         arrays["segment_scores"] / np.maximum(sizes, 1)[:, None].astype(np.float32)
     ).astype(np.float32)
-    viewed = _neighbours(also_viewed, data.n_items)
+    viewed = neighbour_arrays(also_viewed, data.n_items)
     extra: dict[str, NDArray[Any]] = {
         "profile_ids": data.profile_ids,
         "product_ids": data.product_ids,
@@ -252,7 +232,7 @@ def train(
     """Train on everything the workspace holds now, store a new version and activate it."""
     as_of = utcnow()
     report = TrainReport(workspace_id=workspace_id, version=0, as_of=as_of, counts={})
-    clock = _Clock(report, progress)
+    clock = StepClock(report.seconds, progress)
     weights = InteractionWeights(
         view=settings.view_weight, cart=settings.cart_weight, order=settings.order_weight
     )
@@ -393,26 +373,41 @@ def activate(*, session: Session, workspace_id: str, version: int) -> dict[str, 
 # --- erasure -------------------------------------------------------------------------------------
 
 
-def subject_data(
-    *, session: Session, workspace_id: str, profile_ids: Collection[str]
-) -> list[dict[str, Any]]:
-    """What the stored model versions hold about these profiles (an access request): per
-    version that knows them, the precomputed list, the segment and the orders it counted."""
-    wanted = set(profile_ids)
-    found: list[dict[str, Any]] = []
+def _versions_holding(
+    session: Session, workspace_id: str, profile_ids: Collection[str]
+) -> Iterator[tuple[RecommendModelRow, NDArray[np.intp]]]:
+    """Each stored version (newest first) that holds any of these profiles, with their
+    positions in it. Only the profile ids are unpacked to look: a version that does not know
+    them is left compressed."""
+    wanted = np.asarray(sorted(set(profile_ids)), dtype=np.str_)
+    if wanted.size == 0:
+        return
     rows = session.scalars(
         select(RecommendModelRow)
         .where(RecommendModelRow.workspace_id == workspace_id)
         .order_by(RecommendModelRow.version.desc())
     ).all()
     for row in rows:
-        arrays = unpack(row.manifest, row.artefact)
-        ids = arrays["profile_ids"].tolist()
+        ids = unpack(row.manifest, row.artefact, ("profile_ids",))["profile_ids"]
+        hit = np.nonzero(np.isin(ids, wanted))[0]
+        if hit.size:
+            yield row, hit
+
+
+SUBJECT_ARRAYS = ("product_ids", "user_items", "user_segments", "user_orders")
+
+
+def subject_data(
+    *, session: Session, workspace_id: str, profile_ids: Collection[str]
+) -> list[dict[str, Any]]:
+    """What the stored model versions hold about these profiles (an access request): per
+    version that knows them, the precomputed list, the segment and the orders it counted."""
+    found: list[dict[str, Any]] = []
+    for row, hit in _versions_holding(session, workspace_id, profile_ids):
+        arrays = unpack(row.manifest, row.artefact, SUBJECT_ARRAYS)
         products = arrays["product_ids"].tolist()
         segment_names = list(row.manifest.get("segments", []))
-        for i, pid in enumerate(ids):
-            if pid not in wanted:
-                continue
+        for i in hit.tolist():
             segment = int(arrays["user_segments"][i])
             named = 0 <= segment < len(segment_names)
             found.append(
@@ -435,22 +430,11 @@ def erase_subject(*, session: Session, workspace_id: str, profile_ids: Collectio
     """Remove these profiles from every stored artefact of the workspace (an erasure): their
     id, precomputed list, segment and order count go; the artefact's revision is bumped so
     servers load it again. How many (version, profile) entries went."""
-    wanted = np.asarray(sorted(set(profile_ids)), dtype=np.str_)
-    if wanted.size == 0:
-        return 0
     removed = 0
-    rows = session.scalars(
-        select(RecommendModelRow).where(RecommendModelRow.workspace_id == workspace_id)
-    ).all()
-    for row in rows:
+    for row, hit in _versions_holding(session, workspace_id, profile_ids):
         arrays = unpack(row.manifest, row.artefact)
-        hit = np.nonzero(np.isin(arrays["profile_ids"], wanted))[0]
-        if hit.size == 0:
-            continue
-        ids = arrays["profile_ids"].copy()
-        ids[hit] = ""
-        arrays["profile_ids"] = ids
         for name, blank in (
+            ("profile_ids", ""),
             ("user_items", -1),
             ("user_scores", -np.inf),
             ("user_segments", -1),

@@ -22,14 +22,13 @@ made since the training counts, and so does a fallback list).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -46,7 +45,13 @@ from consentry.consent import policy
 from consentry.consent.models import ANY_CHANNEL, CHANNELS
 from consentry.errors import Conflict, FieldError, Invalid, NotFound
 from consentry.profiles import service as profiles
-from consentry.recommend.artefact import ARRAY_SPECS, ArtefactError, Manifest, ModelArtefact
+from consentry.recommend.artefact import (
+    ARRAY_SPECS,
+    ArtefactError,
+    Manifest,
+    ModelArtefact,
+    digest,
+)
 from consentry.recommend.logistic import ScoreCalibration
 from consentry.recommend.offers import Offer, rank_offers
 from consentry.recommend.rules import BusinessRules
@@ -62,19 +67,6 @@ HEAD_SECONDS = 1.0  # how stale another process's activation or erasure may be s
 
 
 # --- the stored form -----------------------------------------------------------------------------
-
-
-def digest(array: NDArray[Any]) -> str:
-    """The SHA-256 of an array's bytes (hex), as the manifest records it."""
-    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
-
-
-def specs(arrays: Mapping[str, NDArray[Any]]) -> dict[str, dict[str, Any]]:
-    """Each array's dtype, shape and SHA-256, for the manifest."""
-    return {
-        name: {"dtype": str(a.dtype), "shape": list(a.shape), "sha256": digest(a)}
-        for name, a in arrays.items()
-    }
 
 
 def pack(arrays: Mapping[str, NDArray[Any]]) -> bytes:
@@ -109,6 +101,8 @@ class ServedModel:
     user_orders: NDArray[np.int32]
     viewed_items: NDArray[np.int32]
     viewed_scores: NDArray[np.float32]
+    # the business rules built for it, per (category factors, category cap): see _rules
+    rules: dict[tuple[Any, ...], BusinessRules] = field(default_factory=dict, compare=False)
 
     @property
     def n_items(self) -> int:
@@ -118,15 +112,20 @@ class ServedModel:
         return {"version": self.version, "trained_at": self.trained_at, "as_of": self.as_of}
 
 
-def unpack(manifest: Mapping[str, Any], blob: bytes) -> dict[str, NDArray[Any]]:
-    """The arrays of a stored artefact, each checked against the manifest (type, shape, hash)."""
+def unpack(
+    manifest: Mapping[str, Any], blob: bytes, names: Collection[str] | None = None
+) -> dict[str, NDArray[Any]]:
+    """The arrays of a stored artefact (only ``names`` when given: the others stay compressed),
+    each checked against the manifest (type, shape, hash)."""
+    expected = {**manifest["artefact"]["arrays"], **manifest["extra"]}
+    if names is not None:
+        expected = {name: expected[name] for name in names}
     try:
         with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
+            arrays = {name: npz[name] for name in npz.files if names is None or name in names}
     except (OSError, ValueError) as exc:
         raise ArtefactError(f"the stored artefact cannot be read: {exc}") from exc
-    specs = {**manifest["artefact"]["arrays"], **manifest["extra"]}
-    for name, spec in specs.items():
+    for name, spec in expected.items():
         array = arrays.get(name)
         if array is None:
             raise ArtefactError(f"array {name} is missing")
@@ -245,29 +244,26 @@ def _customer(
     canonical = profiles.canonical_of(
         session=session, workspace_id=workspace_id, profile_id=profile_id
     )
-    try:
-        decision = policy.can_use(
-            session=session,
-            workspace_id=workspace_id,
-            profile_id=canonical,
-            purpose=PURPOSE,
-            channel=context,
-        )
-        consent = {
-            "purpose": PURPOSE,
-            "channel": context,
-            "allowed": decision.allowed,
-            "reason": decision.reason,
-            "regime": decision.regime,
-        }
-        allowed = decision.allowed
-    except Invalid:  # the workspace has no purpose "personalize": nobody agreed to it
-        consent = {"purpose": PURPOSE, "channel": context, "allowed": False}
-        consent["reason"] = "purpose_not_configured"
-        allowed = False
     members = profiles.member_ids(
         session=session, workspace_id=workspace_id, canonical_id=canonical
     )
+    decision = policy.can_use(
+        session=session,
+        workspace_id=workspace_id,
+        profile_id=canonical,
+        members=members,
+        purpose=PURPOSE,
+        channel=context,
+        unconfigured="refuse",  # a workspace without "personalize": nobody agreed to it
+    )
+    consent = {
+        "purpose": PURPOSE,
+        "channel": context,
+        "allowed": decision.allowed,
+        "reason": decision.reason,
+        "regime": decision.regime,
+    }
+    allowed = decision.allowed
     user = model.profile_index.get(canonical)
     if user is None:  # merged after training: any member the model knows
         user = next((model.profile_index[m] for m in members if m in model.profile_index), None)
@@ -275,14 +271,22 @@ def _customer(
 
 
 def _rules(model: ServedModel, settings: RecommendSettings, *, diversity: bool) -> BusinessRules:
-    index = {name: i for i, name in enumerate(model.category_names)}
-    factors = {index[n]: f for n, f in settings.category_factors.items() if n in index}
-    return BusinessRules(
-        model.n_items,
-        categories=model.categories,
-        category_factors=factors or None,
-        max_per_category=settings.max_per_category if diversity else None,
-    )
+    """The model's business rules under these settings, built once per model (they hold
+    arrays over every product); shared by requests, so never changed after."""
+    cap = settings.max_per_category if diversity else None
+    key = (tuple(sorted(settings.category_factors.items())), cap)
+    found = model.rules.get(key)
+    if found is None:
+        index = {name: i for i, name in enumerate(model.category_names)}
+        factors = {index[n]: f for n, f in settings.category_factors.items() if n in index}
+        found = BusinessRules(
+            model.n_items,
+            categories=model.categories,
+            category_factors=factors or None,
+            max_per_category=cap,
+        )
+        model.rules[key] = found
+    return found
 
 
 def _money(value: object) -> float | None:
@@ -303,6 +307,11 @@ def _details(
     )
 
 
+def _in_stock(model: ServedModel, details: Mapping[str, commerce_feed.Row], item: int) -> bool:
+    row = details.get(model.product_ids[item])
+    return bool(model.in_stock[item]) if row is None else row[-1] is not False
+
+
 def _apply(
     model: ServedModel,
     rules: BusinessRules,
@@ -311,14 +320,14 @@ def _apply(
     scores: NDArray[Any],
     count: int,
 ) -> list[dict[str, Any]]:
-    """Candidates through the rules (availability as the catalogue says now), as documents."""
-    in_stock = model.in_stock.copy()
-    for product_id, row in details.items():
-        at = model.product_index.get(product_id)
-        if at is not None:
-            in_stock[at] = row[-1] is not False
-    rules.in_stock = in_stock
-    chosen = rules.apply(None, items, scores, count)
+    """Candidates through the rules, as documents. Out of stock products are left out first:
+    as the catalogue says now (``details``), else as it said at training."""
+    available = np.fromiter(
+        (i >= 0 and _in_stock(model, details, i) for i in items.tolist()),
+        dtype=bool,
+        count=items.size,
+    )
+    chosen = rules.apply(None, items[available], scores[available], count)
     out = []
     for item, score in zip(chosen.items.tolist(), chosen.scores.tolist(), strict=True):
         product_id = model.product_ids[item]
