@@ -140,6 +140,10 @@ class Grouped:
         (gx, gtx, gage), gw = group_rows((x, tx, age), w)
         return cls(gx, gtx, gage, gw, time_scale(gage, gw))
 
+    def scaled(self) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """``(x, t_x, T)`` with the times divided by ``scale``: what the optimiser sees."""
+        return self.x, self.tx / self.scale, self.age / self.scale
+
 
 @dataclass(frozen=True, slots=True)
 class Repeats:
@@ -204,6 +208,14 @@ def group_rows(
     return tuple(np.ascontiguousarray(unique[:, i]) for i in range(unique.shape[1])), counts[keep]
 
 
+def check_horizon(t: npt.ArrayLike) -> FloatArray:
+    """The horizon(s) ``t`` of a prediction as floats, refusing negative ones."""
+    horizon = np.asarray(t, dtype=np.float64)
+    if np.any(horizon < 0):
+        raise ValueError("the horizon t must be non-negative")
+    return horizon
+
+
 def check_weights(weights: npt.ArrayLike | None, n: int) -> FloatArray | None:
     """Non-negative weights of length ``n`` (how many customers each row stands for), or None."""
     if weights is None:
@@ -248,6 +260,28 @@ def time_scale(T: FloatArray, weights: FloatArray) -> float:
     """The factor that brings the mean observation window to 1 (1 if every window is empty)."""
     mean = float(np.sum(T * weights) / np.sum(weights))
     return mean if mean > 0 else 1.0
+
+
+def negative_mean(ll: FloatArray, weights: FloatArray) -> float:
+    """The weighted mean of the negated per-row log-likelihood terms ``ll``."""
+    return -float(np.dot(weights, ll)) / float(np.sum(weights))
+
+
+def mean_objective(
+    terms: Callable[[FloatArray], tuple[FloatArray, FloatArray]],
+    log_params: FloatArray,
+    weights: FloatArray,
+) -> tuple[float, FloatArray]:
+    """The weighted mean negative log-likelihood and its analytic gradient in ln-parameters.
+
+    ``terms`` maps the parameters to the per-row log-likelihood and its gradient in the
+    parameters (shape (k, n)); the chain rule (d/d ln p = p d/dp) carries it to ln-space.
+    """
+    params = np.exp(np.asarray(log_params, dtype=np.float64))
+    ll, grad = terms(params)
+    total = float(np.sum(weights))
+    gradient = -(grad @ weights) * params / total
+    return negative_mean(ll, weights), np.asarray(gradient, dtype=np.float64)
 
 
 def central_gradient(
@@ -401,6 +435,38 @@ def require_identified(model: str, errors: dict[str, float]) -> None:
             f"{model}: the likelihood is flat at the end point (in {', '.join(flat)}): the data "
             "do not identify the parameters"
         )
+
+
+def fitted_info(
+    model: str,
+    names: tuple[str, ...],
+    theta: FloatArray,
+    hessian: FloatArray,
+    weights: FloatArray,
+    log_likelihood: Callable[[FloatArray], FloatArray],
+    *,
+    iterations: int,
+    clock: Callable[[], float],
+    gradient: Literal["analytic", "numerical"],
+) -> tuple[FloatArray, FitInfo]:
+    """The fitted parameters (``exp(theta)``, ``theta`` in the caller's units) and the fit's info.
+
+    The standard errors come from ``hessian`` (of the mean negative log-likelihood in
+    ln-parameters); ``require_identified`` refuses a fit they show is not pinned down.
+    ``log_likelihood`` gives the per-row terms at the fitted parameters; ``clock`` the seconds.
+    """
+    errors = std_errors(names, theta, hessian, float(np.sum(weights)))
+    require_identified(model, errors)
+    fitted = np.exp(theta)
+    info = FitInfo.of(
+        log_likelihood(fitted),
+        weights,
+        iterations=iterations,
+        seconds=clock(),
+        std_errors=errors,
+        gradient=gradient,
+    )
+    return fitted, info
 
 
 def timer() -> Callable[[], float]:

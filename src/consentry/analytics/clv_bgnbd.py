@@ -30,11 +30,12 @@ from consentry.analytics.clv_base import (
     Grouped,
     Repeats,
     as_float,
+    check_horizon,
     check_rfm,
+    fitted_info,
     hessian_from_gradient,
+    mean_objective,
     minimise,
-    require_identified,
-    std_errors,
     timer,
 )
 
@@ -81,18 +82,12 @@ class BgNbd:
         """E[purchases in (T, T+t] | x, t_x, T] (FHL 2005 eq. 10); ``t`` broadcasts against
         the customers (pass shape (k, 1) for k horizons)."""
         x, tx, age = check_rfm(frequency, recency, T)
-        horizon = np.asarray(t, dtype=np.float64)
-        if np.any(horizon < 0):
-            raise ValueError("the horizon t must be non-negative")
-        return _future(self, horizon, x, age) * _p_alive(self, x, tx, age)
+        return _future(self, check_horizon(t), x, age) * _p_alive(self, x, tx, age)
 
     def expected_purchases_new(self, t: npt.ArrayLike) -> FloatArray:
         """E[repeat purchases in (0, t]] for a customer who has just made a first purchase."""
-        horizon = np.asarray(t, dtype=np.float64)
-        if np.any(horizon < 0):
-            raise ValueError("the horizon t must be non-negative")
         zero = np.zeros(1)
-        return np.asarray(_future(self, horizon, zero, zero), dtype=np.float64)
+        return np.asarray(_future(self, check_horizon(t), zero, zero), dtype=np.float64)
 
 
 def _p_alive(params: BgNbd, x: FloatArray, tx: FloatArray, age: FloatArray) -> FloatArray:
@@ -192,12 +187,9 @@ def objective(
     repeats: Repeats | None = None,
 ) -> tuple[float, FloatArray]:
     """Weighted mean negative log-likelihood and its analytic gradient in ln(r, alpha, a, b)."""
-    params = np.exp(np.asarray(log_params, dtype=np.float64))
-    ll, grad = log_likelihood_terms(params, x, tx, age, repeats)
-    total = float(np.sum(weights))
-    value = -float(np.dot(weights, ll)) / total
-    gradient = -(grad @ weights) * params / total
-    return value, np.asarray(gradient, dtype=np.float64)
+    return mean_objective(
+        lambda params: log_likelihood_terms(params, x, tx, age, repeats), log_params, weights
+    )
 
 
 def fit_bgnbd(
@@ -226,27 +218,25 @@ def fit_bgnbd(
         min_customers=min_customers,
         min_repeat_buyers=min_repeat_buyers,
     )
-    gx, gtx, gage, gw, scale = g.x, g.tx, g.age, g.weights, g.scale
-    sx, stx, sage = gx, gtx / scale, gage / scale
-
+    gx, gtx, gage, gw = g.x, g.tx, g.age, g.weights
+    sx, stx, sage = g.scaled()
     repeats = Repeats.of(gx)
 
     def f(theta: FloatArray) -> tuple[float, FloatArray]:
         return objective(theta, sx, stx, sage, gw, repeats)
 
-    theta0 = np.log(np.array([1.0, 1.0, 1.0, 1.0]))
-    theta, iterations = minimise(f, theta0, NAMES, model="BG/NBD")
-    theta[1] += np.log(scale)  # alpha back in the caller's unit
+    theta, iterations = minimise(f, np.zeros(4), NAMES, model="BG/NBD")
+    theta[1] += np.log(g.scale)  # alpha back in the caller's unit
     hess = hessian_from_gradient(lambda th: objective(th, gx, gtx, gage, gw, repeats), theta)
-    fitted = np.exp(theta)
-    errors = std_errors(NAMES, theta, hess, float(np.sum(gw)))
-    require_identified("BG/NBD", errors)
-    info = FitInfo.of(
-        log_likelihood_terms(fitted, gx, gtx, gage, repeats)[0],
+    fitted, info = fitted_info(
+        "BG/NBD",
+        NAMES,
+        theta,
+        hess,
         gw,
+        lambda params: log_likelihood_terms(params, gx, gtx, gage, repeats)[0],
         iterations=iterations,
-        seconds=clock(),
-        std_errors=errors,
+        clock=clock,
         gradient="analytic",
     )
     r, alpha, a, b = (float(v) for v in fitted)

@@ -37,11 +37,12 @@ from consentry.analytics.clv_base import (
     Grouped,
     as_float,
     central_gradient,
+    check_horizon,
     check_rfm,
+    fitted_info,
     hessian_from_values,
     minimise,
-    require_identified,
-    std_errors,
+    negative_mean,
     timer,
 )
 
@@ -89,19 +90,14 @@ class ParetoNbd:
         (r+x)(beta+T)/((alpha+T)(s-1)) [1 - ((beta+T)/(beta+T+t))^(s-1)] (the s -> 1 limit,
         (r+x)/(alpha+T) (beta+T) ln(1 + t/(beta+T)), is reached continuously through expm1)."""
         x, tx, age = check_rfm(frequency, recency, T)
-        horizon = np.asarray(t, dtype=np.float64)
-        if np.any(horizon < 0):
-            raise ValueError("the horizon t must be non-negative")
         alive = _p_alive(self.as_array(), x, tx, age)
         rate = (self.r + x) / (self.alpha + age)
-        span = _lifetime_integral(self.s, self.beta + age, horizon)
+        span = _lifetime_integral(self.s, self.beta + age, check_horizon(t))
         return np.asarray(alive * rate * span, dtype=np.float64)
 
     def expected_purchases_new(self, t: npt.ArrayLike) -> FloatArray:
         """E[repeat purchases in (0, t]] for a customer who has just made a first purchase."""
-        horizon = np.atleast_1d(np.asarray(t, dtype=np.float64))
-        if np.any(horizon < 0):
-            raise ValueError("the horizon t must be non-negative")
+        horizon = np.atleast_1d(check_horizon(t))
         span = _lifetime_integral(self.s, np.asarray(self.beta, dtype=np.float64), horizon)
         return np.asarray(self.r / self.alpha * span, dtype=np.float64)
 
@@ -202,8 +198,7 @@ def negative_mean_log_likelihood(
 ) -> float:
     """Weighted mean negative log-likelihood in ln(r, alpha, s, beta)."""
     params = np.exp(np.asarray(log_params, dtype=np.float64))
-    ll = log_likelihood_terms(params, x, tx, age, points)[0]
-    return -float(np.dot(weights, ll)) / float(np.sum(weights))
+    return negative_mean(log_likelihood_terms(params, x, tx, age, points)[0], weights)
 
 
 def objective(
@@ -243,9 +238,8 @@ def fit_pareto_nbd(
         min_customers=min_customers,
         min_repeat_buyers=min_repeat_buyers,
     )
-    gx, gtx, gage, gw, scale = g.x, g.tx, g.age, g.weights, g.scale
-    sx, stx, sage = gx, gtx / scale, gage / scale
-
+    gx, gtx, gage, gw = g.x, g.tx, g.age, g.weights
+    sx, stx, sage = g.scaled()
     points = Points.of(sx, stx, sage)
 
     def f(theta: FloatArray) -> tuple[float, FloatArray]:
@@ -257,17 +251,17 @@ def fit_pareto_nbd(
     hess = hessian_from_values(
         lambda th: negative_mean_log_likelihood(th, sx, stx, sage, gw, points), theta
     )
-    theta[1] += np.log(scale)
-    theta[3] += np.log(scale)
-    fitted = np.exp(theta)
-    errors = std_errors(NAMES, theta, hess, float(np.sum(gw)))
-    require_identified("Pareto/NBD", errors)
-    info = FitInfo.of(
-        log_likelihood_terms(fitted, gx, gtx, gage)[0],
+    theta[1] += np.log(g.scale)
+    theta[3] += np.log(g.scale)
+    fitted, info = fitted_info(
+        "Pareto/NBD",
+        NAMES,
+        theta,
+        hess,
         gw,
+        lambda params: log_likelihood_terms(params, gx, gtx, gage)[0],
         iterations=iterations,
-        seconds=clock(),
-        std_errors=errors,
+        clock=clock,
         gradient="numerical",
     )
     r, alpha, s, beta = (float(v) for v in fitted)

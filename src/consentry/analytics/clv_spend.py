@@ -32,10 +32,10 @@ from consentry.analytics.clv_base import (
     Repeats,
     as_float,
     check_weights,
+    fitted_info,
     hessian_from_gradient,
+    mean_objective,
     minimise,
-    require_identified,
-    std_errors,
     timer,
 )
 
@@ -119,11 +119,8 @@ def objective(
     repeats: Repeats | None = None,
 ) -> tuple[float, FloatArray]:
     """Weighted mean negative log-likelihood and its analytic gradient in ln(p, q, v)."""
-    params = np.exp(np.asarray(log_params, dtype=np.float64))
-    ll, grad = log_likelihood_terms(params, x, m, repeats)
-    total = float(np.sum(weights))
-    return -float(np.dot(weights, ll)) / total, np.asarray(
-        -(grad @ weights) * params / total, dtype=np.float64
+    return mean_objective(
+        lambda params: log_likelihood_terms(params, x, m, repeats), log_params, weights
     )
 
 
@@ -169,21 +166,22 @@ def fit_gamma_gamma(
 
     theta, iterations = minimise(f, np.zeros(3), NAMES, model="Gamma-Gamma")
     theta[2] += np.log(scale)
-    fitted = np.exp(theta)
-    if fitted[1] <= 1:
+    q = float(np.exp(theta[1]))
+    if q <= 1:
         raise ConvergenceFailure(
-            f"Gamma-Gamma: q = {fitted[1]:.3g} <= 1, so the spend distribution has no finite "
+            f"Gamma-Gamma: q = {q:.3g} <= 1, so the spend distribution has no finite "
             "mean; the values are too heavy-tailed for this model"
         )
     hess = hessian_from_gradient(lambda th: objective(th, ux, um, uw, repeats), theta)
-    errors = std_errors(NAMES, theta, hess, count)
-    require_identified("Gamma-Gamma", errors)
-    info = FitInfo.of(
-        log_likelihood_terms(fitted, ux, um, repeats)[0],
+    fitted, info = fitted_info(
+        "Gamma-Gamma",
+        NAMES,
+        theta,
+        hess,
         uw,
+        lambda params: log_likelihood_terms(params, ux, um, repeats)[0],
         iterations=iterations,
-        seconds=clock(),
-        std_errors=errors,
+        clock=clock,
         gradient="analytic",
     )
     p, q, v = (float(t) for t in fitted)

@@ -95,14 +95,11 @@ def orders(
     units of ``currency`` one unit of another currency is worth. Read in one columnar pass
     (``platform.columnar``): no Python object per order."""
     raw = read_arrow(db, commerce_feed.order_select(workspace_id), RAW_ORDERS)
-    skipped: dict[str, int] = {}
     rates = {code.upper(): rate for code, rate in fx_rates.items()}
     rates[currency.upper()] = 1.0
     codes = pc.utf8_upper(raw["currency"])
     rate = pc.index_in(codes, value_set=pa.array(list(rates), pa.string()))
     known = pc.is_valid(rate)
-    for code, count in zip(*_missing(codes, known), strict=True):
-        skipped[code] = skipped.get(code, 0) + count
     factor = pc.take(pa.array(list(rates.values()), pa.float64()), rate)
     converted = pc.cast(
         pc.round(pc.multiply(pc.cast(raw["cents"], pa.float64()), factor)), pa.int64()
@@ -116,15 +113,18 @@ def orders(
         }
     ).filter(known)
     table = table.set_column(0, "customer", _to_unified(table, "customer", merged))
-    return Orders(table=table.cast(ORDERS), skipped=skipped)
+    return Orders(table=table.cast(ORDERS), skipped=_missing(codes, known))
 
 
-def _missing(codes: pa.Array, known: pa.Array) -> tuple[list[str], list[int]]:
+def _missing(codes: pa.Array, known: pa.Array) -> dict[str, int]:
+    """How many orders of each currency code (``(none)`` for no code) have no rate."""
     unknown = pc.filter(codes, pc.invert(known))
     if len(unknown) == 0:
-        return [], []
+        return {}
     counts = pc.value_counts(pc.fill_null(unknown, "(none)"))
-    return counts.field("values").to_pylist(), counts.field("counts").to_pylist()
+    return dict(
+        zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True)
+    )
 
 
 def events(

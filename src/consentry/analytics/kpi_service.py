@@ -22,7 +22,8 @@ A ``channel`` filter keeps the orders of one sales channel (new then means new t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -34,8 +35,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from consentry.analytics import extract, metrics
-from consentry.analytics.cohorts import cohort_rows, month_key
-from consentry.analytics.engine import open_engine
+from consentry.analytics.cohorts import EPOCH, cohort_rows, month_key, month_of_day
+from consentry.analytics.engine import Engine, open_engine
 from consentry.analytics.metrics import Interval
 from consentry.analytics.service import day_of
 from consentry.analytics.tables import MarketingSpendRow
@@ -44,7 +45,6 @@ from consentry.consent import service as consent
 from consentry.errors import FieldError, Invalid
 from consentry.platform.db import Database, utcnow
 
-EPOCH = date(1970, 1, 1)
 MAX_RANGE = timedelta(days=3 * 366)
 MAX_PERIODS = 400
 DEFAULT_SPAN = timedelta(days=365)
@@ -101,8 +101,7 @@ def _utc(value: datetime) -> datetime:
 def period_of_day(day: int, interval: Interval) -> int:
     """The period number (as ``metrics.period_number`` computes it) of a day number."""
     if interval == "month":
-        d = EPOCH + timedelta(days=day)
-        return d.year * 12 + d.month - 1
+        return month_of_day(day)
     if interval == "week":
         return (day + 3) // 7
     return day
@@ -125,6 +124,37 @@ def _by_period(table: pa.Table) -> dict[int, dict[str, Any]]:
     return {row["period"]: row for row in table.to_pylist()}
 
 
+@dataclass(frozen=True, slots=True)
+class _History:
+    """What every KPI and cohort reads first: the merged-profile map and the orders under it."""
+
+    merged: pa.Table
+    orders: extract.Orders
+
+
+def _history(
+    db: Database, workspace_id: str, settings: AnalyticsSettings, channel: str | None
+) -> _History:
+    """Every order in the reporting currency, of one sales channel when ``channel`` is given."""
+    with db.read() as session:
+        merged = extract.unified(session, workspace_id)
+    found = extract.orders(
+        db, workspace_id, currency=settings.currency, fx_rates=settings.fx_rates, merged=merged
+    )
+    if channel is not None:
+        kept = found.table.filter(pc.equal(found.table["channel"], channel))
+        found = extract.Orders(table=kept, skipped=found.skipped)
+    return _History(merged, found)
+
+
+@contextmanager
+def _engine(settings: AnalyticsSettings, engine: str | None, history: _History) -> Iterator[Engine]:
+    """The engine asked for (default: the setting) with the orders loaded, closed on leaving."""
+    with open_engine(engine or settings.engine, memory_limit=settings.memory_limit) as eng:
+        eng.load("orders", history.orders.table)
+        yield eng
+
+
 def kpis(
     db: Database,
     workspace_id: str,
@@ -135,11 +165,59 @@ def kpis(
     engine: str | None = None,
 ) -> dict[str, Any]:
     """Every KPI per period of ``window`` and over the whole range."""
+    history = _history(db, workspace_id, settings, channel)
+    with _engine(settings, engine, history) as eng:
+        return _kpis(db, workspace_id, settings, window, channel, history, eng)
+
+
+def cohorts(
+    db: Database,
+    workspace_id: str,
+    settings: AnalyticsSettings,
+    window: Range,
+    *,
+    channel: str | None = None,
+    engine: str | None = None,
+) -> dict[str, Any]:
+    """Retention by first-order month: for each cohort that started in the range, its size and
+    the share of it that bought in each month since (month 0 is 100 %)."""
+    history = _history(db, workspace_id, settings, channel)
+    with _engine(settings, engine, history) as eng:
+        return _cohorts(window, channel, eng)
+
+
+def dashboard(
+    db: Database,
+    workspace_id: str,
+    settings: AnalyticsSettings,
+    window: Range,
+    *,
+    channel: str | None = None,
+    engine: str | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``kpis`` and ``cohorts`` over the same range (cohorts by month whatever ``window``'s
+    interval), from one read of the orders loaded once into one engine: what the dashboard
+    shows."""
+    history = _history(db, workspace_id, settings, channel)
+    with _engine(settings, engine, history) as eng:
+        found = _kpis(db, workspace_id, settings, window, channel, history, eng)
+        return found, _cohorts(window, channel, eng)
+
+
+def _kpis(
+    db: Database,
+    workspace_id: str,
+    settings: AnalyticsSettings,
+    window: Range,
+    channel: str | None,
+    history: _History,
+    eng: Engine,
+) -> dict[str, Any]:
     interval = window.interval
     with db.read() as session:
-        merged = extract.unified(session, workspace_id)
-        found = _orders(db, workspace_id, settings, merged, channel)
-        events = extract.events(session, workspace_id, window.since, window.until, merged=merged)
+        events = extract.events(
+            session, workspace_id, window.since, window.until, merged=history.merged
+        )
         carts = extract.carts(session, workspace_id, window.since, window.until)
         spend = _spend(session, workspace_id)
         consent_rates = consent.opt_in_by_period(
@@ -149,21 +227,18 @@ def kpis(
             until=window.until,
             interval=interval,
         )
-    orders = found.table
     abandoned_before = int(window.until.timestamp()) - settings.abandoned_cart_minutes * 60
     last, first = window.last_day, window.first_day
-    with open_engine(engine or settings.engine, memory_limit=settings.memory_limit) as eng:
-        eng.load("orders", orders)
-        eng.load("events", events)
-        eng.load("carts", carts)
-        sales = _by_period(eng.run(lambda t: metrics.order_kpis(t["orders"], interval, last)))
-        visits = _by_period(eng.run(lambda t: metrics.session_kpis(t["events"], interval)))
-        baskets = _by_period(
-            eng.run(lambda t: metrics.cart_kpis(t["carts"], interval, abandoned_before))
-        )
-        people = eng.run(
-            lambda t: metrics.customer_summary(t["orders"], last).filter(_.last_day >= first)
-        )
+    eng.load("events", events)
+    eng.load("carts", carts)
+    sales = _by_period(eng.run(lambda t: metrics.order_kpis(t["orders"], interval, last)))
+    visits = _by_period(eng.run(lambda t: metrics.session_kpis(t["events"], interval)))
+    baskets = _by_period(
+        eng.run(lambda t: metrics.cart_kpis(t["carts"], interval, abandoned_before))
+    )
+    people = eng.run(
+        lambda t: metrics.customer_summary(t["orders"], last).filter(_.last_day >= first)
+    )
     rows = [
         _period_row(p, interval, sales, visits, baskets, spend, consent_rates)
         for p in window.periods()
@@ -176,25 +251,8 @@ def kpis(
         "channel": channel,
         "periods": rows,
         "totals": _totals(rows, people, first, interval),
-        "skipped_orders": found.skipped,
+        "skipped_orders": history.orders.skipped,
     }
-
-
-def _orders(
-    db: Database,
-    workspace_id: str,
-    settings: AnalyticsSettings,
-    merged: pa.Table,
-    channel: str | None,
-) -> extract.Orders:
-    """Every order in the reporting currency, of one sales channel when ``channel`` is given."""
-    found = extract.orders(
-        db, workspace_id, currency=settings.currency, fx_rates=settings.fx_rates, merged=merged
-    )
-    if channel is None:
-        return found
-    kept = found.table.filter(pc.equal(found.table["channel"], channel))
-    return extract.Orders(table=kept, skipped=found.skipped)
 
 
 def _spend(session: Session, workspace_id: str) -> dict[str, int]:
@@ -286,24 +344,9 @@ def _totals(
     }
 
 
-def cohorts(
-    db: Database,
-    workspace_id: str,
-    settings: AnalyticsSettings,
-    window: Range,
-    *,
-    channel: str | None = None,
-    engine: str | None = None,
-) -> dict[str, Any]:
-    """Retention by first-order month: for each cohort that started in the range, its size and
-    the share of it that bought in each month since (month 0 is 100 %)."""
-    with db.read() as session:
-        merged = extract.unified(session, workspace_id)
-    orders = _orders(db, workspace_id, settings, merged, channel).table
+def _cohorts(window: Range, channel: str | None, eng: Engine) -> dict[str, Any]:
     last = window.last_day
-    with open_engine(engine or settings.engine, memory_limit=settings.memory_limit) as eng:
-        eng.load("orders", orders)
-        table = eng.run(lambda t: metrics.cohorts(t["orders"], last))
+    table = eng.run(lambda t: metrics.cohorts(t["orders"], last))
     first_month = period_of_day(window.first_day, "month")
     result = cohort_rows(table, first_month, period_of_day(last, "month"))
     return {"since": window.since, "until": window.until, "channel": channel, "cohorts": result}

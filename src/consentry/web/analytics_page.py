@@ -18,15 +18,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from consentry.analytics import kpi_service, service
-from consentry.analytics.metrics import Interval
+from consentry.analytics.metrics import INTERVALS, Interval
 from consentry.analytics.service import day_of
 from consentry.deps import AnalyticsRead, AnalyticsWrite, DbDep, ReadAudit, SettingsDep
 from consentry.errors import FieldError, Invalid
 from consentry.web.charts import bar_chart, heat, rate_chart, sparkline
-from consentry.web.routes import CsrfChecked, PageRoute, _summaries, redirect, render
+from consentry.web.routes import CsrfChecked, PageRoute, redirect, render, summaries
 
 router = APIRouter(prefix="/app", route_class=PageRoute, include_in_schema=False)
-INTERVALS: tuple[Interval, ...] = ("day", "week", "month")
 CHURN_ROWS = 20
 CLV_BINS = 20
 MIN_RISK = 0.5
@@ -161,13 +160,11 @@ def analytics_page(
         )
     step: Interval = next(i for i in INTERVALS if i == interval)
     window = kpi_service.Range.default(_when(since, "since"), _when(until, "until"), step)
-    month_window = kpi_service.Range.default(window.since, window.until, "month")
     sales_channel = channel.strip() or None
     if sales_channel is not None and len(sales_channel) > 50:
         raise Invalid("channel is too long", [FieldError("channel", "at most 50 characters")])
     workspace, options = principal.workspace_id, settings.analytics
-    kpis = kpi_service.kpis(db, workspace, options, window, channel=sales_channel)
-    cohorts = kpi_service.cohorts(db, workspace, options, month_window, channel=sales_channel)
+    kpis, cohorts = kpi_service.dashboard(db, workspace, options, window, channel=sales_channel)
     with db.read() as session:
         run = service.latest_run(session=session, workspace_id=workspace)
         grid = service.segment_grid(session=session, workspace_id=workspace)
@@ -181,7 +178,7 @@ def analytics_page(
                 limit=CHURN_ROWS,
                 offset=0,
             )
-            people = _summaries(session, workspace, [c["profile_id"] for c in churn])
+            people = summaries(session, workspace, [c["profile_id"] for c in churn])
         note.found(c["profile_id"] for c in churn)
     periods = [p["period"] for p in kpis["periods"]]
     consent = {"consent rate": {p["period"]: p["consent_rate"] for p in kpis["periods"]}}

@@ -18,6 +18,7 @@ from consentry.deps import DbDep, ProfilesRead, ProfilesWrite, ReadAudit, Settin
 from consentry.errors import FieldError, Invalid
 from consentry.platform.tenancy import Scope
 from consentry.profiles import dedupe_service as dedupe
+from consentry.profiles.dedupe_routes import review_queue
 from consentry.web.routes import CsrfChecked, PageRoute, redirect, render
 
 router = APIRouter(prefix="/app", route_class=PageRoute, include_in_schema=False)
@@ -47,29 +48,10 @@ def review_page(
     done: str = "",
 ) -> Response:
     """The pairs waiting for a decision (or those of another status), most probable first."""
-    if status not in STATUS_CHOICES:
-        raise Invalid("unknown status", [FieldError("status", ", ".join(STATUS_CHOICES))])
     with db.read() as session:
-        total, found = dedupe.list_candidates(
-            session=session, workspace_id=principal.workspace_id, status=status, limit=PAGE
-        )
         latest = dedupe.latest_run(session=session, workspace_id=principal.workspace_id)
-    with reads.reading(principal, "identity.review", lookup="queue", via="dashboard") as note:
-        with db.read() as session:
-            shown = dedupe.summaries(
-                session=session,
-                workspace_id=principal.workspace_id,
-                profile_ids=[p for c in found for p in (c.profile_a, c.profile_b)],
-            )
-        note.found(s["id"] for s in shown.values())
-    pairs = [
-        {
-            "candidate": c,
-            "sides": [shown.get(c.profile_a), shown.get(c.profile_b)],
-            "bars": _bars(c.explanation),
-        }
-        for c in found
-    ]
+    total, found = review_queue(db, principal, reads, status=status, limit=PAGE, via="dashboard")
+    pairs = [{"candidate": c, "sides": sides, "bars": _bars(c.explanation)} for c, sides in found]
     return render(
         request,
         "identity_review.html",

@@ -164,7 +164,8 @@ def _summary(view: profiles.ProfileView) -> ProfileSummary:
     )
 
 
-def _summaries(session: Session, workspace_id: str, ids: list[str]) -> list[ProfileSummary]:
+def summaries(session: Session, workspace_id: str, ids: list[str]) -> list[ProfileSummary]:
+    """One list row per profile id, in order: name, email, last seen (for a page of rows)."""
     return [
         _summary(profiles.get_profile(session=session, workspace_id=workspace_id, profile_id=pid))
         for pid in ids
@@ -193,7 +194,7 @@ def search(db: Database, workspace_id: str, query: str, region: str) -> SearchRe
         for kind in query_kinds(query) if query else []:
             ids = _find(session, workspace_id, kind, query, region)
             if ids:
-                return SearchResult(query, kind, _summaries(session, workspace_id, ids))
+                return SearchResult(query, kind, summaries(session, workspace_id, ids))
     return SearchResult(query, None, [])
 
 
@@ -207,7 +208,7 @@ def recent_profiles(db: Database, workspace_id: str, page: int) -> dict[str, Any
             offset=(page - 1) * PAGE_SIZE,
         )
         total = profiles.count_profiles(session=session, workspace_id=workspace_id)
-        found = _summaries(session, workspace_id, [pid for pid, _ in rows])
+        found = summaries(session, workspace_id, [pid for pid, _ in rows])
     return {"profiles": found, "total": total, "page": page, "pages": math.ceil(total / PAGE_SIZE)}
 
 
