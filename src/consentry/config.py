@@ -56,7 +56,10 @@ class DedupeSettings(BaseModel):
         0.5, gt=0, lt=1, description="Pairs from here up to the auto-merge threshold go to review."
     )
     batch_size: int = Field(
-        5000, ge=100, le=100_000, description="Profiles read from the store at a time."
+        5000,
+        ge=100,
+        le=20_000,  # profiles.bulk reads past 20,000 ids by scanning the whole workspace
+        description="Profiles read from the store at a time.",
     )
     scheduled: bool = Field(
         True,

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
-from consentry.profiles.models import normalize_phone
+from consentry.profiles.models import normalize_phone, phone_region
 from consentry.quality import Normalised, Phone, Problem, validate_phone
 from tests.quality.strategies import any_text, anything, digits_ish
 
@@ -147,3 +147,11 @@ def test_agrees_with_identity_resolution(value: str, country: str) -> None:
         assert stored == outcome.value.e164
     elif outcome.code not in {"phone.too_long"}:  # quality caps input length, models does not
         assert stored is None
+
+
+def test_uk_is_read_as_gb_as_identity_resolution_reads_it() -> None:
+    """Shops write UK as often as GB; the audit and de-duplication must read such a profile's
+    national number as identity resolution does (profiles.models.phone_region)."""
+    found = validate_phone("020 7946 0958", "uk")
+    assert isinstance(found, Normalised) and found.value.e164 == "+442079460958"
+    assert normalize_phone("020 7946 0958", phone_region("UK", "US")) == found.value.e164

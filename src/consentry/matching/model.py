@@ -461,33 +461,48 @@ def explain_with(scorer: Scorer, left: int, right: int) -> Explanation:
         raise Invalid("a pair needs two distinct record positions of the batch")
     a = np.array([left], dtype=np.int32)
     b = np.array([right], dtype=np.int32)
-    levels, swapped = scorer.comparer.levels(a, b)
-    adjustments = scorer.adjustments(a, levels, swapped)
-    contributions = []
+    return explain_pairs(scorer, a, b)[0]
+
+
+def explain_pairs(scorer: Scorer, left: Pairs, right: Pairs) -> list[Explanation]:
+    """Explain each pair ``(left[k], right[k])`` of the scorer's batch at once (positions as
+    the scorer's :meth:`Scorer.weights` takes them; not checked)."""
+    if len(left) == 0:
+        return []
+    levels, swapped = scorer.comparer.levels(left, right)
+    adjustments = scorer.adjustments(left, levels, swapped)
+    totals = scorer.weights(left, levels, swapped)
+    probabilities = probability(totals)
     implied = dict(scorer.comparer.implied)
-    for f, params in enumerate(scorer.model.fields):
-        number = int(levels[0, f])
-        label = params.comparison.labels[number]
-        if f in implied and number == NULL and int(levels[0, implied[f]]) == EXACT:
-            label = f"implied by {params.comparison.implied_by}"
-        adj = float(adjustments[f][0]) if adjustments[f] is not None else 0.0  # type: ignore[index]
-        contributions.append(
-            FieldContribution(
-                field=params.field,
-                level=label,
-                level_number=number,
-                weight=float(scorer.tables[f][number]) + adj,
-                term_frequency_adjustment=adj,
+    ids = scorer.comparer.batch.ids
+    out = []
+    for k in range(len(left)):
+        contributions = []
+        for f, params in enumerate(scorer.model.fields):
+            number = int(levels[k, f])
+            label = params.comparison.labels[number]
+            if f in implied and number == NULL and int(levels[k, implied[f]]) == EXACT:
+                label = f"implied by {params.comparison.implied_by}"
+            adjustment = adjustments[f]
+            adj = float(adjustment[k]) if adjustment is not None else 0.0
+            contributions.append(
+                FieldContribution(
+                    field=params.field,
+                    level=label,
+                    level_number=number,
+                    weight=float(scorer.tables[f][number]) + adj,
+                    term_frequency_adjustment=adj,
+                )
+            )
+        out.append(
+            Explanation(
+                left=ids[int(left[k])],
+                right=ids[int(right[k])],
+                prior_weight=scorer.model.prior_weight,
+                fields=tuple(contributions),
+                swapped_names=bool(swapped[k]),
+                match_weight=float(totals[k]),
+                match_probability=float(probabilities[k]),
             )
         )
-    total = float(scorer.weights(a, levels, swapped)[0])
-    ids = scorer.comparer.batch.ids
-    return Explanation(
-        left=ids[left],
-        right=ids[right],
-        prior_weight=scorer.model.prior_weight,
-        fields=tuple(contributions),
-        swapped_names=bool(swapped[0]),
-        match_weight=total,
-        match_probability=float(probability(np.array([total]))[0]),
-    )
+    return out

@@ -27,7 +27,6 @@ once.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from typing import Any
@@ -44,12 +43,14 @@ from consentry.matching.model import (
     Scorer,
     TermFrequencies,
     TrainingReport,
+    explain_pairs,
 )
 from consentry.matching.records import RecordBatch
 from consentry.profiles.models import trait_slug
 from consentry.quality import (
     Normalised,
     clean_text,
+    fold,
     validate_birth_date,
     validate_country,
     validate_email,
@@ -124,20 +125,8 @@ _STREET_WORDS = {
     "west": "w",
 }
 _STRASSE = re.compile(r"(?<=\w)(strasse|straße|str\.?)$")
-_NOT_KEY = re.compile(r"[^\w ]+")
 
 Keys = dict[str, str | None]
-
-
-def fold(text: str) -> str:
-    """A comparison key of free text: clean (NFKC, one space), no accents, case-folded,
-    hyphens and other punctuation as a space, apostrophes dropped. Idempotent."""
-    decomposed = unicodedata.normalize("NFKD", clean_text(text).casefold())
-    # dotless i: its capital is "I", so "Ayşe Işık" typed in capitals would fold apart
-    bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).replace("ı", "i")
-    bare = bare.replace("'", "").replace("\u2019", "")
-    bare = _NOT_KEY.sub(" ", bare).replace("_", " ")
-    return " ".join(unicodedata.normalize("NFKC", bare).split())
 
 
 def _text(value: Any) -> str | None:
@@ -465,41 +454,18 @@ def names_the_person(explanation: Mapping[str, Any]) -> bool:
 def explanations(
     scorer: Scorer, left: npt.NDArray[np.int32], right: npt.NDArray[np.int32]
 ) -> list[dict[str, Any]]:
-    """Why each pair ``(left[k], right[k])`` of the scorer's batch scored what it did: the
-    prior, and per field its level and weight (log2 Bayes factor, term frequency included).
-    Field names, level labels and numbers only, never a value."""
-    if len(left) == 0:
-        return []
-    levels, swapped = scorer.comparer.levels(left, right)
-    adjustments = scorer.adjustments(left, levels, swapped)
-    implied = dict(scorer.comparer.implied)
-    weights = np.full(len(left), scorer.model.prior_weight, dtype=np.float64)
-    per_field: list[npt.NDArray[np.float64]] = []
-    for f, table in enumerate(scorer.tables):
-        w = table[levels[:, f]].astype(np.float64)
-        adj = adjustments[f]
-        if adj is not None:
-            w = w + adj
-        per_field.append(w)
-        weights += w
-    out = []
-    params = scorer.model.fields
-    for k in range(len(left)):
-        fields = []
-        for f, p in enumerate(params):
-            number = int(levels[k, f])
-            label = p.comparison.labels[number]
-            if f in implied and number == 0 and int(levels[k, implied[f]]) == 1:
-                label = f"implied by {p.comparison.implied_by}"
-            fields.append(
-                {"field": p.field, "level": label, "weight": round(float(per_field[f][k]), 4)}
-            )
-        out.append(
-            {
-                "prior_weight": round(scorer.model.prior_weight, 4),
-                "match_weight": round(float(weights[k]), 4),
-                "swapped_names": bool(swapped[k]),
-                "fields": fields,
-            }
-        )
-    return out
+    """Why each pair ``(left[k], right[k])`` of the scorer's batch scored what it did, as JSON
+    (:func:`consentry.matching.model.explain_pairs`): the prior, and per field its level and
+    weight (log2 Bayes factor, term frequency included). Field names, level labels and numbers
+    only, never a value."""
+    return [
+        {
+            "prior_weight": round(e.prior_weight, 4),
+            "match_weight": round(e.match_weight, 4),
+            "swapped_names": e.swapped_names,
+            "fields": [
+                {"field": f.field, "level": f.level, "weight": round(f.weight, 4)} for f in e.fields
+            ],
+        }
+        for e in explain_pairs(scorer, left, right)
+    ]

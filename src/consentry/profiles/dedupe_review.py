@@ -172,11 +172,6 @@ def _row(session: Session, workspace_id: str, candidate_id: str) -> MatchCandida
     return row
 
 
-def get_candidate(*, session: Session, workspace_id: str, candidate_id: str) -> Candidate:
-    """One candidate pair (NotFound in another workspace)."""
-    return _candidate(_row(session, workspace_id, candidate_id))
-
-
 def _pending(row: MatchCandidateRow) -> None:
     if row.status != PENDING:
         raise Conflict(f"this pair was already decided ({row.status})")
@@ -224,20 +219,6 @@ def reject(
     row.note = note[:500] if note else None
     session.flush()
     return _candidate(row)
-
-
-def pending_counts(*, session: Session, workspace_id: str) -> dict[str, int]:
-    """Pending candidate pairs per profile id (either side): likely duplicates for audits."""
-    out: dict[str, int] = {}
-    rows = session.execute(
-        select(MatchCandidateRow.profile_a, MatchCandidateRow.profile_b).where(
-            MatchCandidateRow.workspace_id == workspace_id, MatchCandidateRow.status == PENDING
-        )
-    )
-    for a, b in rows:
-        out[a] = out.get(a, 0) + 1
-        out[b] = out.get(b, 0) + 1
-    return out
 
 
 # --- what a reviewer sees ---------------------------------------------------------------------

@@ -24,6 +24,7 @@ from consentry.errors import NotFound
 from consentry.platform.db import Database
 from consentry.platform.tenancy import Principal
 from consentry.profiles import dedupe_service as service
+from consentry.profiles.dedupe_service import Candidate
 
 router = APIRouter(prefix="/v1/identity", tags=["identity"])
 
@@ -45,16 +46,28 @@ class DecisionIn(BaseModel):
     note: str | None = Field(None, max_length=500)
 
 
-def review_page(
-    db: Database, principal: Principal, reads: ReadRecorder, status: str, limit: int
-) -> dict[str, Any]:
-    """Candidate pairs with both profiles' summaries; the read recorded under their ids."""
+Sides = list[dict[str, Any] | None]  # both profiles' summaries (None: erased)
+
+
+def review_queue(
+    db: Database,
+    principal: Principal,
+    reads: ReadRecorder,
+    *,
+    status: str,
+    limit: int,
+    via: str | None = None,
+) -> tuple[int, list[tuple[Candidate, Sides]]]:
+    """Candidate pairs of a status, the most probable first, each with both profiles'
+    summaries, and how many pairs there are; the read is recorded under the profiles' ids
+    (and ``via``: "dashboard" from the dashboard). The API and the dashboard both read it."""
     workspace = principal.workspace_id
     with db.read() as session:
         total, found = service.list_candidates(
             session=session, workspace_id=workspace, status=status, limit=limit
         )
-    with reads.reading(principal, "identity.review", lookup="queue") as note:
+    details = {"via": via} if via else {}
+    with reads.reading(principal, "identity.review", lookup="queue", **details) as note:
         with db.read() as session:
             shown = service.summaries(
                 session=session,
@@ -62,14 +75,7 @@ def review_page(
                 profile_ids=[p for c in found for p in (c.profile_a, c.profile_b)],
             )
         note.found(s["id"] for s in shown.values())
-    return {
-        "total": total,
-        "status": status,
-        "pairs": [
-            {**c.document(), "profiles": [shown.get(c.profile_a), shown.get(c.profile_b)]}
-            for c in found
-        ],
-    }
+    return total, [(c, [shown.get(c.profile_a), shown.get(c.profile_b)]) for c in found]
 
 
 @router.post("/dedupe")
@@ -110,7 +116,12 @@ def review(
 ) -> dict[str, Any]:
     """Candidate pairs (pending by default), the most probable first, with both profiles'
     names, emails, phones, birthdays and addresses and the weight each field contributed."""
-    return review_page(db, principal, reads, status, limit)
+    total, pairs = review_queue(db, principal, reads, status=status, limit=limit)
+    return {
+        "total": total,
+        "status": status,
+        "pairs": [{**c.document(), "profiles": sides} for c, sides in pairs],
+    }
 
 
 @router.post("/review/{candidate_id}/approve")

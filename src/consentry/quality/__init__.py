@@ -25,7 +25,7 @@ from consentry.quality.phones import Phone, validate_phone
 from consentry.quality.postcodes import RULES as POSTCODE_RULES
 from consentry.quality.postcodes import validate_postcode
 from consentry.quality.problems import Normalised, Outcome, Problem, Severity
-from consentry.quality.text import clean_text, smart_case, validate_name, validate_text
+from consentry.quality.text import clean_text, fold, smart_case, validate_name, validate_text
 
 __all__ = [
     "POSTCODE_RULES",
@@ -47,6 +47,7 @@ __all__ = [
     "audit",
     "clean_text",
     "default_fields",
+    "fold",
     "is_disposable_domain",
     "parse_date",
     "smart_case",

@@ -3,9 +3,9 @@
 Each record gives up to four keys, built from its *normalised* values only (what the field
 checks accepted): its email, its phone (E.164), its name with its birth date, its name with its
 postcode. Names are compared as a bag of folded words (no case, no accents, any order), so
-"Jane Doe" and "DOE, jane" agree (and "Kıraç" and "KIRAC"); a name needs at least two words
-to count. Two records that share any key are a candidate pair; a record's count is the number
-of other records it pairs with.
+"Jane Doe" and "DOE, jane" agree (and "Kıraç" and "KIRAC", "O'Brien" and "OBrien"); a name
+needs at least two words to count. Two records that share any key are a candidate pair; a
+record's count is the number of other records it pairs with.
 
 A key shared by more than ``max_group`` records says nothing about who is who (a shop's own
 phone number typed for every walk-in customer, a family's address): its groups are left out and
@@ -18,8 +18,6 @@ are dropped as soon as their digest is taken.
 from __future__ import annotations
 
 import hashlib
-import re
-import unicodedata
 from array import array
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -28,8 +26,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from consentry.quality.text import fold
+
 DEFAULT_MAX_GROUP = 20
-_WORDS = re.compile(r"[^\W_]+")
 
 # key name -> the normalised fields it needs ("person" is the folded name, see name_words)
 RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -41,17 +40,15 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 
 def name_words(normalised: Mapping[str, Any]) -> str | None:
-    """The person's name as sorted folded words ("doe jane"), from first and last name, else
-    the full name; None with fewer than two words."""
+    """The person's name as sorted folded words ("doe jane", :func:`~consentry.quality.text.fold`
+    as identity matching folds names), from first and last name, else the full name; None with
+    fewer than two words."""
     parts = [normalised.get("first_name"), normalised.get("last_name")]
     text = " ".join(p for p in parts if isinstance(p, str))
     if not text.strip():
         full = normalised.get("name")
         text = full if isinstance(full, str) else ""
-    # upper case first: "ı" and "i" are both "I" typed in capitals, so both fold to "i"
-    decomposed = unicodedata.normalize("NFKD", text.upper())
-    folded = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
-    words = sorted(_WORDS.findall(folded))
+    words = sorted(fold(text).split())
     return " ".join(words) if len(words) >= 2 else None
 
 

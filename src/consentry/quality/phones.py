@@ -10,7 +10,7 @@ from typing import Any
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberType, ValidationResult
 
-from consentry.profiles.models import normalize_text
+from consentry.profiles.models import COUNTRY_CODE_ALIASES, normalize_text
 from consentry.quality.problems import Normalised, Outcome, Problem, problem, warning
 
 _TYPES = {
@@ -94,9 +94,9 @@ def _validate(text: str, region: str) -> Normalised[Phone] | Problem:
 def validate_phone(value: Any, country: str | None = None) -> Outcome[Phone]:
     """A phone number in E.164 with its region and line type.
 
-    ``country`` (ISO 3166-1 alpha-2, any case) is where a number written without ``+`` or ``00``
-    is dialled; numbers written with one are judged by their own country code. Without a country,
-    a national number is ``phone.region_needed``.
+    ``country`` (ISO 3166-1 alpha-2, any case; UK and EL read as GB and GR) is where a number
+    written without ``+`` or ``00`` is dialled; numbers written with one are judged by their own
+    country code. Without a country, a national number is ``phone.region_needed``.
     """
     if isinstance(value, bool) or not isinstance(value, str | int):
         return _p("not_text", "The number is not text.")
@@ -106,6 +106,7 @@ def validate_phone(value: Any, country: str | None = None) -> Outcome[Phone]:
     if len(text) > MAX_INPUT:
         return _p("too_long", "The number is too long.")
     region = (country or "").strip().upper()
+    region = COUNTRY_CODE_ALIASES.get(region, region)  # UK is GB, as identity reads it
     if region and (len(region) != 2 or not region.isascii() or not region.isalpha()):
         return _p("bad_country", "The country given for the number is not an alpha-2 code.")
     if region and phonenumbers.country_code_for_region(region) == 0:

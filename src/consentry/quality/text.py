@@ -1,5 +1,6 @@
 """Names and free text: Unicode NFKC, whitespace collapsed, control characters dropped, and a
-careful change of case only for text typed all in upper or all in lower case."""
+careful change of case only for text typed all in upper or all in lower case; and the folded
+form names and places are compared in (:func:`fold`)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ PARTICLES = frozenset(
 _PIECES = re.compile(r"([-'\u2019])")
 _LETTER = re.compile(r"[^\W\d_]")
 _DIGIT = re.compile(r"\d")
+_NOT_KEY = re.compile(r"[^\w ]+")
 
 
 def clean_text(value: str) -> str:
@@ -41,6 +43,19 @@ def clean_text(value: str) -> str:
         # Dropping a character can bring a base letter and a combining mark together.
         text = unicodedata.normalize("NFKC", "".join(kept))
     return " ".join(text.split())
+
+
+def fold(text: str) -> str:
+    """A comparison key of free text: clean (NFKC, one space), no accents, case-folded,
+    hyphens and other punctuation as a space, apostrophes dropped ("José-Luis O'Brien" ->
+    "jose luis obrien"). Idempotent. Identity matching's name, street and city keys and the
+    audit's likely duplicates both compare names through it."""
+    decomposed = unicodedata.normalize("NFKD", clean_text(text).casefold())
+    # dotless i: its capital is "I", so "Ayşe Işık" typed in capitals would fold apart
+    bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).replace("ı", "i")
+    bare = bare.replace("'", "").replace("\u2019", "")
+    bare = _NOT_KEY.sub(" ", bare).replace("_", " ")
+    return " ".join(unicodedata.normalize("NFKC", bare).split())
 
 
 def _cap(piece: str) -> str:
