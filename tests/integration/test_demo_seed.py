@@ -23,12 +23,11 @@ from consentry.demo.generator import ShopSpec, planted_duplicates
 from consentry.demo.seeding import chunks
 from consentry.ingest import service as ingest
 from consentry.migrations import upgrade
-from consentry.platform import tenancy
 from consentry.platform.db import Database, utcnow
 from consentry.profiles import service as profiles
 from consentry.profiles.dedupe_records import fold
 from consentry.stores import close_database, open_database
-from tests.conftest import BACKENDS
+from tests.conftest import BACKENDS, new_workspace
 from tests.support.postgres import ThrowawayPostgres
 
 SPEC = ShopSpec(customers=150, months=5, seed=11)
@@ -50,11 +49,18 @@ def fresh_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tupl
     close_database(db)
 
 
+@pytest.fixture(scope="module")
+def seeded(db: Database) -> tuple[Database, str]:
+    """One demo shop of ``SPEC`` in a workspace of the shared store, seeded once for the tests
+    that only read it."""
+    workspace = new_workspace(db)
+    _seed(db, workspace)
+    return db, workspace
+
+
 def _seed(db: Database, workspace: str) -> None:
     """As ``consentry demo`` does, and the shop's backend: each chunk's events, then the
     consent API calls made meanwhile."""
-    with db.write() as session:
-        tenancy.create_workspace(session=session, workspace_id=workspace)
     for chunk in chunks(SPEC, received_at=utcnow(), size=700):
         with db.write() as session:
             ingest.ingest(
@@ -80,11 +86,10 @@ def _cart_statuses(db: Database, workspace: str) -> dict[str, int]:
 
 
 def test_a_seeded_demo_shop_has_converted_carts_and_consent(
-    fresh_store: tuple[str, Database],
+    seeded: tuple[Database, str],
 ) -> None:
-    _, db = fresh_store
-    _seed(db, "demo")
-    carts = _cart_statuses(db, "demo")
+    db, demo = seeded
+    carts = _cart_statuses(db, demo)
     assert carts["converted"] > 50 and carts.get("open", 0) + carts.get("checkout", 0) > 10
 
     with db.read() as session:
@@ -96,9 +101,9 @@ def test_a_seeded_demo_shop_has_converted_carts_and_consent(
                 ConsentRecordRow.state,
                 ConsentRecordRow.source,
                 ConsentRecordRow.occurred_at,
-            ).where(ConsentRecordRow.workspace_id == "demo")
+            ).where(ConsentRecordRow.workspace_id == demo)
         ).all()
-        assert consent.verify(session=session, workspace_id="demo").ok
+        assert consent.verify(session=session, workspace_id=demo).ok
     purposes = {r.purpose for r in records}
     assert purposes >= {*BANNER, EMAIL, SMS}
     assert {(r.purpose, r.channel) for r in records if r.purpose in (EMAIL, SMS)} == {
@@ -118,7 +123,7 @@ def test_a_seeded_demo_shop_has_converted_carts_and_consent(
     with db.read() as session:
         country: dict[str, str | None] = {}
         for profile_id in {r.profile_id for r in records}:
-            view = profiles.get_profile(session=session, workspace_id="demo", profile_id=profile_id)
+            view = profiles.get_profile(session=session, workspace_id=demo, profile_id=profile_id)
             country[profile_id] = country_of(view.traits)
     votes: dict[tuple[str, str], list[bool]] = defaultdict(list)
     for r in records:
@@ -132,25 +137,24 @@ def test_a_seeded_demo_shop_has_converted_carts_and_consent(
 
 
 def test_customers_seen_twice_stay_two_profiles_until_dedupe(
-    fresh_store: tuple[str, Database],
+    seeded: tuple[Database, str],
 ) -> None:
     """The planted second appearances share no identifier with their customer: ingestion
     keeps them apart, each a profile of its own with the traits that give the person away."""
-    _, db = fresh_store
-    _seed(db, "demo")
+    db, demo = seeded
     pairs = planted_duplicates(SPEC)
     assert len(pairs) == 5
     with db.read() as session:
         for original, twin in pairs:
             assert original.user_id is not None
             first = profiles.search_identifiers(
-                session=session, workspace_id="demo", user_id=original.user_id
+                session=session, workspace_id=demo, user_id=original.user_id
             )
             second = profiles.search_identifiers(
-                session=session, workspace_id="demo", email=twin.email
+                session=session, workspace_id=demo, email=twin.email
             )
             assert len(first) == len(second) == 1 and first != second, twin
-            view = profiles.get_profile(session=session, workspace_id="demo", profile_id=second[0])
+            view = profiles.get_profile(session=session, workspace_id=demo, profile_id=second[0])
             assert not view.merges
             traits = view.traits
             assert fold(traits["first_name"]) == fold(twin.first_name)
@@ -160,7 +164,7 @@ def test_customers_seen_twice_stay_two_profiles_until_dedupe(
             if twin.user_id is not None:
                 assert (
                     profiles.search_identifiers(
-                        session=session, workspace_id="demo", user_id=twin.user_id
+                        session=session, workspace_id=demo, user_id=twin.user_id
                     )
                     == second
                 )

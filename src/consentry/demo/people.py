@@ -242,10 +242,17 @@ def make_email(rng: random.Random, first: str, last: str, taken: set[str]) -> st
         f"{family}.{given}",
         f"{given}.{family}",
     )
-    local = rng.choice(patterns)
+    return _unique_email(rng, rng.choice(patterns), taken, suffixes=(1, 999))
+
+
+def _unique_email(
+    rng: random.Random, local: str, taken: set[str], suffixes: tuple[int, int]
+) -> str:
+    """``local`` at one of the mail domains, with a number from ``suffixes`` appended while
+    the address was given out before; the address is taken from then on."""
     email = f"{local}@{rng.choice(EMAIL_DOMAINS)}"
     while email in taken:
-        email = f"{local}{rng.randint(1, 999)}@{rng.choice(EMAIL_DOMAINS)}"
+        email = f"{local}{rng.randint(*suffixes)}@{rng.choice(EMAIL_DOMAINS)}"
     taken.add(email)
     return email
 
@@ -405,12 +412,7 @@ def second_email(rng: random.Random, first: str, last: str, birthday: str, taken
         f"{nick}.{family}",
         f"{given}{rng.randint(2, 99)}",
     )
-    local = rng.choice(patterns)
-    email = f"{local}@{rng.choice(EMAIL_DOMAINS)}"
-    while email in taken:
-        email = f"{local}{rng.randint(100, 9999)}@{rng.choice(EMAIL_DOMAINS)}"
-    taken.add(email)
-    return email
+    return _unique_email(rng, rng.choice(patterns), taken, suffixes=(100, 9999))
 
 
 class _PersonFactory:
