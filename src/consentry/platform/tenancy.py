@@ -56,6 +56,13 @@ class Scope(StrEnum):
     RECOMMENDATIONS_WRITE = "recommendations:write"  # train, activate a version
     QUALITY_READ = "quality:read"  # data-quality audit reports (counts and profile ids)
     QUALITY_WRITE = "quality:write"  # run a data-quality audit
+    AUDIENCES_READ = "audiences:read"  # segments, members (profile ids), membership history
+    AUDIENCES_WRITE = "audiences:write"  # define segments and computed traits, refresh
+    AUDIENCES_EXPORT = "audiences:export"  # export an audience (files, partner uploads)
+    JOURNEYS_READ = "journeys:read"  # journeys, their runs, sends, attribution
+    JOURNEYS_WRITE = "journeys:write"  # build, start, pause journeys
+    DELIVERY_READ = "delivery:read"  # destinations, the outbox, dead letters
+    DELIVERY_WRITE = "delivery:write"  # register destinations, retry dead letters, suppress
     WORKSPACE_ADMIN = "workspace:admin"
 
 
@@ -73,6 +80,13 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
             Scope.RECOMMENDATIONS_WRITE,
             Scope.QUALITY_READ,
             Scope.QUALITY_WRITE,
+            Scope.AUDIENCES_READ,
+            Scope.AUDIENCES_WRITE,
+            Scope.AUDIENCES_EXPORT,
+            Scope.JOURNEYS_READ,
+            Scope.JOURNEYS_WRITE,
+            Scope.DELIVERY_READ,
+            Scope.DELIVERY_WRITE,
         }
     ),
     Role.ANALYST: frozenset(
@@ -85,6 +99,8 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
             Scope.RECOMMENDATIONS_READ,
             Scope.QUALITY_READ,
             Scope.QUALITY_WRITE,
+            Scope.AUDIENCES_READ,
+            Scope.JOURNEYS_READ,
         }
     ),
     Role.SUPPORT: frozenset(
