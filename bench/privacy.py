@@ -123,6 +123,7 @@ from consentry.profiles.models import (  # noqa: E402
     is_personal_trait,
     normalize_email,
     normalize_id,
+    trait_field,  # noqa: E402
 )
 from consentry.profiles.tables import (  # noqa: E402
     CurrentTraitRow,
@@ -131,7 +132,6 @@ from consentry.profiles.tables import (  # noqa: E402
     ProfileRow,
     TraitHistoryRow,
 )
-from consentry.profiles.traits import trait_field  # noqa: E402
 from consentry.stores import open_database  # noqa: E402
 
 WORKSPACE = "bench-privacy"

@@ -24,6 +24,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from consentry import __version__
 from consentry.analytics import service as analytics
 from consentry.analytics.routes import router as analytics_router
+from consentry.audiences import service as audiences
+from consentry.audiences.export_routes import router as audience_exports_router
+from consentry.audiences.routes import router as segments_router
+from consentry.audiences.routes import traits_router as computed_traits_router
 from consentry.commerce import service as commerce
 from consentry.config import Settings, get_settings
 from consentry.consent.config_routes import router as consent_config_router
@@ -34,7 +38,10 @@ from consentry.consent.preference_routes import pages as preference_pages
 from consentry.consent.routes import router as consent_router
 from consentry.consent.signal_routes import router as consent_signals_router
 from consentry.consent.signal_routes import well_known as consent_well_known
+from consentry.delivery import outbox
+from consentry.delivery.routes import router as delivery_router
 from consentry.delivery.smtp import SmtpMailer
+from consentry.delivery.webhook import send as post_webhook
 from consentry.deps import AnyToken, CommerceRead, DbDep, ReadAudit
 from consentry.errors import (
     Conflict,
@@ -48,6 +55,11 @@ from consentry.errors import (
 from consentry.ingest import service as ingest
 from consentry.ingest.routes import router as ingest_router
 from consentry.ingest.writer import IngestWriter
+from consentry.journeys import service as journeys
+from consentry.journeys.preset_routes import attribution_router as journey_attribution_router
+from consentry.journeys.preset_routes import router as journey_presets_router
+from consentry.journeys.routes import router as journeys_router
+from consentry.journeys.templates import LinkMaker
 from consentry.nul_guard import NulGuard
 from consentry.platform import tenancy
 from consentry.platform.audit_routes import router as audit_router
@@ -170,6 +182,13 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(analytics_router)
     app.include_router(recommend_router)  # /item/..., /models before /{profile_id}
     app.include_router(quality_router)
+    app.include_router(audience_exports_router)  # /v1/audiences/exports
+    app.include_router(segments_router)  # /v1/segments
+    app.include_router(computed_traits_router)  # /v1/computed-traits
+    app.include_router(delivery_router)  # /v1/destinations, /v1/outbox, /v1/suppressions
+    app.include_router(journey_presets_router)  # /v1/journeys/presets: before /{journey_id}
+    app.include_router(journey_attribution_router)  # /v1/journeys/{journey_id}/attribution
+    app.include_router(journeys_router)  # /v1/journeys: after the presets
     _mount_core(app)
     _mount_web(app)
     return app
@@ -196,7 +215,9 @@ def _background_jobs(store: Database, settings: Settings) -> list[Coroutine[Any,
     analytics a minute after start, then every ``analytics.interval_hours``), data-quality
     audits (when scheduled: checked every ten minutes, a workspace audited when its latest
     audit is ``quality.interval_hours`` old), recommendations retrained (when scheduled: five
-    minutes after start, then every ``recommend.interval_hours``)."""
+    minutes after start, then every ``recommend.interval_hours``), the outbox delivered (when
+    scheduled: every ``delivery.interval_seconds``) and its settled messages pruned (every six
+    hours)."""
     webhooks = settings.erasure.webhook_interval_seconds
     jobs = [
         _every(
@@ -227,6 +248,20 @@ def _background_jobs(store: Database, settings: Settings) -> list[Coroutine[Any,
     if settings.quality.scheduled:  # each round audits only the workspaces that are due
         quality_round = partial(_quality_round, store, settings)
         jobs.append(_every(QUALITY_CHECK_SECONDS, quality_round, "quality", first=120))
+    if settings.audiences.enabled:  # segment membership: catch-ups, full refresh when due
+        every = settings.audiences.catch_up_seconds
+        audiences_round = partial(_audiences_round, store, settings)
+        jobs.append(_every(every, audiences_round, "audiences", first=every))
+    if settings.journeys.scheduled:  # workspaces with an active journey, every tick_seconds
+        every = settings.journeys.tick_seconds
+        journeys_round = partial(_journeys_round, store, settings)
+        jobs.append(_every(every, journeys_round, "journeys", first=every))
+    if settings.delivery.scheduled:  # the outbox: every workspace's due messages
+        seconds = settings.delivery.interval_seconds
+        delivery_round = partial(_deliver_outbox, store, settings)
+        jobs.append(_every(seconds, delivery_round, "delivery", first=seconds))
+        prune = partial(_prune_outbox, store, settings)
+        jobs.append(_every(MAINTENANCE_SECONDS, prune, "outbox pruning", first=600))
     return jobs
 
 
@@ -303,6 +338,54 @@ def _quality_round(store: Database, settings: Settings) -> None:
     _each_workspace(store, "quality", job, partial(quality.due, every=every, now=utcnow()))
 
 
+def _audiences_round(store: Database, settings: Settings) -> None:
+    """Keep segment membership current in each workspace that has segments or computed
+    traits: a full refresh when the last is ``audiences.refresh_minutes`` old, else an
+    incremental catch-up on the events applied since. Logged only when members changed."""
+    every = timedelta(minutes=settings.audiences.refresh_minutes)
+    for name in _workspaces(store, audiences.has_audiences):
+        try:
+            with store.write() as session:
+                if audiences.full_refresh_due(session=session, workspace_id=name, every=every):
+                    report = audiences.refresh(session=session, workspace_id=name)
+                else:
+                    report = audiences.catch_up(session=session, workspace_id=name)
+        except ConsentryError as exc:
+            log.info("audiences %s: skipped: %s", name, exc.message)
+        except Exception:
+            log.exception("audiences %s: failed; the round goes on", name)
+        else:
+            if report.entered or report.exited or report.mode == "full":
+                log.info(
+                    "audiences %s: %s refresh, %d entered, %d left, %.2f s",
+                    name,
+                    report.mode,
+                    report.entered,
+                    report.exited,
+                    report.seconds,
+                )
+
+
+def _journeys_round(store: Database, settings: Settings) -> None:
+    """One round of the journeys of each workspace that has an active one: triggers read,
+    due enrollments advanced, messages enqueued (the outbox delivers them)."""
+    links = LinkMaker(secret=settings.secret_key, public_url=settings.public_url)
+
+    def job(name: str) -> str:
+        report = journeys.run(
+            store,
+            name,
+            settings.journeys,
+            links=links,
+            default_region=settings.default_phone_region,
+            recommend=settings.recommend,
+        )
+        found = report.document()
+        return f"{found['triggers']['enrolled']} enrolled, {report.sent} sent"
+
+    _each_workspace(store, "journeys", job, journeys.has_active)
+
+
 def _dedupe_round(store: Database, settings: Settings) -> None:
     """An incremental dedupe of each workspace that has a trained model (a batch run)."""
 
@@ -331,6 +414,38 @@ def _deliver_notifications(store: Database, settings: Settings) -> None:
             report.retrying,
             report.failed,
         )
+
+
+def _deliver_outbox(store: Database, settings: Settings) -> None:
+    """One delivery round of the outbox (journeys' and exports' messages), all workspaces."""
+    report = outbox.deliver_due(
+        store,
+        mailer=SmtpMailer(settings.smtp),
+        post=post_webhook,
+        limit=settings.delivery.batch,
+        settings=settings.delivery,
+        from_address=settings.smtp.from_address,
+        from_name=settings.smtp.from_name,
+        default_region=settings.default_phone_region,
+    )
+    if report.attempted or report.released:
+        log.info(
+            "delivery: %d sent, %d to retry, %d dead, %d cancelled, %d handed back",
+            report.sent,
+            report.retrying,
+            report.dead,
+            report.cancelled,
+            report.released,
+        )
+
+
+def _prune_outbox(store: Database, settings: Settings) -> None:
+    """Delete sent and cancelled messages older than ``delivery.keep_days``."""
+    before = utcnow() - timedelta(days=settings.delivery.keep_days)
+    with store.write() as session:
+        pruned = outbox.prune(session=session, before=before)
+    if pruned:
+        log.info("outbox: %d settled messages deleted", pruned)
 
 
 def _retention_round(store: Database, settings: Settings) -> None:

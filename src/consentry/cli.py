@@ -48,8 +48,11 @@ app.add_typer(key_app, name="key")
 def _register_capability_commands() -> None:
     """Capabilities' own command groups (imported late: they import this module's helpers)."""
     from consentry.analytics.cli import analytics_app
+    from consentry.audiences.cli import audiences_app, segments_app
     from consentry.commerce.import_cli import import_app
     from consentry.consent.cli import consent_app
+    from consentry.delivery.cli import delivery_app
+    from consentry.journeys.cli import journeys_app
     from consentry.platform.audit_cli import audit_app
     from consentry.platform.keys_cli import keys_app
     from consentry.privacy.cli import privacy_app
@@ -69,6 +72,10 @@ def _register_capability_commands() -> None:
     app.add_typer(identity_app, name="identity")
     app.add_typer(quality_app, name="quality")
     app.add_typer(recommend_app, name="recommend")
+    app.add_typer(delivery_app, name="delivery")
+    app.add_typer(journeys_app, name="journeys")
+    app.add_typer(segments_app, name="segments")
+    app.add_typer(audiences_app, name="audiences")
 
 
 console = Console()
@@ -325,8 +332,10 @@ def _seed_demo(db: Database, settings: Settings, spec: ShopSpec) -> None:
 def _derive_demo(db: Database, settings: Settings) -> None:
     """What the server's schedules would compute, done now so every page has something to
     show: analytics scores and cohorts, a de-duplication run (likely duplicates merged or
-    queued for review), a data-quality audit and the recommendation model."""
+    queued for review), a data-quality audit, the recommendation model, and the marketing
+    set-up (mail relay, segments, three journeys switched on)."""
     from consentry.analytics import service as analytics_service
+    from consentry.demo import activation
     from consentry.profiles import dedupe_service
     from consentry.quality import service as quality_service
     from consentry.recommend import service as recommend_service
@@ -357,6 +366,7 @@ def _derive_demo(db: Database, settings: Settings) -> None:
             "recommendations",
             lambda: recommend_service.train(db, DEMO_WORKSPACE, settings.recommend),
         ),
+        ("segments and journeys", lambda: activation.set_up(db, DEMO_WORKSPACE, settings)),
     )
     for name, step in steps:
         with err_console.status(f"computing {name}"):

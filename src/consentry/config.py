@@ -285,6 +285,141 @@ class QualitySettings(BaseModel):
     keep_audits: int = Field(100, ge=1, le=10_000, description="Reports kept per workspace.")
 
 
+class AudienceSettings(BaseModel):
+    """Segment membership kept current (docs/segments.md): the incremental catch-up after new
+    events, and the full refresh that follows sliding windows, consent and imports."""
+
+    enabled: bool = Field(True, description="The server keeps segment membership current.")
+    catch_up_seconds: float = Field(
+        5.0, gt=0, le=3600, description="Seconds between two incremental catch-ups."
+    )
+    refresh_minutes: float = Field(
+        15.0, gt=0, le=7 * 24 * 60, description="Minutes between two full refreshes."
+    )
+
+
+class AudienceExportSettings(BaseModel):
+    """Audience exports (docs/audience-exports.md): the k of the k-anonymous summaries, and how
+    many subjects are read, decided and written at a time."""
+
+    k_anonymity: int = Field(
+        10,
+        ge=2,
+        le=100_000,
+        description="Summary cells with fewer subjects than this are suppressed; an export may "
+        "ask for a larger k, never a smaller one.",
+    )
+    batch: int = Field(
+        5000, ge=1, le=100_000, description="Subjects decided and written per batch."
+    )
+    push_batch: int = Field(
+        1000, ge=1, le=10_000, description="Hashed rows per webhook message of a partner push."
+    )
+    max_profile_ids: int = Field(
+        100_000,
+        ge=1,
+        le=10_000_000,
+        description="Profile ids one API request may list (larger audiences: a segment, or the "
+        "CLI's --profiles-file).",
+    )
+
+
+class JourneySettings(BaseModel):
+    """The journey engine (docs/journeys.md): how often it runs, and the guard rails every
+    journey's sends obey (quiet hours in the customer's time zone, frequency caps per channel).
+    """
+
+    scheduled: bool = Field(True, description="The server runs the journeys on a schedule.")
+    tick_seconds: float = Field(
+        5.0, gt=0, le=3600, description="Seconds between two rounds of triggers and due steps."
+    )
+    trigger_batch: int = Field(
+        10_000, ge=1, le=100_000, description="Events (and segment changes) read per round."
+    )
+    step_batch: int = Field(
+        1000, ge=1, le=100_000, description="Due enrollments advanced per round, at most."
+    )
+    quiet_hours: str = Field(
+        "21:00-08:00",
+        description='Local hours nothing is sent in, "HH:MM-HH:MM" (may wrap midnight); "off".',
+    )
+    default_timezone: str = Field(
+        "UTC", description="Time zone of a customer whose timezone trait is missing or unknown."
+    )
+    frequency_caps: dict[str, str] = Field(
+        {"email": "3/7d", "sms": "2/7d", "push": "3/7d", "phone": "1/7d"},
+        description='Most messages per channel per window, "N/Dd" (e.g. "3/7d"); unlisted '
+        "channels are not capped.",
+    )
+    max_trigger_age_hours: float = Field(
+        48.0,
+        gt=0,
+        le=24 * 365,
+        description="Events older than this when read (an import of history) trigger nothing.",
+    )
+    scan_minutes: float = Field(
+        60.0, gt=0, le=24 * 60, description="Minutes between date-trait and inactivity scans."
+    )
+
+    @model_validator(mode="after")
+    def _guard_rails_parse(self) -> JourneySettings:
+        from consentry.journeys.models import FrequencyCap, QuietHours, zone_of
+
+        QuietHours.parse(self.quiet_hours)  # ValueError names the expected form
+        for channel, cap in self.frequency_caps.items():
+            FrequencyCap.parse(channel, cap)
+        if zone_of(self.default_timezone, "").key != self.default_timezone:
+            raise ValueError(f"unknown time zone: {self.default_timezone}")
+        return self
+
+
+class DeliverySettings(BaseModel):
+    """The outbox's delivery (docs/delivery.md): how often it runs, how hard it retries, how
+    much one destination may take of a round and when a failing one is paused."""
+
+    scheduled: bool = Field(True, description="The server delivers the outbox on a schedule.")
+    interval_seconds: float = Field(
+        10.0, gt=0, le=3600, description="How often the server delivers what is due."
+    )
+    batch: int = Field(500, ge=1, le=10_000, description="Messages one round sends, at most.")
+    max_attempts: int = Field(
+        8, ge=1, le=50, description="Attempts before a message goes to the dead-letter list."
+    )
+    backoff_base_seconds: float = Field(
+        30.0, gt=0, le=86_400, description="Wait after the first failure; doubled each time."
+    )
+    backoff_max_seconds: float = Field(
+        6 * 3600.0, gt=0, le=7 * 86_400, description="Longest wait between two attempts."
+    )
+    per_destination_cap: int = Field(
+        100, ge=1, le=10_000, description="Messages one destination may take of a round."
+    )
+    circuit_threshold: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description="Consecutive failures after which a destination is paused (its circuit).",
+    )
+    circuit_pause_seconds: float = Field(
+        60.0, gt=0, le=86_400, description="First pause of a tripped destination; doubled after."
+    )
+    lease_seconds: float = Field(
+        300.0, ge=5, le=86_400, description="How long a claimed message is a worker's alone."
+    )
+    timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="Seconds per webhook or SMS provider call."
+    )
+    parallel_destinations: int = Field(
+        4, ge=1, le=64, description="Destinations served at once (one thread each) in a round."
+    )
+    keep_days: int = Field(
+        90,
+        ge=1,
+        le=3650,
+        description="Sent and cancelled messages are deleted this many days after they settled.",
+    )
+
+
 class Settings(BaseSettings):
     """All of consentry's settings."""
 
@@ -317,8 +452,12 @@ class Settings(BaseSettings):
     retention: RetentionSettings = RetentionSettings()
     analytics: AnalyticsSettings = AnalyticsSettings()
     quality: QualitySettings = QualitySettings()
+    audiences: AudienceSettings = AudienceSettings()
+    journeys: JourneySettings = JourneySettings()
     recommend: RecommendSettings = RecommendSettings()
     privacy: PrivacySettings = PrivacySettings()
+    delivery: DeliverySettings = DeliverySettings()
+    audience_exports: AudienceExportSettings = AudienceExportSettings()
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

@@ -13,15 +13,18 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
+from consentry.audiences import service as audiences
 from consentry.cli import DEMO_WORKSPACE, app
 from consentry.commerce.tables import CartRow
 from consentry.config import IdentitySettings, Settings
+from consentry.consent import policy as consent_policy
 from consentry.consent import service as consent
 from consentry.consent.models import OPT_IN_COUNTRIES, country_of
 from consentry.consent.tables import ConsentRecordRow
 from consentry.demo.generator import ShopSpec, planted_duplicates
 from consentry.demo.seeding import chunks
 from consentry.ingest import service as ingest
+from consentry.journeys import service as journeys
 from consentry.migrations import upgrade
 from consentry.platform.db import Database, utcnow
 from consentry.profiles import service as profiles
@@ -186,3 +189,23 @@ def test_the_demo_command_seeds_consent_from_events_and_converts_carts(
             .distinct()
         ).all()
     assert {(p, s) for p, s in rows} >= {(p, s) for p in BANNER for s in ("granted", "denied")}
+    # the marketing set-up: segments evaluated, journeys switched on and enrolling
+    assert "computed segments and journeys" in result.output
+    with db.read() as session:
+        segments = audiences.list_segments(session=session, workspace_id=DEMO_WORKSPACE)
+        active = journeys.list_journeys(
+            session=session, workspace_id=DEMO_WORKSPACE, status="active"
+        )
+        newsletter = next(s for s in segments if s.name == "Newsletter audience")
+        members = audiences.member_ids(
+            session=session, workspace_id=DEMO_WORKSPACE, segment_id=newsletter.id
+        )
+        allowed = consent_policy.can_use_many(
+            session=session,
+            workspace_id=DEMO_WORKSPACE,
+            profile_ids=members,
+            purpose="marketing.communications.email",
+            channel="email",
+        )
+    assert len(segments) == 4 and len(active) == 3
+    assert members and all(d.allowed for d in allowed.values())

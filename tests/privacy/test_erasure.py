@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
+from consentry.audiences import service as audiences
 from consentry.config import CryptoSettings, IdentitySettings, Settings
 from consentry.consent import service as consent
 from consentry.consent.models import ProofIn
@@ -278,6 +279,24 @@ def test_erasure_leaves_no_trace_and_nobody_else_changes(
             canonical_id=profiles.canonical_of(session=session, workspace_id=WS, profile_id=ada),
         )
     assert len(members) >= 2  # the person really is several merged profiles
+    with db.write() as session:  # both are in a segment (membership and its history)
+        segment, _ = audiences.create_segment(
+            session=session,
+            workspace_id=WS,
+            name="Everyone",
+            rule={
+                "event": "Order Completed",
+                "count": {"op": "gte", "value": 0},
+                "within_days": 3650,
+            },
+            actor="test:marketer",
+        )
+        assert set(
+            audiences.member_ids(session=session, workspace_id=WS, segment_id=segment.id)
+        ) >= {
+            profiles.canonical_of(session=session, workspace_id=WS, profile_id=p)
+            for p in (ada, bob)
+        }
     before = person_view(db, ada)
     assert before["traits"]["first_name"] == f"Ada{M}" and before["orders"]
     assert "identifiers.sealed" not in hits(db, marks())  # sealed at rest...
@@ -314,6 +333,12 @@ def test_erasure_leaves_no_trace_and_nobody_else_changes(
     assert cert["erased"]["profiles"] == len(members)
     assert cert["erased"]["events"] == len(ada_messages())
     assert cert["erased"]["carts"] == 1 and cert["erased"]["orders"] == 0
+    assert cert["erased"]["segment_memberships"] >= 2  # the membership and its entry
+    with db.read() as session:
+        left = audiences.member_ids(session=session, workspace_id=WS, segment_id=segment.id)
+        changes = audiences.changes_after(session=session, workspace_id=WS, after_id=0)
+    assert not set(left) & set(members) and left
+    assert not {c.profile_id for c in changes} & set(members)
     assert cert["keys_destroyed"] >= len(members) + 2  # profiles, userId, anonymous ids, junk
     kept = {k["what"]: k for k in cert["kept"]}
     assert kept["orders"]["count"] == 1 and "until" in kept["orders"]

@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import Table, delete, func, select
+from sqlalchemy import Select, Table, delete, func, select
 from sqlalchemy.orm import Session
 
 from consentry.analytics import clv, extract, metrics, rfm
@@ -473,3 +473,18 @@ def segment_rows(
         CustomerScoreRow.workspace_id == workspace_id
     )
     yield from row_batches(session, stmt, batch)
+
+
+def score_select(
+    workspace_id: str,
+) -> Select[str, str, int | None, float | None, float | None]:
+    """``(unified profile id, rfm_segment, clv_cents, churn_risk, p_alive)`` of every customer
+    scored by the latest run: a selectable the segment compiler builds on."""
+    s = CustomerScoreRow
+    return select(
+        s.profile_id.label("profile_id"),
+        s.rfm_segment.label("rfm_segment"),
+        s.clv_cents.label("clv_cents"),
+        s.churn_risk.label("churn_risk"),
+        s.p_alive.label("p_alive"),
+    ).where(s.workspace_id == workspace_id)

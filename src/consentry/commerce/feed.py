@@ -143,3 +143,59 @@ def products_bought(
         .distinct()
     )
     return {r[0] for r in rows}
+
+
+# --- audiences: selectables the segment compiler builds on ---------------------------------------
+
+
+def purchase_select(workspace_id: str) -> Select[str, datetime, int]:
+    """``(member profile id, placed at, net cents)`` of every order of a known customer that
+    counts as a purchase (cancelled and fully refunded orders left out; partial refunds taken
+    off). Amounts are in the order's own currency."""
+    return select(
+        OrderRow.profile_id.label("profile_id"),
+        OrderRow.placed_at.label("placed_at"),
+        _net_cents().label("cents"),
+    ).where(
+        OrderRow.workspace_id == workspace_id,
+        OrderRow.profile_id.is_not(None),
+        OrderRow.status.not_in(NOT_PURCHASES),
+    )  # type: ignore[return-value]
+
+
+def category_select(workspace_id: str) -> Select[str | None, str | None]:
+    """``(member profile id, category)`` of every order line with a category of a purchase
+    (as :func:`purchase_select` counts them)."""
+    return (
+        select(OrderRow.profile_id.label("profile_id"), OrderItemRow.category.label("category"))
+        .join(OrderItemRow, OrderItemRow.order_pk == OrderRow.id)
+        .where(
+            OrderRow.workspace_id == workspace_id,
+            OrderRow.profile_id.is_not(None),
+            OrderRow.status.not_in(NOT_PURCHASES),
+            OrderItemRow.category.is_not(None),
+        )
+    )
+
+
+# --- journeys: conversions --------------------------------------------------------------------
+
+CONVERSION_COLUMNS = ("profile_id", "placed_at", "cents", "currency")
+
+
+def conversion_rows(
+    *, session: Session, workspace_id: str, since: datetime, until: datetime, batch: int = 100_000
+) -> Iterator[list[Row]]:
+    """Customers' orders placed in ``[since, until]`` as ``CONVERSION_COLUMNS`` tuples: profile
+    id (the member the order was attached to), placed at (epoch seconds), net amount in cents,
+    currency. Guest, cancelled and fully refunded orders are left out: they convert nobody."""
+    stmt = select(
+        OrderRow.profile_id, epoch_seconds(OrderRow.placed_at), _net_cents(), OrderRow.currency
+    ).where(
+        OrderRow.workspace_id == workspace_id,
+        OrderRow.profile_id.is_not(None),
+        OrderRow.status.not_in(NOT_PURCHASES),
+        OrderRow.placed_at >= since,
+        OrderRow.placed_at <= until,
+    )
+    yield from row_batches(session, stmt, batch)

@@ -46,6 +46,7 @@ from consentry.consent.tables import ConsentStateRow
 from consentry.errors import FieldError, Invalid
 from consentry.platform.db import utcnow
 from consentry.profiles import service as profiles
+from consentry.profiles.bulk import members_many
 
 SMALL_AUDIENCE = 1000  # up to this many unified profiles, read members; beyond, scan the purpose
 COUNTRY_TRAITS = ("country", "address", "address.country")
@@ -368,3 +369,49 @@ def _countries(
         session=session, workspace_id=workspace_id, canonical_ids=canonical_ids, keys=COUNTRY_TRAITS
     )
     return {c: country_of(values) for c, values in traits.items()}
+
+
+def can_use_unified(
+    *,
+    session: Session,
+    workspace_id: str,
+    canonical_ids: Sequence[str],
+    purpose: str,
+    channel: str,
+    at: datetime | None = None,
+) -> dict[str, Decision]:
+    """:func:`can_use_many` for a batch of unified profile ids already resolved (a segment's
+    members, an export read in batches): their members, states and countries are read with
+    chunked ``IN`` lists whatever the batch size, never by scanning the purpose, so an audience
+    of millions decided batch by batch costs in proportion to its size. An id that is no
+    unified profile of the workspace is refused with the reason ``unknown_profile``."""
+    config = get_config(session=session, workspace_id=workspace_id)
+    check_use(config, purpose, channel)
+    members = members_many(session=session, workspace_id=workspace_id, canonical_ids=canonical_ids)
+    owner = {member: canonical for canonical, ids in members.items() for member in ids}
+    grouped: dict[str, list[CurrentState]] = {}
+    for state in states_of(
+        session=session,
+        workspace_id=workspace_id,
+        profile_ids=sorted(owner),
+        purpose=purpose,
+        channels=_channels(channel),
+    ):
+        grouped.setdefault(owner[state.profile_id], []).append(state)
+    regimes = _regimes(session, workspace_id, list(members), config.default_regime)
+    when = at or utcnow()
+    by_regime = {r: decide(None, r, when) for r in REGIMES}
+    unknown = Decision(False, "unknown_profile", None, config.default_regime)
+    out: dict[str, Decision] = {}
+    for canonical_id in canonical_ids:
+        if canonical_id not in members:
+            out[canonical_id] = unknown
+            continue
+        regime = regimes.get(canonical_id, config.default_regime)
+        found = grouped.get(canonical_id)
+        if found is None:
+            out[canonical_id] = by_regime[regime]
+        else:
+            deciding = found[0] if len(found) == 1 else pick(found, channel)
+            out[canonical_id] = decide(deciding, regime, when)
+    return out

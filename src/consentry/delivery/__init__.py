@@ -1,3 +1,5 @@
-"""Channel adapters that carry messages to customers. Only email so far: ``models`` builds a
-standard MIME message (pure), ``smtp`` hands it to an SMTP server (the adapter, wired in
-``api.py``)."""
+"""Channel adapters and the outbox that carry messages out: ``models`` builds a standard MIME
+message (pure), ``smtp`` hands it to an SMTP server, ``webhook`` signs and posts JSON (shared
+with privacy's erasure notifications); ``destinations`` are the endpoints bound to registered
+processors, ``outbox`` delivers each message once with retries, ``suppressions`` is the global
+suppression list (docs/delivery.md)."""

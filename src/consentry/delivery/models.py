@@ -16,12 +16,14 @@ from typing import Protocol
 
 class DeliveryError(Exception):
     """A message was not handed to the server. ``permanent`` when trying again will not help
-    (the server refused the sender or recipient, or the login), else a retry may succeed."""
+    (the server refused the sender or recipient, or the login), else a retry may succeed.
+    ``bounce`` when the server refused the recipient's address itself (a hard bounce)."""
 
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
+    def __init__(self, message: str, *, permanent: bool = False, bounce: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.permanent = permanent
+        self.bounce = bounce
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +33,7 @@ class OutgoingEmail:
     to: str
     subject: str
     text: str
-    html: str
+    html: str | None  # None: a text/plain message only
     language: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -78,8 +80,9 @@ def ascii_address(address: str) -> str:
 def build_message(
     email: OutgoingEmail, *, from_address: str, from_name: str | None, now: datetime | None = None
 ) -> EmailMessage:
-    """A multipart/alternative message (text first, HTML second) with To, From, Subject, Date
-    and Message-ID. Raises ValueError when an address or header is not usable."""
+    """A multipart/alternative message (text first, HTML second; text only when there is no
+    HTML) with To, From, Subject, Date and Message-ID. Raises ValueError when an address or
+    header is not usable."""
     for value in (email.to, from_address, email.subject, from_name or "", *email.headers.values()):
         if "\r" in value or "\n" in value:
             raise ValueError("a header value must be on one line")
@@ -91,7 +94,8 @@ def build_message(
     message["Date"] = format_datetime((now or datetime.now(UTC)).astimezone(UTC))
     message["Message-ID"] = make_msgid(domain=domain_of(sender))
     message.set_content(email.text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    message.add_alternative(email.html, subtype="html", charset="utf-8", cte="quoted-printable")
+    if email.html is not None:
+        message.add_alternative(email.html, subtype="html", charset="utf-8", cte="quoted-printable")
     if email.language:  # after the content: setting content clears Content-* headers
         message["Content-Language"] = email.language
     for name, value in email.headers.items():

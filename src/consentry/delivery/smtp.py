@@ -61,7 +61,8 @@ class SmtpMailer:
         except smtplib.SMTPAuthenticationError as exc:
             raise self._failure("refused the login", exc, permanent=True) from None
         except smtplib.SMTPRecipientsRefused as exc:
-            raise self._failure("refused the recipient", exc, permanent=True) from None
+            hard = all(code >= 500 for code, _ in exc.recipients.values())  # 5xx: a bounce
+            raise self._failure("refused the recipient", exc, permanent=True, bounce=hard) from None
         except smtplib.SMTPSenderRefused as exc:
             raise self._failure("refused the sender", exc, permanent=True) from None
         except smtplib.SMTPNotSupportedError as exc:
@@ -75,11 +76,15 @@ class SmtpMailer:
             refused={rcpt: f"{code} {_text(reply)}" for rcpt, (code, reply) in refused.items()},
         )
 
-    def _failure(self, what: str, exc: BaseException, *, permanent: bool = False) -> DeliveryError:
+    def _failure(
+        self, what: str, exc: BaseException, *, permanent: bool = False, bounce: bool = False
+    ) -> DeliveryError:
         # The log gets the reply code only: a server's text often quotes the recipient address.
         log.warning("SMTP server %s %s (%s)", self.server, what, _code(exc))
         detail = _describe(exc)
-        return DeliveryError(f"the SMTP server {self.server} {what}: {detail}", permanent=permanent)
+        return DeliveryError(
+            f"the SMTP server {self.server} {what}: {detail}", permanent=permanent, bounce=bounce
+        )
 
 
 def _text(reply: bytes | str) -> str:

@@ -23,6 +23,8 @@ class EventRow(Base):
         UniqueConstraint("workspace_id", "message_id"),
         Index("ix_events_profile_ts", "profile_id", "timestamp"),
         Index("ix_events_ws_ts", "workspace_id", "timestamp"),
+        # segments count a profile's events of one name in a window (covering: no row reads)
+        Index("ix_events_ws_event_ts", "workspace_id", "event", "type", "timestamp", "profile_id"),
         # an id is never handed out again once its event is erased (the cursor moves by id)
         {"sqlite_autoincrement": True},
     )

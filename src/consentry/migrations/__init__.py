@@ -14,9 +14,13 @@ HERE = Path(__file__).parent
 def metadata() -> MetaData:
     """The metadata of every table, each capability's tables imported."""
     from consentry.analytics import tables as _analytics  # noqa: F401
+    from consentry.audiences import export_tables as _audience_exports  # noqa: F401
+    from consentry.audiences import tables as _audiences  # noqa: F401
     from consentry.commerce import tables as _commerce  # noqa: F401
     from consentry.consent import tables as _consent  # noqa: F401
+    from consentry.delivery import tables as _delivery  # noqa: F401
     from consentry.ingest import tables as _ingest  # noqa: F401
+    from consentry.journeys import tables as _journeys  # noqa: F401
     from consentry.platform import audit_tables as _audit  # noqa: F401
     from consentry.platform import tenancy as _tenancy  # noqa: F401
     from consentry.platform.db import Base

@@ -23,9 +23,8 @@ from consentry.consent.tables import ConsentRecordRow
 from consentry.ingest.service import PAYLOAD, event_subject, identity_index
 from consentry.ingest.tables import EventRow
 from consentry.platform.vault import Vault, is_token
-from consentry.profiles.models import ANONYMOUS_ID, USER_ID, is_personal_trait
+from consentry.profiles.models import ANONYMOUS_ID, USER_ID, is_personal_trait, trait_field
 from consentry.profiles.tables import CurrentTraitRow, IdentifierRow, TraitHistoryRow
-from consentry.profiles.traits import trait_field
 
 PAGE = 1000
 

@@ -8,6 +8,7 @@ Exit codes: 0 done; 1 the workspace does not exist or the output file cannot be 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
@@ -15,11 +16,12 @@ from typing import Annotated, Literal
 import typer
 
 from consentry.cli_options import DatabaseOpt, WorkspaceOpt
-from consentry.platform import tenancy
+from consentry.platform import audit, tenancy
 from consentry.privacy import processor_service as service
 from consentry.privacy.processors import Processor
 from consentry.privacy.request_cli import requests_app
 from consentry.privacy.ropa import record_csv, record_json
+from consentry.profiles import service as profiles
 
 privacy_app = typer.Typer(
     help="Privacy: the processor register, the record of processing activities, access "
@@ -76,6 +78,39 @@ def _describe(processor: Processor) -> list[str]:
         f"  transfer    {transfer}",
         f"  DPA         {spec.dpa_signed_on.isoformat() if spec.dpa_signed_on else '-'}",
     ]
+
+
+@privacy_app.command("personal-traits")
+def personal_traits(
+    workspace: WorkspaceOpt,
+    mark: Annotated[
+        list[str] | None,
+        typer.Option("--mark", help="Mark this trait personal (repeatable). Cannot be undone."),
+    ] = None,
+    reason: Annotated[str, typer.Option("--reason", help="Why, for the audit trail.")] = (
+        audit.UNSPECIFIED
+    ),
+    database_url: DatabaseOpt = None,
+) -> None:
+    """List the traits stored sealed (built in and marked), or mark more with --mark: their
+    values are sealed from now on and every stored value is sealed at once."""
+    from consentry.cli_options import echo_json, workspace_store
+
+    with workspace_store(database_url, workspace) as (_, db):
+        if mark:
+            with db.write() as session:
+                report = profiles.mark_personal(
+                    session=session,
+                    workspace_id=workspace,
+                    keys=mark,
+                    actor="cli:privacy",
+                    reason=reason,
+                )
+            echo_json(asdict(report))
+            return
+        with db.read() as session:
+            marked = profiles.list_personal(session=session, workspace_id=workspace)
+    echo_json({"builtin": profiles.builtin_personal(), "marked": [asdict(m) for m in marked]})
 
 
 @privacy_app.command("ropa")

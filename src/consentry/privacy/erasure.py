@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+# signing and encoding are shared with the outbox's webhooks (consentry.delivery.webhook)
+from consentry.delivery.webhook import SIGNATURE_HEADER as SIGNATURE_HEADER
+from consentry.delivery.webhook import encode as encode
+from consentry.delivery.webhook import sign as sign
+from consentry.delivery.webhook import verify_signature as verify_signature
 from consentry.profiles.models import normalize_email, normalize_phone
 
 CERTIFICATE_VERSION = "consentry-erasure-certificate/1"
 NOTIFICATION_TYPE = "consentry.erasure"
 NOTIFICATION_FIELD = "privacy.erasure_notification"  # the field a sealed notification is bound to
-SIGNATURE_HEADER = "Consentry-Signature"
 DEFAULT_ORDER_HOLD_DAYS = 3650  # ten years: the longest common retention of invoices (DE, FR)
 
 # How long to wait before each further attempt: 1 and 5 minutes, then half an hour, 2, 6 and 12
@@ -119,37 +122,11 @@ def webhook_secret(server_secret: str, workspace_id: str, processor_id: str) -> 
     return hmac.new(server_secret.encode(), message, hashlib.sha256).hexdigest()
 
 
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    """The ``Consentry-Signature`` header: ``t=<unix time>,v1=<HMAC-SHA256 of "t.body">``."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return f"t={timestamp},v1={mac.hexdigest()}"
-
-
-def verify_signature(
-    secret: str, header: str, body: bytes, *, now: int, tolerance: int = 300
-) -> bool:
-    """What a receiver does (and our tests): the signature matches and is recent."""
-    parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
-    try:
-        timestamp = int(parts.get("t", ""))
-    except ValueError:
-        return False
-    if abs(now - timestamp) > tolerance:
-        return False
-    expected = sign(secret, timestamp, body).split("v1=", 1)[1]
-    return hmac.compare_digest(expected, parts.get("v1", ""))
-
-
 def next_attempt(attempts: int, now: datetime) -> datetime | None:
     """When to try again after ``attempts`` failed ones (None: give up)."""
     if attempts >= MAX_ATTEMPTS:
         return None
     return now + RETRY_DELAYS[attempts - 1]
-
-
-def encode(body: Mapping[str, Any]) -> bytes:
-    """The bytes sent (and signed): compact, sorted JSON."""
-    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@
 - consent: current states go; ledger records keep a proof that does not identify the person;
 - analytics and recommendations: the computed traits go, and the person is removed from
   every stored recommendation model (their id, list and segment);
+- delivery: every outbox message to the person (sent, queued or dead) goes;
 - the person's data keys are destroyed (crypto-shredding): the keys of every member profile and
   of each identity that sealed their events, so every copy of their sealed fields made before
   (a backup, a copied database) can no longer be opened.
@@ -33,10 +34,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from consentry.analytics import service as analytics
+from consentry.audiences import service as audiences
 from consentry.commerce import service as commerce
 from consentry.consent import service as consent
+from consentry.delivery import outbox
 from consentry.errors import Conflict, FieldError, Invalid, NotFound
 from consentry.ingest import service as ingest
+from consentry.journeys import service as journeys
 from consentry.platform import audit
 from consentry.platform.db import lock_workspace, utcnow
 from consentry.platform.vault import vault_of
@@ -194,6 +198,15 @@ def erase(
     recommended = recommend.erase_subject(
         session=session, workspace_id=workspace_id, profile_ids=person.member_ids
     )
+    messages = outbox.erase_subject(
+        session=session, workspace_id=workspace_id, profile_ids=person.member_ids
+    )
+    memberships = audiences.erase_subject(
+        session=session, workspace_id=workspace_id, profile_ids=person.member_ids
+    )
+    enrollments = journeys.erase_subject(
+        session=session, workspace_id=workspace_id, profile_ids=person.member_ids
+    )
     rows = profiles.erase_person(session=session, workspace_id=workspace_id, person=person)
     session.flush()
 
@@ -207,6 +220,9 @@ def erase(
             "consent_states": states,
             "computed_traits": scores,
             "recommendations": recommended,
+            "outbox_messages": messages,
+            "segment_memberships": memberships,
+            "journey_enrollments": enrollments,
         },
         kept={
             "orders": shop.orders_kept,

@@ -19,15 +19,14 @@ attempt).
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import func, select, update
 
+# posting (no redirects followed) is shared with the outbox's webhooks
+from consentry.delivery.webhook import Sender as Sender
+from consentry.delivery.webhook import post as post
 from consentry.platform.db import Database, utcnow
 from consentry.platform.vault import vault_of
 from consentry.privacy.erasure import (
@@ -44,29 +43,6 @@ from consentry.privacy.tables import NotificationRow
 LEASE = timedelta(minutes=5)  # a claimed notification is not claimed again this soon
 TIMEOUT = 10.0  # seconds per delivery attempt
 MAX_ERROR = 500
-
-# (url, body, headers, timeout) -> HTTP status; raises OSError when nothing answered
-Sender = Callable[[str, bytes, Mapping[str, str], float], int]
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A webhook is posted to the registered URL only: a redirect is a failed attempt."""
-
-    def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect)
-
-
-def post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> int:
-    """POST ``body`` to ``url``; the HTTP status (error statuses too)."""
-    request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
-    try:
-        with _OPENER.open(request, timeout=timeout) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
 
 
 @dataclass(slots=True)

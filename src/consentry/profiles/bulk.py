@@ -7,16 +7,17 @@ read and filtered in memory.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from consentry.platform.vault import vault_of
-from consentry.profiles.models import is_personal_trait
+from consentry.profiles.models import trait_field
+from consentry.profiles.personal import personal_in
 from consentry.profiles.tables import CurrentTraitRow, ProfileRow
-from consentry.profiles.traits import trait_field
 
 CHUNK = 500
 SCAN_ABOVE = 20_000
@@ -63,7 +64,8 @@ def current_traits_many(
     out = _current_traits_stored(
         session=session, workspace_id=workspace_id, canonical_ids=canonical_ids, keys=keys
     )
-    if any(is_personal_trait(k) for k in keys):  # one pass over every sealed value
+    is_personal = personal_in(session, workspace_id)
+    if any(is_personal(k) for k in keys):  # one pass over every sealed value
         slots = [(traits, key) for traits in out.values() for key in traits]
         opened = vault_of(session).open_many(
             workspace_id, [(trait_field(key), traits[key]) for traits, key in slots]
@@ -110,4 +112,90 @@ def _current_traits_stored(
                     out[canonical] = {key: value}
                 else:
                     found[key] = value
+    return out
+
+
+def lapsed_between(
+    *, session: Session, workspace_id: str, since: datetime, until: datetime
+) -> list[str]:
+    """Unified profiles whose latest sighting (of any member) falls in ``[since, until)``:
+    people whose inactivity crossed a threshold in a window (journeys' inactivity trigger
+    moves the window on from scan to scan, so each lapse is seen once)."""
+    latest = func.max(ProfileRow.last_seen)
+    rows = session.execute(
+        select(ProfileRow.canonical_id)
+        .where(ProfileRow.workspace_id == workspace_id)
+        .group_by(ProfileRow.canonical_id)
+        .having(latest >= since, latest < until)
+        .order_by(ProfileRow.canonical_id)
+    )
+    return [canonical for (canonical,) in rows]
+
+
+def trait_holders(
+    *, session: Session, workspace_id: str, key: str, batch: int = FETCH
+) -> Iterator[list[tuple[str, Any]]]:
+    """``(unified profile id, current value)`` of every unified profile that has the trait
+    ``key``, ``batch`` at a time, sealed values opened (``None`` where the key was destroyed):
+    a scan over one trait, such as journeys' birthday trigger."""
+    t = CurrentTraitRow
+    rows = session.connection().execute(
+        select(t.canonical_id, t.value).where(t.workspace_id == workspace_id, t.key == key)
+    )
+    vault = vault_of(session)
+    field = trait_field(key)
+    for part in rows.partitions(batch):
+        opened = vault.open_many(workspace_id, [(field, value) for _, value in part])
+        yield [(canonical, value) for (canonical, _), value in zip(part, opened, strict=True)]
+
+
+# --- audiences: selectables the segment compiler builds on ---------------------------------------
+
+
+def unified_select(workspace_id: str) -> Select[str]:
+    """The id of every unified profile of the workspace (a profile that is its own canonical;
+    an erased person has no row left), as a selectable to filter further."""
+    return select(ProfileRow.id).where(
+        ProfileRow.workspace_id == workspace_id, ProfileRow.id == ProfileRow.canonical_id
+    )
+
+
+def membership_select(workspace_id: str) -> Select[str, str]:
+    """``(member id, canonical id)`` of every profile of the workspace: events and orders keep
+    their member profile, and are joined through this to the unified profile."""
+    return select(
+        ProfileRow.id.label("member_id"), ProfileRow.canonical_id.label("canonical_id")
+    ).where(ProfileRow.workspace_id == workspace_id)
+
+
+def trait_select(workspace_id: str, key: str) -> Select[str, Any]:
+    """``(canonical id, value)`` of the current trait ``key`` of every unified profile that
+    has it, the value as stored (JSON; a personal trait's value is a sealed token)."""
+    t = CurrentTraitRow
+    return select(t.canonical_id.label("canonical_id"), t.value.label("value")).where(
+        t.workspace_id == workspace_id, t.key == key
+    )
+
+
+def members_many(
+    *, session: Session, workspace_id: str, canonical_ids: Sequence[str]
+) -> dict[str, list[str]]:
+    """Every member profile of each unified profile (itself included), for a batch of unified
+    profile ids, through chunked ``IN`` lists on the covering index; ids that are no unified
+    profile of the workspace are left out."""
+    ids = sorted(set(canonical_ids))
+    out: dict[str, list[str]] = {}
+    for start in range(0, len(ids), CHUNK):
+        rows = session.connection().execute(
+            select(ProfileRow.canonical_id, ProfileRow.id).where(
+                ProfileRow.workspace_id == workspace_id,
+                ProfileRow.canonical_id.in_(ids[start : start + CHUNK]),
+            )
+        )
+        for canonical, member in rows:
+            found = out.get(canonical)
+            if found is None:
+                out[canonical] = [member]
+            else:
+                found.append(member)
     return out

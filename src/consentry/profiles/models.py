@@ -61,6 +61,11 @@ def trait_slug(key: str) -> str:
     return key.lower().replace("_", "").replace("-", "").replace(" ", "")
 
 
+def trait_field(key: str) -> str:
+    """The field a trait's sealed value is bound to."""
+    return f"trait:{str(key)[:200]}"
+
+
 def is_personal_trait(key: str) -> bool:
     """Whether a trait names a person directly."""
     return trait_slug(key) in PERSONAL_TRAITS

@@ -17,15 +17,28 @@ from pydantic import BaseModel, Field
 
 from consentry.analytics import service as analytics
 from consentry.commerce import service as commerce
-from consentry.deps import DbDep, ProfilesRead, ProfilesWrite, ReadAudit, SettingsDep
+from consentry.deps import (
+    DbDep,
+    PrivacyWrite,
+    ProfilesRead,
+    ProfilesWrite,
+    ReadAudit,
+    SettingsDep,
+)
 from consentry.errors import FieldError, Invalid
 from consentry.ingest import service as ingest
+from consentry.platform import audit
 from consentry.platform.db import Database
 from consentry.profiles import service
 
 router = APIRouter(prefix="/v1", tags=["profiles"])
 
 Limit = Annotated[int, Query(ge=1, le=500)]
+
+
+class PersonalTraitsIn(BaseModel):
+    keys: list[Any] = Field(..., description="Trait names whose values identify a person.")
+    reason: str = Field(audit.UNSPECIFIED, max_length=200, description="Why, for the audit trail.")
 
 
 class MergeIn(BaseModel):
@@ -243,3 +256,34 @@ def undo_merge(merge_id: str, principal: ProfilesWrite, db: DbDep) -> dict[str, 
             actor=f"token:{principal.key_id}",
         )
     return asdict(record)
+
+
+@router.get("/personal-traits")
+def list_personal_traits(principal: ProfilesRead, db: DbDep) -> dict[str, Any]:
+    """The traits whose values are stored sealed: built in by name, and marked by the workspace."""
+    with db.read() as session:
+        marked = service.list_personal(session=session, workspace_id=principal.workspace_id)
+    return {
+        "builtin": service.builtin_personal(),
+        "marked": [
+            {"key": m.key, "slug": m.slug, "marked_at": m.marked_at, "marked_by": m.marked_by}
+            for m in marked
+        ],
+    }
+
+
+@router.post("/personal-traits")
+def mark_personal_traits(
+    body: PersonalTraitsIn, principal: PrivacyWrite, db: DbDep
+) -> dict[str, Any]:
+    """Mark traits personal: their values are sealed from now on, and every value already
+    stored is sealed in the same transaction. A mark cannot be lifted."""
+    with db.write() as session:
+        report = service.mark_personal(
+            session=session,
+            workspace_id=principal.workspace_id,
+            keys=body.keys,
+            actor=f"token:{principal.key_id}",
+            reason=body.reason,
+        )
+    return asdict(report)

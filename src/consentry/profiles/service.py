@@ -52,6 +52,14 @@ from consentry.profiles.models import (
     normalize_id,
     normalize_phone,
 )
+from consentry.profiles.personal import (
+    MarkReport,
+    PersonalTrait,
+    builtin_personal,
+    is_personal,
+    list_personal,
+    mark_personal,
+)
 from consentry.profiles.resolution import Resolution, Sighting, resolve, resolve_batch
 from consentry.profiles.tables import (
     CurrentTraitRow,
@@ -71,13 +79,16 @@ from consentry.profiles.traits import (
 
 __all__ = [
     "Identity",
+    "MarkReport",
     "MergeRecord",
+    "PersonalTrait",
     "Person",
     "Suppression",
     "ProfileView",
     "Resolution",
     "Sighting",
     "TraitObservation",
+    "builtin_personal",
     "canonical_map",
     "canonical_map_many",
     "canonical_of",
@@ -90,8 +101,11 @@ __all__ = [
     "has_suppressions",
     "identifier_values",
     "inactive_people",
+    "is_personal",
     "lift_suppressions",
+    "list_personal",
     "list_profiles",
+    "mark_personal",
     "member_ids",
     "merge_profiles",
     "person_of",

@@ -134,3 +134,16 @@ class SuppressionRow(Base):
     lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     lifted_by: Mapped[str | None] = mapped_column(String(200))
     generation: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class PersonalTraitRow(Base):
+    """A trait the workspace marked personal (:mod:`consentry.profiles.personal`): its values
+    are stored sealed like those of the built-in personal names. Never removed."""
+
+    __tablename__ = "personal_traits"
+
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), primary_key=True)
+    slug: Mapped[str] = mapped_column(String(200), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200))
+    marked_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    marked_by: Mapped[str] = mapped_column(String(200))

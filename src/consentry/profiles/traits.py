@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 from consentry.platform.db import Bulk, utcnow
 from consentry.platform.vault import is_token, vault_of
 from consentry.profiles.graph import canonical_of, core_members_query, members_query
-from consentry.profiles.models import is_personal_trait, latest_traits
+from consentry.profiles.models import latest_traits, trait_field
+from consentry.profiles.personal import personal_in
 from consentry.profiles.tables import (
     CurrentTraitRow,
     TraitHistoryRow,
@@ -164,25 +165,21 @@ def record_traits_batch(
 def seal_traits(
     session: Session, workspace_id: str, profile_id: str, traits: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """The stored form of traits: a personal trait's value sealed under the profile's key
-    (field ``trait:<key>``), any other as it is."""
+    """The stored form of traits: a personal trait's value (by name, or marked personal by the
+    workspace: :mod:`consentry.profiles.personal`) sealed under the profile's key (field
+    ``trait:<key>``), any other as it is."""
+    is_personal = personal_in(session, workspace_id)
     personal = [
         (profile_id, trait_field(k), v)
         for k, v in traits.items()
-        if v is not None and is_personal_trait(str(k))
+        if v is not None and is_personal(str(k))
     ]
     if not personal:
         return dict(traits)
     tokens = iter(vault_of(session).seal_many(workspace_id, personal))
     return {
-        k: next(tokens) if v is not None and is_personal_trait(str(k)) else v
-        for k, v in traits.items()
+        k: next(tokens) if v is not None and is_personal(str(k)) else v for k, v in traits.items()
     }
-
-
-def trait_field(key: str) -> str:
-    """The field a trait's sealed value is bound to."""
-    return f"trait:{str(key)[:200]}"
 
 
 def open_traits(session: Session, workspace_id: str, traits: Mapping[str, Any]) -> dict[str, Any]:

@@ -506,13 +506,19 @@ def consent_page(
 def mount(app: FastAPI) -> None:
     """Mount the dashboard pages and static files on ``app``."""
     from consentry.web.analytics_page import router as analytics_pages  # it imports this module
+    from consentry.web.deliveries_page import router as deliveries_pages  # it imports this module
     from consentry.web.identity_page import router as identity_pages  # it imports this module
+    from consentry.web.journeys_page import router as journeys_pages  # it imports this module
     from consentry.web.quality_page import router as quality_pages  # it imports this module
     from consentry.web.requests_page import router as requests_pages  # it imports this module
+    from consentry.web.segments_page import router as segments_pages  # it imports this module
 
     app.include_router(router)
     app.include_router(requests_pages)  # /app/privacy/requests: the queue of privacy requests
     app.include_router(identity_pages)  # /app/identity/review: possible duplicates to decide
     app.include_router(analytics_pages)  # /app/analytics: KPIs, cohorts, RFM, CLV, churn
     app.include_router(quality_pages)  # /app/quality: the data-quality audit
+    app.include_router(segments_pages)  # /app/segments: segments, builder, history
+    app.include_router(journeys_pages)  # /app/journeys: journeys, presets, attribution
+    app.include_router(deliveries_pages)  # /app/deliveries: destinations, dead letters
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
