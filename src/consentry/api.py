@@ -59,7 +59,6 @@ from consentry.journeys import service as journeys
 from consentry.journeys.preset_routes import attribution_router as journey_attribution_router
 from consentry.journeys.preset_routes import router as journey_presets_router
 from consentry.journeys.routes import router as journeys_router
-from consentry.journeys.templates import LinkMaker
 from consentry.nul_guard import NulGuard
 from consentry.platform import tenancy
 from consentry.platform.audit_routes import router as audit_router
@@ -369,17 +368,9 @@ def _audiences_round(store: Database, settings: Settings) -> None:
 def _journeys_round(store: Database, settings: Settings) -> None:
     """One round of the journeys of each workspace that has an active one: triggers read,
     due enrollments advanced, messages enqueued (the outbox delivers them)."""
-    links = LinkMaker(secret=settings.secret_key, public_url=settings.public_url)
 
     def job(name: str) -> str:
-        report = journeys.run(
-            store,
-            name,
-            settings.journeys,
-            links=links,
-            default_region=settings.default_phone_region,
-            recommend=settings.recommend,
-        )
+        report = journeys.run_configured(store, name, settings)
         found = report.document()
         return f"{found['triggers']['enrolled']} enrolled, {report.sent} sent"
 
@@ -418,15 +409,8 @@ def _deliver_notifications(store: Database, settings: Settings) -> None:
 
 def _deliver_outbox(store: Database, settings: Settings) -> None:
     """One delivery round of the outbox (journeys' and exports' messages), all workspaces."""
-    report = outbox.deliver_due(
-        store,
-        mailer=SmtpMailer(settings.smtp),
-        post=post_webhook,
-        limit=settings.delivery.batch,
-        settings=settings.delivery,
-        from_address=settings.smtp.from_address,
-        from_name=settings.smtp.from_name,
-        default_region=settings.default_phone_region,
+    report = outbox.deliver_configured(
+        store, settings, mailer=SmtpMailer(settings.smtp), post=post_webhook
     )
     if report.attempted or report.released:
         log.info(

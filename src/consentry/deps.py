@@ -136,7 +136,7 @@ class ReadRecorder:
             audit.record_many(
                 session=session,
                 workspace_id=principal.workspace_id,
-                actor=f"token:{principal.key_id}",
+                actor=principal.actor,
                 action=action,
                 target_type=target_type,
                 target_ids=ids,

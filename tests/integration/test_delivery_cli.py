@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from consentry.cli import app
 from consentry.platform.db import Database
 from tests.conftest import new_workspace
-from tests.support.delivery import destination, hook, hook_server, processor
+from tests.support.delivery import hook, hook_server, webhook
 
 runner = CliRunner()
 
@@ -28,15 +28,7 @@ def test_a_round_dead_letters_and_suppressions_from_the_cli(
     workspace = new_workspace(db)
     at = ["--workspace", workspace, "--database-url", database_url]
     with hook_server() as server:
-        made = destination(
-            db,
-            workspace,
-            processor(db, workspace),
-            name="Partner",
-            kind="webhook",
-            url=server.url("/in"),
-            categories=("user.unique_id",),
-        )
+        made = webhook(db, workspace, server.url("/in"), name="Partner")
         server.answer("/in", 410, 200)
         first = hook(db, workspace, made.destination.id, "cli-1", {"n": 1})
         second = hook(db, workspace, made.destination.id, "cli-2", {"n": 2})

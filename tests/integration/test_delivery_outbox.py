@@ -36,6 +36,7 @@ from tests.support.delivery import (
     processor,
     smtp_server,
     status_of,
+    webhook,
 )
 
 
@@ -170,16 +171,7 @@ def test_a_webhook_is_signed_retried_with_backoff_then_delivered(
     db: Database, workspace: str
 ) -> None:
     with hook_server() as server:
-        made = destination(
-            db,
-            workspace,
-            processor(db, workspace),
-            name="CRM",
-            kind="webhook",
-            url=server.url("/crm"),
-            categories=("user.unique_id",),
-            purpose=SMS_PURPOSE,
-        )
+        made = webhook(db, workspace, server.url("/crm"), name="CRM", purpose=SMS_PURPOSE)
         assert made.secret and made.secret.startswith("whsec_")
         server.answer("/crm", 503, 200)
         message = hook(db, workspace, made.destination.id, "export:1:0", {"ids": ["a", "b"]})
@@ -244,15 +236,7 @@ def test_a_client_error_is_dead_at_once_and_a_dead_letter_can_be_retried_by_hand
     db: Database, workspace: str
 ) -> None:
     with hook_server() as server:
-        made = destination(
-            db,
-            workspace,
-            processor(db, workspace),
-            name="Hook",
-            kind="webhook",
-            url=server.url("/h"),
-            categories=("user.unique_id",),
-        )
+        made = webhook(db, workspace, server.url("/h"), name="Hook")
         server.answer("/h", 400, 200)
         refused = hook(db, workspace, made.destination.id, "k-400", {"n": 1})
         assert refused is not None
@@ -277,15 +261,7 @@ def test_a_client_error_is_dead_at_once_and_a_dead_letter_can_be_retried_by_hand
 
 def test_retries_run_out_into_the_dead_letter_list(db: Database, workspace: str) -> None:
     with hook_server() as server:
-        made = destination(
-            db,
-            workspace,
-            processor(db, workspace),
-            name="Flaky",
-            kind="webhook",
-            url=server.url("/f"),
-            categories=("user.unique_id",),
-        )
+        made = webhook(db, workspace, server.url("/f"), name="Flaky")
         server.answer("/f", 500)
         message = hook(db, workspace, made.destination.id, "k-500", {"n": 1})
         assert message is not None
@@ -303,24 +279,8 @@ def test_a_failing_destination_is_paused_while_another_delivers(
 ) -> None:
     with hook_server() as server:
         processor_id = processor(db, workspace)
-        down = destination(
-            db,
-            workspace,
-            processor_id,
-            name="Down",
-            kind="webhook",
-            url=server.url("/down"),
-            categories=("user.unique_id",),
-        )
-        up = destination(
-            db,
-            workspace,
-            processor_id,
-            name="Up",
-            kind="webhook",
-            url=server.url("/up"),
-            categories=("user.unique_id",),
-        )
+        down = webhook(db, workspace, server.url("/down"), name="Down", processor_id=processor_id)
+        up = webhook(db, workspace, server.url("/up"), name="Up", processor_id=processor_id)
         server.answer("/down", 502)
         for i in range(8):
             hook(db, workspace, down.destination.id, f"down-{i}", {"i": i})
@@ -396,7 +356,7 @@ def test_a_suppressed_address_and_a_hard_bounce_are_not_mailed(
     assert bounced.status == "dead" and bounced.last_error is not None
     assert "bounce@" not in bounced.last_error and "<address>" in bounced.last_error
     with db.read() as session:  # a hard bounce suppresses the address
-        assert outbox.is_suppressed(
+        assert suppressions.is_suppressed(
             session=session, workspace_id=workspace, channel="email", address="BOUNCE@example.com"
         )
         total, entries = suppressions.list_suppressions(session=session, workspace_id=workspace)
@@ -556,15 +516,7 @@ def test_settled_messages_are_pruned_after_their_time_and_dead_letters_stay(
     db: Database, workspace: str
 ) -> None:
     with hook_server() as server:
-        made = destination(
-            db,
-            workspace,
-            processor(db, workspace),
-            name="Old",
-            kind="webhook",
-            url=server.url("/o"),
-            categories=("user.unique_id",),
-        )
+        made = webhook(db, workspace, server.url("/o"), name="Old")
         server.answer("/o", 200, 400)
         sent = hook(db, workspace, made.destination.id, "old-sent", {"n": 1})
         dead = hook(db, workspace, made.destination.id, "old-dead", {"n": 2})

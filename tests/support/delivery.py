@@ -231,6 +231,29 @@ def destination(
         )
 
 
+def webhook(
+    db: Database,
+    workspace: str,
+    url: str,
+    *,
+    name: str,
+    processor_id: str | None = None,
+    purpose: str = EMAIL_PURPOSE,
+) -> destinations.Registered:
+    """A webhook destination declaring ``user.unique_id``, through a processor of its own
+    unless ``processor_id`` names one."""
+    return destination(
+        db,
+        workspace,
+        processor_id or processor(db, workspace),
+        name=name,
+        kind="webhook",
+        purpose=purpose,
+        url=url,
+        categories=("user.unique_id",),
+    )
+
+
 def person(db: Database, workspace: str, user_id: str, **traits: Any) -> str:
     """A unified profile made through ingestion."""
     ingest_send(db, workspace, identify(userId=user_id, traits=traits))

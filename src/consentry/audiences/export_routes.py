@@ -77,7 +77,7 @@ def start(
             session=session,
             workspace_id=principal.workspace_id,
             request=body.request(),
-            actor=f"token:{principal.key_id}",
+            actor=principal.actor,
             reason=recorder.reason,
             settings=config,
             default_region=settings.default_phone_region,

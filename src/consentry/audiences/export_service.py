@@ -570,9 +570,13 @@ def _walk(
         yield batch
 
 
-def _finish(db: Database, plan: Plan, tally: Tally, summary: exports.Summary, status: str) -> None:
+def _finish(
+    db: Database, plan: Plan, tally: Tally, summary: exports.Summary, status: str
+) -> ExportRecord:
+    """Store what the walk did; the export as it now stands."""
     with db.write() as session:
         finish_export(session=session, plan=plan, tally=tally, summary=summary, status=status)
+        return get_export(session=session, workspace_id=plan.workspace_id, export_id=plan.id)
 
 
 def stream_file(
@@ -617,13 +621,9 @@ def stream_file(
                 yield exports.json_rows(columns, batch.rows, first=first)
                 first = False
         status = COMPLETED
-        _finish(db, plan, tally, summary, status)
+        record = _finish(db, plan, tally, summary, status)
         if plan.delivery == "json":
-            with db.read() as session:
-                found = get_export(
-                    session=session, workspace_id=plan.workspace_id, export_id=plan.id
-                )
-            yield exports.json_tail(found.document())
+            yield exports.json_tail(record.document())
     finally:
         if status == FAILED:
             _finish(db, plan, tally, summary, status)
@@ -646,9 +646,8 @@ def push(
             pass
         status = COMPLETED
     finally:
-        _finish(db, plan, tally, summary, status)
-    with db.read() as session:
-        return get_export(session=session, workspace_id=plan.workspace_id, export_id=plan.id)
+        record = _finish(db, plan, tally, summary, status)
+    return record
 
 
 def export_audience(

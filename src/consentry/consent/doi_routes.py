@@ -90,7 +90,7 @@ def _send(
 
 
 def _actor(principal: Principal) -> str:
-    return f"token:{principal.key_id}"
+    return principal.actor
 
 
 @router.post("", status_code=201, responses=FAILED)

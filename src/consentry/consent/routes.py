@@ -37,7 +37,7 @@ class BulkIn(BaseModel):
 
 
 def _actor(principal: Principal) -> str:
-    return f"token:{principal.key_id}"
+    return principal.actor
 
 
 def _lookup(profile_id: str | None, email: str | None, user_id: str | None) -> str:

@@ -72,7 +72,7 @@ def record_tcf(body: TcfIn, principal: ConsentWrite, db: DbDep) -> dict[str, Any
             workspace_id=principal.workspace_id,
             profile_id=subject,
             tc_string=body.tc_string,
-            actor=f"token:{principal.key_id}",
+            actor=principal.actor,
             occurred_at=body.occurred_at,
             notice_version=body.notice_version,
             proof=body.proof,

@@ -105,10 +105,7 @@ def show_outbox(
                 destination_id=destination,
                 limit=limit,
             )
-    totals = dict.fromkeys(outbox.STATUSES, 0)
-    for per_status in counted.values():
-        for name, n in per_status.items():
-            totals[name] += n
+    totals = outbox.status_totals(counted)
     if as_json:
         echo_json({"totals": totals, "total": total, "messages": [m.document() for m in found]})
         return
@@ -269,16 +266,8 @@ def run(
         if workspace is not None:
             with db.read() as session:
                 tenancy.get_workspace(session=session, workspace_id=workspace)
-        report = outbox.deliver_due(
-            db,
-            mailer=SmtpMailer(settings.smtp),
-            post=send,
-            limit=settings.delivery.batch,
-            settings=settings.delivery,
-            from_address=settings.smtp.from_address,
-            from_name=settings.smtp.from_name,
-            default_region=settings.default_phone_region,
-            workspace_id=workspace,
+        report = outbox.deliver_configured(
+            db, settings, mailer=SmtpMailer(settings.smtp), post=send, workspace_id=workspace
         )
     except ConsentryError as exc:
         raise fail(exc.message) from None

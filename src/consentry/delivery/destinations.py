@@ -38,7 +38,7 @@ from consentry.platform import audit, tenancy
 from consentry.platform.db import utcnow
 from consentry.platform.vault import vault_of
 from consentry.privacy import processor_service
-from consentry.privacy.processors import DATA_CATEGORIES, webhook_problem
+from consentry.privacy.processors import DATA_CATEGORIES, Processor, webhook_problem
 
 Kind = Literal["email", "sms", "webhook"]
 KINDS: tuple[Kind, ...] = ("email", "sms", "webhook")
@@ -149,13 +149,8 @@ def check_destination(
     destination = get_destination(
         session=session, workspace_id=workspace_id, destination_id=destination_id
     )
-    wanted = sent_categories(destination.kind, [*destination.categories, *categories])
-    processor, errors = processor_service.transfer_refusals(
-        session=session,
-        workspace_id=workspace_id,
-        processor_id=destination.processor_id,
-        purpose=destination.purpose,
-        categories=wanted,
+    processor, errors = transfer_refusals(
+        session=session, workspace_id=workspace_id, destination=destination, categories=categories
     )
     if not destination.active:
         errors = [FieldError("destination_id", "the destination is deactivated"), *errors]
@@ -164,6 +159,21 @@ def check_destination(
         name = destination.name if processor is None else f"{destination.name} ({processor.id})"
         raise TransferRefused(f"nothing may go to destination {name}: {reasons}", errors)
     return destination
+
+
+def transfer_refusals(
+    *, session: Session, workspace_id: str, destination: Destination, categories: Sequence[str]
+) -> tuple[Processor | None, list[FieldError]]:
+    """Privacy's gate for a destination already read: its processor (None when unknown) and
+    why data of ``categories`` (with what its kind always sends) may not go there now ([] when
+    it may). Whether the destination is active is the caller's to ask."""
+    return processor_service.transfer_refusals(
+        session=session,
+        workspace_id=workspace_id,
+        processor_id=destination.processor_id,
+        purpose=destination.purpose,
+        categories=sent_categories(destination.kind, [*destination.categories, *categories]),
+    )
 
 
 # --- the register -------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from consentry.config import DeliverySettings
+from consentry.config import DeliverySettings, Settings
 from consentry.consent.models import CHANNELS as CONSENT_CHANNELS
 from consentry.consent.policy import can_use
 from consentry.delivery import destinations as dest
@@ -62,7 +62,7 @@ from consentry.delivery.models import (
 )
 from consentry.delivery.tables import DestinationRow, OutboxMessageRow
 from consentry.delivery.webhook import SIGNATURE_HEADER, Poster, classify, encode, sign
-from consentry.errors import Conflict, FieldError, Invalid, NotFound, TransferRefused
+from consentry.errors import Conflict, FieldError, Invalid, NotFound
 from consentry.platform import audit
 from consentry.platform.db import Database, utcnow
 from consentry.platform.vault import vault_of
@@ -391,13 +391,6 @@ def sent_count(
     return int(total or 0)
 
 
-def is_suppressed(*, session: Session, workspace_id: str, channel: str, address: str) -> bool:
-    """Whether nothing may be sent to ``address`` over ``channel`` (the suppression list)."""
-    return suppressions.is_suppressed(
-        session=session, workspace_id=workspace_id, channel=channel, address=address
-    )
-
-
 def get_message(*, session: Session, workspace_id: str, message_id: str) -> OutboxMessage:
     """One message of the workspace (NotFound otherwise)."""
     return _message(_row(session, workspace_id, message_id))
@@ -466,6 +459,15 @@ def counts(*, session: Session, workspace_id: str) -> dict[str, dict[str, int]]:
     for destination_id, status, n in rows:
         found.setdefault(destination_id, dict.fromkeys(STATUSES, 0))[status] = int(n)
     return found
+
+
+def status_totals(counted: Mapping[str, Mapping[str, int]]) -> dict[str, int]:
+    """The messages per status over every destination of :func:`counts`."""
+    totals = dict.fromkeys(STATUSES, 0)
+    for per_status in counted.values():
+        for status, n in per_status.items():
+            totals[status] += n
+    return totals
 
 
 # --- by hand and by erasure ---------------------------------------------------------------------
@@ -727,6 +729,30 @@ def deliver_due(
     return report
 
 
+def deliver_configured(
+    db: Database,
+    settings: Settings,
+    *,
+    mailer: Mailer,
+    post: Poster,
+    workspace_id: str | None = None,
+) -> DeliveryReport:
+    """:func:`deliver_due` as configured (``delivery``, the SMTP sender, the default phone
+    region): the server's scheduled round, ``POST /v1/outbox/run`` and ``consentry delivery
+    run``."""
+    return deliver_due(
+        db,
+        mailer=mailer,
+        post=post,
+        limit=settings.delivery.batch,
+        settings=settings.delivery,
+        from_address=settings.smtp.from_address,
+        from_name=settings.smtp.from_name,
+        default_region=settings.default_phone_region,
+        workspace_id=workspace_id,
+    )
+
+
 def _due(m: type[OutboxMessageRow], now: datetime) -> Any:
     return or_(
         and_(m.status.in_(WAITING), m.next_attempt_at <= now),
@@ -833,14 +859,18 @@ def _prepare(run: _Round, claim: _Claim) -> tuple[_Ready | None, _Outcome | None
         if not destination.active:
             return None, _stop("cancelled", "the destination is deactivated")
         try:
-            dest.check_destination(
+            _processor, refusals = dest.transfer_refusals(
                 session=session,
                 workspace_id=claim.workspace_id,
-                destination_id=claim.destination_id,
+                destination=destination,
                 categories=(),
             )
-        except (TransferRefused, Invalid) as exc:
-            reasons = "; ".join(f"{e.field}: {e.reason}" for e in exc.errors) or exc.message
+        except Invalid as exc:  # the gate found the request itself malformed
+            refusals = exc.errors
+            if not refusals:
+                return None, _stop("dead", f"transfer refused: {exc.message}")
+        if refusals:
+            reasons = "; ".join(f"{e.field}: {e.reason}" for e in refusals)
             return None, _stop("dead", f"transfer refused: {reasons}")
         if row.subject_id is not None and row.purpose is not None:
             try:

@@ -29,7 +29,7 @@ Offset = Annotated[int, Query(ge=0, le=outbox.MAX_OFFSET)]
 
 
 def _actor(principal: Principal) -> str:
-    return f"token:{principal.key_id}"
+    return principal.actor
 
 
 # --- destinations -------------------------------------------------------------------------------
@@ -228,10 +228,7 @@ def outbox_counts(principal: DeliveryRead, db: DbDep) -> dict[str, Any]:
     """Messages per destination and status, and the totals per status."""
     with db.read() as session:
         counted = outbox.counts(session=session, workspace_id=principal.workspace_id)
-    totals = dict.fromkeys(outbox.STATUSES, 0)
-    for per_status in counted.values():
-        for status, n in per_status.items():
-            totals[status] += n
+    totals = outbox.status_totals(counted)
     return {"destinations": counted, "totals": totals}
 
 
@@ -289,15 +286,11 @@ async def run_now(
     """Deliver what is due in this workspace now, rather than at the next scheduled round."""
     mailer: Mailer = request.app.state.mailer
     report = await run_in_threadpool(
-        outbox.deliver_due,
+        outbox.deliver_configured,
         db,
+        settings,
         mailer=mailer,
         post=send,
-        limit=settings.delivery.batch,
-        settings=settings.delivery,
-        from_address=settings.smtp.from_address,
-        from_name=settings.smtp.from_name,
-        default_region=settings.default_phone_region,
         workspace_id=principal.workspace_id,
     )
     return report.document()

@@ -19,7 +19,6 @@ from consentry.config import Settings
 from consentry.delivery import destinations
 from consentry.journeys import presets
 from consentry.journeys import service as journeys
-from consentry.journeys.templates import LinkMaker
 from consentry.platform.db import Database
 from consentry.privacy import processor_service
 from consentry.privacy.processors import ProcessorSpec
@@ -133,14 +132,7 @@ def set_up(db: Database, workspace_id: str, settings: Settings) -> Activation:
                 action="activate",
                 actor=ACTOR,
             )
-    report = journeys.run(
-        db,
-        workspace_id,
-        settings.journeys,
-        links=LinkMaker(secret=settings.secret_key, public_url=settings.public_url),
-        default_region=settings.default_phone_region,
-        recommend=settings.recommend,
-    )
+    report = journeys.run_configured(db, workspace_id, settings)
     return Activation(
         segments=len(SEGMENTS),
         members=members,

@@ -34,9 +34,10 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from consentry.commerce import feed as commerce_feed
-from consentry.errors import NotFound
-from consentry.journeys.models import HOLDOUT, SEND_TYPES
-from consentry.journeys.tables import EnrollmentRow, JourneyRow, StepRunRow
+from consentry.journeys import service
+from consentry.journeys.engine import definition_of
+from consentry.journeys.models import HOLDOUT, JourneyDefinition
+from consentry.journeys.tables import EnrollmentRow, StepRunRow
 from consentry.profiles import service as profiles
 
 DEFAULT_WINDOW_DAYS = 7
@@ -248,12 +249,23 @@ class Attribution:
         }
 
 
-def _holdout_split(definition: Mapping[str, Any]) -> str | None:
+def groups(document: Mapping[str, Any]) -> list[tuple[str, str | None, dict[str, Any]]]:
+    """The groups of an attribution document (:meth:`Attribution.document`) as they are shown,
+    each ``(kind, name, group)``: the journey, the holdout (no uplift of its own), each variant
+    (named) and each sending step (named with its type)."""
+    found: list[tuple[str, str | None, dict[str, Any]]] = [("journey", None, document["journey"])]
+    if document["holdout"] is not None:
+        found.append((HOLDOUT, None, document["holdout"] | {"uplift": None}))
+    found += [("variant", str(v["variant"]), v) for v in document["variants"]]
+    found += [("step", f"{s['step']} ({s['type']})", s) for s in document["steps"]]
+    return found
+
+
+def _holdout_split(definition: JourneyDefinition) -> str | None:
     """The id of the journey's first split that holds some entrants out, if any."""
-    for step in definition.get("steps") or []:
-        if step.get("type") == "split" and float(step.get("holdout_percent") or 0) > 0:
-            return str(step["id"])
-    return None
+    return next(
+        (s.id for s in definition.steps if s.type == "split" and s.holdout_percent > 0), None
+    )
 
 
 def _number(value: object) -> float:
@@ -293,17 +305,14 @@ def journey_attribution(
     """The conversions of a journey's enrolments and sends so far (NotFound for an unknown
     journey). Reads the journey's enrolments and step runs, and the orders of the enrolled
     people within the window after the first moment that counts."""
-    journey = session.get(JourneyRow, journey_id)
-    if journey is None or journey.workspace_id != workspace_id:
-        raise NotFound(f"no journey {journey_id!r} in this workspace")
-    definition = journey.definition  # the current version's goal, split and steps
-    goal = definition.get("goal") if isinstance(definition.get("goal"), Mapping) else None
-    window_days = (
-        int(goal.get("within_days") or DEFAULT_WINDOW_DAYS) if goal else DEFAULT_WINDOW_DAYS
-    )
+    journey = service.get_journey(session=session, workspace_id=workspace_id, journey_id=journey_id)
+    # the current version's goal, split and steps
+    definition = definition_of(journey.id, journey.version, journey.definition)
+    goal = definition.goal
+    window_days = goal.within_days if goal else DEFAULT_WINDOW_DAYS
     window = timedelta(days=window_days).total_seconds()
     split = _holdout_split(definition)
-    step_types = {str(s["id"]): str(s["type"]) for s in definition.get("steps") or []}
+    step_types = {s.id: s.type for s in definition.steps}
 
     enrolled: dict[int, str] = {}
     for enrollment_id, profile_id in session.execute(
@@ -367,9 +376,7 @@ def journey_attribution(
         for enrollment_id, at in first_send.items():
             if enrollment_id in person:
                 journey_tally.count(orders.within(person[enrollment_id], _epoch(at), window))
-    steps: dict[str, Tally] = {
-        step: Tally() for step, kind in step_types.items() if kind in SEND_TYPES
-    }
+    steps: dict[str, Tally] = {s.id: Tally() for s in definition.sending_steps()}
     for enrollment_id, step, at in sends:
         if enrollment_id in person:
             found = orders.within(person[enrollment_id], _epoch(at), window)
@@ -377,7 +384,7 @@ def journey_attribution(
     return Attribution(
         journey_id=journey_id,
         window_days=window_days,
-        goal_event=str(goal["event"]) if goal and goal.get("event") else None,
+        goal_event=goal.event if goal else None,
         split_step=split,
         journey=journey_tally,
         holdout=holdout,

@@ -18,7 +18,6 @@ from rich.table import Table
 from consentry.cli_options import DatabaseOpt, WorkspaceOpt, echo_json, workspace_store
 from consentry.errors import Invalid
 from consentry.journeys import service
-from consentry.journeys.templates import LinkMaker
 
 journeys_app = typer.Typer(
     help="Journeys: triggered, consent-gated message sequences (abandoned cart, win-back, ...).",
@@ -217,13 +216,10 @@ def run(
     from consentry.cli import console
 
     with workspace_store(database_url, workspace) as (settings, db):
-        report = service.run(
+        report = service.run_configured(
             db,
             workspace,
-            settings.journeys,
-            links=LinkMaker(secret=settings.secret_key, public_url=settings.public_url),
-            default_region=settings.default_phone_region,
-            recommend=settings.recommend,
+            settings,
             now=as_of.replace(tzinfo=as_of.tzinfo or UTC) if as_of else None,
         )
     found = report.document()

@@ -34,6 +34,7 @@ from consentry.config import JourneySettings, RecommendSettings
 from consentry.consent import policy
 from consentry.delivery import destinations as delivery_destinations
 from consentry.delivery import outbox, suppressions
+from consentry.delivery.destinations import Destination
 from consentry.errors import ConsentryError, NotFound, TransferRefused
 from consentry.ingest import feed as events_feed
 from consentry.journeys import templates
@@ -151,13 +152,16 @@ class _Enrollment:
 
 @dataclass(frozen=True, slots=True)
 class _Sending:
-    """What a send step needs besides the enrollment."""
+    """What a send step needs besides the enrollment; ``destinations`` holds each destination's
+    check of this round (the destination, or why nothing may go to it), so a round asks
+    privacy's gate once per destination, not once per message."""
 
     workspace_id: str
     now: datetime
     guards: Guards
     links: templates.LinkMaker
     recommend: RecommendSettings | None
+    destinations: dict[str, Destination | str] = field(default_factory=dict)
 
 
 _DEFINITIONS: dict[tuple[str, int], JourneyDefinition] = {}
@@ -272,8 +276,8 @@ def advance(
 def _versions(
     session: Session, wanted: set[tuple[str, int]]
 ) -> dict[tuple[str, int], JourneyDefinition]:
-    found: dict[tuple[str, int], JourneyDefinition] = {}
-    missing = [key for key in wanted if key not in _DEFINITIONS]
+    found = {key: _DEFINITIONS[key] for key in wanted if key in _DEFINITIONS}
+    missing = [key for key in wanted if key not in found]
     for start in range(0, len(missing), 200):
         for jid, version, document in session.execute(
             select(
@@ -286,9 +290,7 @@ def _versions(
                 )
             )
         ):
-            definition_of(jid, version, document)
-    for key in wanted:
-        found[key] = _DEFINITIONS[key]
+            found[(jid, version)] = definition_of(jid, version, document)
     return found
 
 
@@ -346,8 +348,13 @@ def _run(
         if step.type == "wait":
             return state(ACTIVE, definition.after(step), at + timedelta(hours=step.hours))
         if step.type == "branch":
-            taken, why = _branch(session, sending.workspace_id, step, enrollment.profile_id, now)
-            record(step, "branched", why)
+            assert step.rule is not None
+            taken = _holds(session, sending.workspace_id, step.rule, enrollment.profile_id, now)
+            if isinstance(taken, str):
+                record(step, "branched", f"else: {taken}")
+                taken = False
+            else:
+                record(step, "branched", "then" if taken else "else")
             step_id = (step.then if taken else step.otherwise) or END
         elif step.type == "split":
             arm = assign(enrollment.journey_id, step, enrollment.profile_id)
@@ -385,23 +392,19 @@ def _run(
     return state(ACTIVE, step_id, now)  # a long chain: it goes on in the next round
 
 
-def _branch(
-    session: Session, workspace_id: str, step: Step, profile_id: str, now: datetime
-) -> tuple[bool, str]:
+def _holds(
+    session: Session, workspace_id: str, rule: Mapping[str, Any], profile_id: str, now: datetime
+) -> bool | str:
+    """Whether a segment rule holds for the profile now; the reason it could not be evaluated
+    (a segment the rule names was deleted since it was saved) otherwise."""
     from consentry.audiences import service as audiences
 
-    assert step.rule is not None
     try:
-        taken = audiences.matches(
-            session=session,
-            workspace_id=workspace_id,
-            rule=step.rule,
-            profile_id=profile_id,
-            now=now,
+        return audiences.matches(
+            session=session, workspace_id=workspace_id, rule=rule, profile_id=profile_id, now=now
         )
-    except ConsentryError as exc:  # a segment the rule names was deleted since it was saved
-        return False, f"else: the rule could not be evaluated ({exc.code})"
-    return taken, "then" if taken else "else"
+    except ConsentryError as exc:
+        return f"the rule could not be evaluated ({exc.code})"
 
 
 def _send(
@@ -414,38 +417,15 @@ def _send(
     """(outcome, reason, outbox message id, deferred until) of one send step, now."""
     workspace_id, now, profile = sending.workspace_id, sending.now, enrollment.profile_id
     assert step.destination_id is not None and step.purpose is not None
-    try:
-        destination = delivery_destinations.check_destination(
-            session=session,
-            workspace_id=workspace_id,
-            destination_id=step.destination_id,
-            categories=(),
-        )
-    except NotFound:
-        return "skipped", "destination_missing", None, None
-    except TransferRefused as exc:
-        first = exc.errors[0].field if exc.errors else "refused"
-        return "skipped", f"transfer_refused: {first}", None, None
+    destination = _destination(session, sending, step.destination_id)
+    if isinstance(destination, str):
+        return "skipped", destination, None, None
     if destination.kind != step.type:
         return "skipped", f"destination_kind: {destination.kind}", None, None
     if definition.eligibility is not None:
-        from consentry.audiences import service as audiences
-
-        try:
-            eligible = audiences.matches(
-                session=session,
-                workspace_id=workspace_id,
-                rule=definition.eligibility,
-                profile_id=profile,
-                now=now,
-            )
-        except ConsentryError as exc:
-            return (
-                "skipped",
-                f"not_eligible: the rule could not be evaluated ({exc.code})",
-                None,
-                None,
-            )
+        eligible = _holds(session, workspace_id, definition.eligibility, profile, now)
+        if isinstance(eligible, str):
+            return "skipped", f"not_eligible: {eligible}", None, None
         if not eligible:
             return "skipped", "not_eligible", None, None
     decision = policy.can_use(
@@ -459,18 +439,19 @@ def _send(
     )
     if not decision.allowed:
         return "skipped", f"consent: {decision.reason}", None, None
-    zone_trait = profiles_bulk.current_traits_many(
-        session=session, workspace_id=workspace_id, canonical_ids=[profile], keys=["timezone"]
-    )
-    zone = zone_of(zone_trait.get(profile, {}).get("timezone"), sending.guards.default_timezone)
-    until = quiet_until(now, zone, sending.guards.quiet)
-    if until is not None:
-        return (
-            "deferred",
-            f"quiet_hours: until {until.astimezone(zone):%H:%M} {zone.key}",
-            None,
-            until,
+    if sending.guards.quiet is not None:  # the customer's time zone matters only then
+        zone_trait = profiles_bulk.current_traits_many(
+            session=session, workspace_id=workspace_id, canonical_ids=[profile], keys=["timezone"]
         )
+        zone = zone_of(zone_trait.get(profile, {}).get("timezone"), sending.guards.default_timezone)
+        until = quiet_until(now, zone, sending.guards.quiet)
+        if until is not None:
+            return (
+                "deferred",
+                f"quiet_hours: until {until.astimezone(zone):%H:%M} {zone.key}",
+                None,
+                until,
+            )
     cap = sending.guards.caps.get(destination.channel)
     if cap is not None:
         sent = outbox.sent_count(
@@ -508,11 +489,8 @@ def _send(
         ):
             return "skipped", "suppressed", None, None
     assert step.template is not None
-    template = templates.MessageTemplate(
-        subject=step.template.subject, text=step.template.text, html=step.template.html
-    )
     try:
-        rendered = templates.render(template, kind=cast(Any, step.type), context=context)
+        rendered = templates.render(step.template, kind=cast(Any, step.type), context=context)
     except templates.TemplateFailure as exc:
         return "skipped", f"template_failed: {exc.part}", None, None
     message = outbox.enqueue(
@@ -530,6 +508,26 @@ def _send(
     if message is None:
         return "skipped", "already_sent", None, None
     return "sent", None, message, None
+
+
+def _destination(session: Session, sending: _Sending, destination_id: str) -> Destination | str:
+    """The destination when privacy's gate lets data go to it this round, else the skip's
+    reason (checked once per round and destination)."""
+    found = sending.destinations.get(destination_id)
+    if found is None:
+        try:
+            found = delivery_destinations.check_destination(
+                session=session,
+                workspace_id=sending.workspace_id,
+                destination_id=destination_id,
+                categories=(),
+            )
+        except NotFound:
+            found = "destination_missing"
+        except TransferRefused as exc:
+            found = f"transfer_refused: {exc.errors[0].field if exc.errors else 'refused'}"
+        sending.destinations[destination_id] = found
+    return found
 
 
 def _with_references(

@@ -14,9 +14,9 @@ import hashlib
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from consentry.errors import FieldError, Invalid
@@ -342,18 +342,7 @@ def parse_journey(doc: Any) -> JourneyDefinition:
     _check_graph(p, definition)
     if p.errors:
         raise Invalid("the journey definition is not valid", p.errors)
-    return JourneyDefinition(
-        name=name,
-        description=description,
-        trigger=trigger,
-        steps=tuple(steps),
-        exit_on_event=exit_on,
-        reentry_after_days=reentry,
-        eligibility=eligibility,
-        goal=goal,
-        document=_document(definition),
-        _index=index,
-    )
+    return replace(definition, document=_document(definition))
 
 
 def _trigger(p: _Problems, value: Any) -> Trigger | None:
@@ -831,6 +820,3 @@ def variant_next(step: Step, arm: str) -> str:
         if variant.name == arm:
             return variant.next
     return END
-
-
-Kind = Literal["email", "sms", "webhook"]

@@ -157,14 +157,9 @@ def show_attribution(
     table.add_column("group", no_wrap=True)
     for column in ("counted", "converted", "rate", "revenue", "uplift vs holdout"):
         table.add_column(column)
-    rows: list[tuple[str, dict[str, Any]]] = [("journey", found["journey"])]
-    if found["holdout"] is not None:
-        rows.append(("holdout", found["holdout"] | {"uplift": None}))
-    rows += [(f"variant {v['variant']}", v) for v in found["variants"]]
-    rows += [(f"step {s['step']} ({s['type']})", s) for s in found["steps"]]
-    for label, group in rows:
+    for kind, name, group in attribution.groups(found):
         table.add_row(
-            label,
+            kind if name is None else f"{kind} {name}",
             str(group["total"]),
             str(group["converted"]),
             _percent(group["rate"]),

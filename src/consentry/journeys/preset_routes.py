@@ -62,7 +62,7 @@ def create_from_preset(
             name=name,
             destinations=body.destinations,
             options=body.options,
-            actor=f"token:{principal.key_id}",
+            actor=principal.actor,
             activate=body.activate,
         )
     return view.document()

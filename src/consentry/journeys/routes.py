@@ -15,7 +15,6 @@ from fastapi import APIRouter, Body, Query
 from consentry.deps import DbDep, JourneysRead, JourneysWrite, ReadAudit, SettingsDep
 from consentry.errors import FieldError, Invalid
 from consentry.journeys import service
-from consentry.journeys.templates import LinkMaker
 
 router = APIRouter(prefix="/v1/journeys", tags=["journeys"])
 
@@ -74,16 +73,7 @@ def run(
             "a round as of another moment is not allowed in production",
             [FieldError("now", "not allowed in production")],
         )
-    report = service.run(
-        db,
-        principal.workspace_id,
-        settings.journeys,
-        links=LinkMaker(secret=settings.secret_key, public_url=settings.public_url),
-        default_region=settings.default_phone_region,
-        recommend=settings.recommend,
-        now=now,
-    )
-    return report.document()
+    return service.run_configured(db, principal.workspace_id, settings, now=now).document()
 
 
 @router.get("/profiles/{profile_id}/enrollments")

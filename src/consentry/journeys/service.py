@@ -22,7 +22,7 @@ from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from consentry.config import JourneySettings, RecommendSettings
+from consentry.config import JourneySettings, RecommendSettings, Settings
 from consentry.consent import service as consent
 from consentry.consent.policy import check_use
 from consentry.delivery import destinations as delivery_destinations
@@ -43,7 +43,7 @@ from consentry.journeys.tables import (
     StepRunRow,
     TriggerCursorRow,
 )
-from consentry.journeys.triggers import cursor_of
+from consentry.journeys.triggers import cursor_of, exit_values
 from consentry.platform import audit
 from consentry.platform.db import Database, utcnow
 from consentry.profiles import service as profiles
@@ -167,9 +167,7 @@ def _send_problems(
     assert step.destination_id is not None and step.purpose is not None
     assert step.template is not None
     errors = templates.template_problems(
-        templates.MessageTemplate(
-            subject=step.template.subject, text=step.template.text, html=step.template.html
-        ),
+        step.template,
         kind=cast(Any, step.type),
         field=f"{where}.template",
     )
@@ -359,14 +357,7 @@ def change_status(
         session.execute(
             update(ENROLLMENTS)
             .where(ENROLLMENTS.c.journey_id == row.id, ENROLLMENTS.c.status == ACTIVE)
-            .values(
-                status=EXITED,
-                open_profile_id=None,
-                step=None,
-                due_at=None,
-                ended_at=now,
-                end_reason="journey archived",
-            )
+            .values(exit_values(now, "journey archived"))
         )
     row.status, row.updated_at, row.updated_by = status, now, actor[:200]
     session.flush()
@@ -608,6 +599,23 @@ def run(
             )
         except IntegrityError as exc:  # two rounds at once on one workspace (not serialised)
             raise Conflict("another round of this workspace's journeys is running") from exc
+
+
+def run_configured(
+    db: Database, workspace_id: str, settings: Settings, *, now: datetime | None = None
+) -> TickReport:
+    """:func:`run` with what ``settings`` configure: the journeys' guard rails, the signed
+    links, the phone region and the recommendations (``POST /v1/journeys/run``, ``consentry
+    journeys run``)."""
+    return run(
+        db,
+        workspace_id,
+        settings.journeys,
+        links=templates.LinkMaker(secret=settings.secret_key, public_url=settings.public_url),
+        default_region=settings.default_phone_region,
+        recommend=settings.recommend,
+        now=now,
+    )
 
 
 def cursor_state(*, session: Session, workspace_id: str) -> dict[str, Any] | None:

@@ -47,7 +47,8 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Literal
 
-from jinja2 import StrictUndefined, Template, nodes
+from jinja2 import StrictUndefined, nodes
+from jinja2 import Template as JinjaTemplate
 from jinja2.exceptions import SecurityError
 from jinja2.filters import FILTERS
 from jinja2.runtime import LoopContext
@@ -63,6 +64,7 @@ from consentry.consent import preferences as pc
 from consentry.consent import service as consent
 from consentry.consent.i18n import LANGUAGES
 from consentry.errors import Conflict, FieldError
+from consentry.journeys.models import Template
 from consentry.profiles import service as profiles
 from consentry.profiles.models import trait_slug
 from consentry.recommend import serving
@@ -186,14 +188,9 @@ class TemplateFailure(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class MessageTemplate:
-    """What a step says: ``subject`` and ``html`` for email only; ``text`` is the plain-text
-    part of an email, the SMS, or the JSON body of a webhook."""
-
-    subject: str | None = None
-    text: str = ""
-    html: str | None = None
+MessageTemplate = Template
+"""What a step says (the parsed step's ``template``): ``subject`` and ``html`` for email only;
+``text`` is the plain-text part of an email, the SMS, or the JSON body of a webhook."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,7 +365,7 @@ def _loop_depth(node: nodes.Node) -> int:
 
 
 @lru_cache(maxsize=512)
-def _compiled(mode: str, source: str) -> Template:
+def _compiled(mode: str, source: str) -> JinjaTemplate:
     """The checked, compiled template (cached: a journey renders the same source per send)."""
     env = _ENVIRONMENTS[mode]
     _check_tree(env.parse(source))
@@ -742,12 +739,8 @@ def _trigger_value(trigger: Mapping[str, Any], key: str) -> str | None:
 
 
 def _with_details(
-    session: Session, workspace_id: str, items: Sequence[Mapping[str, Any]]
+    items: Sequence[Mapping[str, Any]], details: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
-    ids = {str(i.get("product_id")) for i in items if i.get("product_id")}
-    details = commerce_feed.product_details(
-        session=session, workspace_id=workspace_id, product_ids=ids
-    )
     out = []
     for item in items:
         row = details.get(str(item.get("product_id")))
@@ -756,7 +749,7 @@ def _with_details(
                 "product_id": item.get("product_id"),
                 "name": item.get("name") or (row[1] if row else None),
                 "category": item.get("category") or (row[2] if row else None),
-                "price": _plain(item.get("price") if item.get("price") is not None else None),
+                "price": _plain(item.get("price")),
                 "quantity": int(item.get("quantity") or 1),
                 "url": row[4] if row else None,
                 "image_url": row[5] if row else None,
@@ -765,15 +758,10 @@ def _with_details(
     return out
 
 
-def _cart(
-    session: Session, workspace_id: str, members: Sequence[str], trigger: Mapping[str, Any]
-) -> dict[str, Any]:
-    carts = commerce.open_carts(session=session, workspace_id=workspace_id, profile_ids=members)
-    wanted = _trigger_value(trigger, "cart_id") or _trigger_value(trigger, "checkout_id")
-    cart = next((c for c in carts if c["cart_id"] == wanted), carts[0] if carts else None)
+def _cart(cart: Mapping[str, Any] | None, details: Mapping[str, Any]) -> dict[str, Any]:
     if cart is None:
         return {"id": None, "items": [], "count": 0, "value": 0, "currency": None}
-    items = _with_details(session, workspace_id, cart["items"] or [])
+    items = _with_details(cart["items"] or [], details)
     return {
         "id": cart["cart_id"],
         "items": items,
@@ -783,14 +771,7 @@ def _cart(
     }
 
 
-def _order(
-    session: Session, workspace_id: str, members: Sequence[str], trigger: Mapping[str, Any]
-) -> dict[str, Any]:
-    wanted = _trigger_value(trigger, "order_id")
-    orders = commerce.orders_of(
-        session=session, workspace_id=workspace_id, profile_ids=members, limit=50
-    )
-    order = next((o for o in orders if o.order_id == wanted), orders[0] if orders else None)
+def _order(order: commerce.OrderView | None, details: Mapping[str, Any]) -> dict[str, Any]:
     if order is None:
         return {"id": None, "total": 0, "currency": None, "placed_at": None, "items": []}
     return {
@@ -798,25 +779,47 @@ def _order(
         "total": float(order.total),
         "currency": order.currency,
         "placed_at": order.placed_at.isoformat(),
-        "items": _with_details(session, workspace_id, order.items),
+        "items": _with_details(order.items, details),
     }
 
 
-def _product(session: Session, workspace_id: str, trigger: Mapping[str, Any]) -> dict[str, Any]:
+def _product(wanted: str | None, details: Mapping[str, Any]) -> dict[str, Any]:
     """The product the trigger event was about (its ``product_id``), from the catalogue."""
-    wanted = _trigger_value(trigger, "product_id")
     found = dict.fromkeys(PRODUCT_FIELDS)
     if wanted is None:
         return found
-    row = commerce_feed.product_details(
-        session=session, workspace_id=workspace_id, product_ids={wanted}
-    ).get(wanted)
+    row = details.get(wanted)
     found["product_id"] = wanted
     if row is not None:
         found.update(
             name=row[1], category=row[2], price=_plain(row[3]), url=row[4], image_url=row[5]
         )
     return found
+
+
+def _commerce(
+    session: Session, workspace_id: str, members: Sequence[str], trigger: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The ``cart``, ``order`` and ``product`` of a message: the trigger's cart (else the
+    newest open one), its order (else the newest), its product, with the catalogue's details
+    of all their products read at once."""
+    carts = commerce.open_carts(session=session, workspace_id=workspace_id, profile_ids=members)
+    cart_id = _trigger_value(trigger, "cart_id") or _trigger_value(trigger, "checkout_id")
+    cart = next((c for c in carts if c["cart_id"] == cart_id), carts[0] if carts else None)
+    order_id = _trigger_value(trigger, "order_id")
+    orders = commerce.orders_of(
+        session=session, workspace_id=workspace_id, profile_ids=members, limit=50
+    )
+    order = next((o for o in orders if o.order_id == order_id), orders[0] if orders else None)
+    product = _trigger_value(trigger, "product_id")
+    items = [*((cart["items"] or []) if cart else []), *(order.items if order else [])]
+    ids = {str(i.get("product_id")) for i in items if i.get("product_id")}
+    if product is not None:
+        ids.add(product)
+    details = commerce_feed.product_details(
+        session=session, workspace_id=workspace_id, product_ids=ids
+    )
+    return _cart(cart, details), _order(order, details), _product(product, details)
 
 
 def _recommendations(
@@ -841,10 +844,7 @@ def _recommendations(
         )
     except Conflict:  # no model trained yet: a message without products
         return []
-    return [
-        {k: item.get(k) for k in ("product_id", "name", "category", "price", "url", "image_url")}
-        for item in listing["items"]
-    ]
+    return [{k: item.get(k) for k in PRODUCT_FIELDS} for item in listing["items"]]
 
 
 def message_context(
@@ -885,11 +885,12 @@ def message_context(
     if not isinstance(properties, Mapping):  # the references an enrolment keeps of its event
         properties = {k: v for k, v in trigger.items() if k in _REFERENCES}
     event_name = trigger.get("event")
+    cart, order, product = _commerce(session, workspace_id, view.member_ids, trigger)
     return {
         "profile": fields,
         "traits": _Traits({str(k): _plain(v) for k, v in view.traits.items()}),
-        "cart": _cart(session, workspace_id, view.member_ids, trigger),
-        "order": _order(session, workspace_id, view.member_ids, trigger),
+        "cart": cart,
+        "order": order,
         "recommendations": _recommendations(
             session,
             workspace_id,
@@ -902,7 +903,7 @@ def message_context(
             "name": event_name if isinstance(event_name, str) else None,
             "properties": _Traits(_plain(properties)),
         },
-        "product": _product(session, workspace_id, trigger),
+        "product": product,
         "brand": {
             "name": branding.brand_name,
             "support_email": branding.support_email,

@@ -323,6 +323,19 @@ def _anniversaries(
 # --- enrolling and exiting -----------------------------------------------------------------------
 
 
+def exit_values(now: datetime, reason: str) -> dict[str, Any]:
+    """The values of active enrollments that end as ``exited`` (``open_profile_id`` freed, so
+    the profile may enter again)."""
+    return {
+        "status": EXITED,
+        "open_profile_id": None,
+        "step": None,
+        "due_at": None,
+        "ended_at": now,
+        "end_reason": reason[:200],
+    }
+
+
 def exit_enrollments(session: Session, *, exits: Iterable[Exit], now: datetime) -> int:
     """End the active enrollments the ``exit_on`` events name (status ``exited``)."""
     by_journey: dict[tuple[str, str], set[str]] = defaultdict(set)
@@ -338,14 +351,7 @@ def exit_enrollments(session: Session, *, exits: Iterable[Exit], now: datetime) 
                     ENROLLMENTS.c.journey_id == journey_id,
                     ENROLLMENTS.c.open_profile_id.in_(ids[start : start + CHUNK]),
                 )
-                .values(
-                    status=EXITED,
-                    open_profile_id=None,
-                    step=None,
-                    due_at=None,
-                    ended_at=now,
-                    end_reason=f"exit_on: {event}"[:200],
-                )
+                .values(exit_values(now, f"exit_on: {event}"))
             )
             ended += cast(Any, result).rowcount or 0
     return ended
@@ -418,45 +424,28 @@ def enroll(
                 if is_open or after is None or latest > now - timedelta(days=after):
                     continue
             taken.add(c.profile_id)
+            row: dict[str, Any] = {
+                "workspace_id": workspace_id,
+                "journey_id": journey_id,
+                "version": journey.version,
+                "profile_id": c.profile_id,
+                "open_profile_id": c.profile_id,
+                "status": ACTIVE,
+                "step": start,
+                "due_at": due,
+                "variant": None,
+                "trigger": c.context,
+                "entered_at": now,
+                "ended_at": None,
+                "end_reason": None,
+            }
             ended = last_exit.get((journey_id, c.profile_id))
-            gone = ended is not None and ended.order > c.order
-            exited += gone
-            rows.append(
-                {
-                    "workspace_id": workspace_id,
-                    "journey_id": journey_id,
-                    "version": journey.version,
-                    "profile_id": c.profile_id,
-                    "open_profile_id": None if gone else c.profile_id,
-                    "status": EXITED if gone else ACTIVE,
-                    "step": None if gone else start,
-                    "due_at": None if gone else due,
-                    "variant": None,
-                    "trigger": c.context,
-                    "entered_at": now,
-                    "ended_at": now if gone else None,
-                    "end_reason": f"exit_on: {ended.event}"[:200] if gone and ended else None,
-                }
-            )
+            if ended is not None and ended.order > c.order:
+                row.update(exit_values(now, f"exit_on: {ended.event}"))
+                exited += 1
+            rows.append(row)
     _insert(session, rows)
     return len(rows), exited
-
-
-_COLUMNS = (
-    "workspace_id",
-    "journey_id",
-    "version",
-    "profile_id",
-    "open_profile_id",
-    "status",
-    "step",
-    "due_at",
-    "variant",
-    "trigger",
-    "entered_at",
-    "ended_at",
-    "end_reason",
-)
 
 
 def _insert(session: Session, rows: Sequence[dict[str, Any]]) -> None:
@@ -471,7 +460,8 @@ def _insert(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     from psycopg.types.json import Jsonb
 
     raw: Any = connection.connection.dbapi_connection
-    statement = f"COPY journey_enrollments ({', '.join(_COLUMNS)}) FROM STDIN"
+    columns = list(rows[0])  # every row is written by enroll with the same keys
+    statement = f"COPY {ENROLLMENTS.name} ({', '.join(columns)}) FROM STDIN"
     with raw.cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
-            copy.write_row([Jsonb(row[c]) if c == "trigger" else row[c] for c in _COLUMNS])
+            copy.write_row([Jsonb(row[c]) if c == "trigger" else row[c] for c in columns])

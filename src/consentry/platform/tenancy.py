@@ -176,6 +176,11 @@ class Principal:
         """Return True when the credential holds ``scope``."""
         return scope in self.scopes
 
+    @property
+    def actor(self) -> str:
+        """The credential as an actor of the audit trail and the records (``token:<key id>``)."""
+        return f"token:{self.key_id}"
+
 
 @dataclass(frozen=True, slots=True)
 class IssuedKey:

@@ -92,7 +92,7 @@ def _subject(session: Session, principal: Principal, body: ErasureIn | Rectifica
 
 
 def _actor(principal: Principal) -> str:
-    return f"token:{principal.key_id}"
+    return principal.actor
 
 
 def _answer(

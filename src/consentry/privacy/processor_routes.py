@@ -80,7 +80,7 @@ class CheckIn(BaseModel):
 
 
 def _actor(principal: Principal) -> str:
-    return f"token:{principal.key_id}"
+    return principal.actor
 
 
 def _utc(value: datetime | None, field: str = "at") -> datetime | None:

@@ -118,7 +118,7 @@ def mailer_of(request: Request) -> Mailer:
 
 
 def _actor(principal: Principal) -> str:
-    return f"token:{principal.key_id}"
+    return principal.actor
 
 
 def send_challenge(

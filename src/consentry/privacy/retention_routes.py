@@ -46,7 +46,7 @@ def change_policy(body: PolicyIn, principal: PrivacyWrite, db: DbDep) -> dict[st
             session=session,
             workspace_id=principal.workspace_id,
             changes=body.policies,
-            actor=f"token:{principal.key_id}",
+            actor=principal.actor,
         )
     return policy.document()
 

@@ -134,7 +134,7 @@ def approve(
             session=session,
             workspace_id=principal.workspace_id,
             candidate_id=candidate_id,
-            actor=f"token:{principal.key_id}",
+            actor=principal.actor,
             cap=settings.identity.cap,
         )
     return found.document()
@@ -150,7 +150,7 @@ def reject(
             session=session,
             workspace_id=principal.workspace_id,
             candidate_id=candidate_id,
-            actor=f"token:{principal.key_id}",
+            actor=principal.actor,
             note=body.note if body else None,
         )
     return found.document()

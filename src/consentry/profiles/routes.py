@@ -239,7 +239,7 @@ def merge_profiles(
             workspace_id=principal.workspace_id,
             first=body.first,
             second=body.second,
-            actor=f"token:{principal.key_id}",
+            actor=principal.actor,
             cap=settings.identity.cap,
         )
     return asdict(record)
@@ -253,7 +253,7 @@ def undo_merge(merge_id: str, principal: ProfilesWrite, db: DbDep) -> dict[str, 
             session=session,
             workspace_id=principal.workspace_id,
             merge_id=merge_id,
-            actor=f"token:{principal.key_id}",
+            actor=principal.actor,
         )
     return asdict(record)
 
@@ -283,7 +283,7 @@ def mark_personal_traits(
             session=session,
             workspace_id=principal.workspace_id,
             keys=body.keys,
-            actor=f"token:{principal.key_id}",
+            actor=principal.actor,
             reason=body.reason,
         )
     return asdict(report)

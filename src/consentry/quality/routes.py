@@ -41,7 +41,7 @@ def run_audit(
         principal.workspace_id,
         options,
         default_country=settings.default_phone_region,
-        actor=f"token:{principal.key_id}",
+        actor=principal.actor,
     )
     return found.document()
 

@@ -41,10 +41,7 @@ def deliveries_page(
             )
         note.found(m.subject_id for m in dead if m.subject_id)
     empty = dict.fromkeys(outbox.STATUSES, 0)
-    totals = dict.fromkeys(outbox.STATUSES, 0)
-    for per_status in counted.values():
-        for status, n in per_status.items():
-            totals[status] += n
+    totals = outbox.status_totals(counted)
     names = {d.id: d.name for d in found}
     now = utcnow()
     return render(

@@ -78,7 +78,7 @@ def decide(
     """Approve (merge the two profiles) or reject (never propose them again)."""
     if decision not in DECISIONS:
         raise Invalid("unknown decision", [FieldError("decision", "approve or reject")])
-    actor = f"token:{principal.key_id}"
+    actor = principal.actor
     with db.write() as session:
         if decision == "approve":
             dedupe.approve(

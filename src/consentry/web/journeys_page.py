@@ -170,16 +170,11 @@ def _steps(
 def _rows(found: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The attribution's groups as rows of one table: the journey, the holdout, the
     variants and the steps."""
-    rows = [{"label": "All messaged", "kind": "journey", **found["journey"]}]
-    if found["holdout"] is not None:
-        rows.append({"label": "Holdout", "kind": HOLDOUT, **found["holdout"], "uplift": None})
-    rows += [
-        {"label": f"Variant {v['variant']}", "kind": "variant", **v} for v in found["variants"]
+    labels = {"journey": "All messaged", HOLDOUT: "Holdout"}
+    return [
+        {"label": labels.get(kind) or f"{kind.capitalize()} {name}", "kind": kind, **group}
+        for kind, name, group in attribution.groups(found)
     ]
-    rows += [
-        {"label": f"Step {s['step']} ({s['type']})", "kind": "step", **s} for s in found["steps"]
-    ]
-    return rows
 
 
 # --- the list -----------------------------------------------------------------------------------
@@ -273,7 +268,7 @@ async def switch_on_preset(
                 name=name,
                 destinations=destinations,
                 options=options,
-                actor=f"token:{principal.key_id}",
+                actor=principal.actor,
                 activate=activate,
             ).id
 
@@ -361,7 +356,7 @@ def change_status(
                 workspace_id=principal.workspace_id,
                 journey_id=journey_id,
                 action=action,
-                actor=f"token:{principal.key_id}",
+                actor=principal.actor,
             )
     except Invalid as exc:
         return render(

@@ -75,6 +75,6 @@ def run_now(principal: QualityWrite, db: DbDep, settings: SettingsDep) -> Respon
         principal.workspace_id,
         settings.quality,
         default_country=settings.default_phone_region,
-        actor=f"token:{principal.key_id}",
+        actor=principal.actor,
     )
     return redirect("/app/quality")

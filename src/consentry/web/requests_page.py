@@ -132,7 +132,7 @@ def act(
     """Start, complete, reject or extend (the extension notice is mailed to the person)."""
     if action not in ACTIONS:
         raise Invalid("unknown step", [FieldError("action", ", ".join(ACTIONS))])
-    actor = f"token:{principal.key_id}"
+    actor = principal.actor
     if action == "extend":
         with db.write() as session:
             extended = service.extend(

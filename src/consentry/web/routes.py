@@ -457,7 +457,7 @@ def undo_merge(
             session=session,
             workspace_id=principal.workspace_id,
             merge_id=merge_id,
-            actor=f"token:{principal.key_id}",
+            actor=principal.actor,
         )
     back = quote(profile_id or record.winner_id, safe="")
     return redirect(f"/app/profiles/{back}?undone={quote(record.id, safe='')}")
