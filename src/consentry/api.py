@@ -366,13 +366,16 @@ def _audiences_round(store: Database, settings: Settings) -> None:
 
 
 def _journeys_round(store: Database, settings: Settings) -> None:
-    """One round of the journeys of each workspace that has an active one: triggers read,
-    due enrollments advanced, messages enqueued (the outbox delivers them)."""
+    """A round of the journeys of each workspace that has an active one: triggers read,
+    due enrollments advanced, messages enqueued (the outbox delivers them); repeated at once
+    while a backlog of triggers remains, for up to one tick."""
 
     def job(name: str) -> str:
-        report = journeys.run_configured(store, name, settings)
-        found = report.document()
-        return f"{found['triggers']['enrolled']} enrolled, {report.sent} sent"
+        reports = journeys.run_backlog(
+            store, name, settings, budget_seconds=settings.journeys.tick_seconds
+        )
+        enrolled = sum(r.triggers.enrolled for r in reports)
+        return f"{enrolled} enrolled, {sum(r.sent for r in reports)} sent in {len(reports)} rounds"
 
     _each_workspace(store, "journeys", job, journeys.has_active)
 

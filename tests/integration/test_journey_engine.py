@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from consentry.config import JourneySettings
+from consentry.config import JourneySettings, Settings
 from consentry.delivery import outbox, suppressions
 from consentry.delivery.webhook import send as post
 from consentry.journeys import service
@@ -649,3 +649,22 @@ def test_a_branch_and_the_eligibility_rule_are_asked_at_send_time(
         ("mail", "skipped", "not_eligible"),
     ]
     assert {e.status for e in enrollments(db, journey)} == {"completed"}
+
+
+def test_the_schedule_works_through_a_backlog_in_one_tick(db: Database, workspace: str) -> None:
+    """With more triggers waiting than one batch, rounds follow one another at once until
+    the backlog is read (the schedule's rate is the engine's, not one batch per tick)."""
+    dest = setup_shop(db, workspace)
+    t0 = utcnow()
+    start(db, workspace, abandoned_cart(dest), t0 - timedelta(minutes=1))
+    for n in range(5):
+        shopper(db, workspace, f"b{n}")
+        checkout(db, workspace, f"b{n}", t0)
+    small = Settings(
+        environment="test", journeys=JourneySettings(trigger_batch=2, quiet_hours="off")
+    )
+    reports = service.run_backlog(db, workspace, small, budget_seconds=60)
+    assert [r.triggers.events for r in reports][:3] == [2, 2, 2]  # identifies count as events
+    assert sum(r.triggers.enrolled for r in reports) == 5
+    assert reports[-1].triggers.events < 2  # stopped once a round read less than a batch
+    assert service.run_backlog(db, workspace, small, budget_seconds=0)[0].triggers.enrolled == 0

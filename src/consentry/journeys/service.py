@@ -11,6 +11,7 @@ traits it writes (never personal). Every problem comes back at once, each naming
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
@@ -616,6 +617,23 @@ def run_configured(
         recommend=settings.recommend,
         now=now,
     )
+
+
+def run_backlog(
+    db: Database, workspace_id: str, settings: Settings, *, budget_seconds: float
+) -> list[TickReport]:
+    """Rounds of :func:`run_configured` back to back while each read a full batch of events or
+    segment changes (a backlog), until none is left or ``budget_seconds`` have passed: the
+    schedule's rate is then the engine's, not one batch per tick."""
+    started = time.monotonic()
+    reports = [run_configured(db, workspace_id, settings)]
+    batch = settings.journeys.trigger_batch
+    while time.monotonic() - started < budget_seconds:
+        last = reports[-1].triggers
+        if last.events < batch and last.changes < batch:
+            break
+        reports.append(run_configured(db, workspace_id, settings))
+    return reports
 
 
 def cursor_state(*, session: Session, workspace_id: str) -> dict[str, Any] | None:

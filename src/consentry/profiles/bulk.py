@@ -162,10 +162,16 @@ def unified_select(workspace_id: str) -> Select[str]:
 
 def membership_select(workspace_id: str) -> Select[str, str]:
     """``(member id, canonical id)`` of every profile of the workspace: events and orders keep
-    their member profile, and are joined through this to the unified profile."""
+    their member profile, and are joined through this to the unified profile.
+
+    The workspace predicate is written so no index can serve it (``workspace_id || ''``):
+    otherwise SQLite drives a join from the workspace's profiles and looks events up one
+    profile at a time; this way it reads the events a rule names (by their index) and finds
+    each one's profile by primary key (bench/activation.py: 10.8 s -> 4.5 s on 1M profiles
+    and 10M events, the same members)."""
     return select(
         ProfileRow.id.label("member_id"), ProfileRow.canonical_id.label("canonical_id")
-    ).where(ProfileRow.workspace_id == workspace_id)
+    ).where(ProfileRow.workspace_id.concat("") == workspace_id)
 
 
 def trait_select(workspace_id: str, key: str) -> Select[str, Any]:
