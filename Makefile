@@ -44,6 +44,7 @@ bench: install check-postgres
 	$(BIN)/python bench/identity.py
 	$(BIN)/python bench/recommend.py
 	$(BIN)/python bench/recommend_serving.py
+	$(BIN)/python bench/activation.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -519,10 +519,3 @@ def evaluate(ctx: Context, rule: r.Rule, restrict: Collection[str] | None = None
         case _:  # a leaf other than consent reads no consent
             return _sql_ids(ctx, rule, restrict)
 
-
-def count(ctx: Context, rule: r.Rule) -> int:
-    """How many unified profiles the rule holds for (counted by the store when it can)."""
-    if r.reads_consent(rule):
-        return len(evaluate(ctx, rule))
-    stmt = select(func.count()).select_from(compile_select(ctx, rule).subquery())
-    return int(ctx.session.connection().execute(stmt).scalar_one())
