@@ -518,4 +518,3 @@ def evaluate(ctx: Context, rule: r.Rule, restrict: Collection[str] | None = None
             return {pid for pid, d in decisions.items() if d.allowed == allowed}
         case _:  # a leaf other than consent reads no consent
             return _sql_ids(ctx, rule, restrict)
-
