@@ -29,11 +29,12 @@ EMAIL_PURPOSE = "marketing.communications.email"
 SEGMENTS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     (
         "Browsing, not buying",
-        "Viewed products at least twice in the last 7 days and ordered nothing in that time.",
+        "Viewed products at least twice in the last 60 days and ordered nothing in that time "
+        "(the demo's history ends on a fixed date, so its window is wide).",
         {
             "all": [
-                {"event": "Product Viewed", "count": {"op": "gte", "value": 2}, "within_days": 7},
-                {"event": "Order Completed", "count": {"op": "eq", "value": 0}, "within_days": 7},
+                {"event": "Product Viewed", "count": {"op": "gte", "value": 2}, "within_days": 60},
+                {"event": "Order Completed", "count": {"op": "eq", "value": 0}, "within_days": 60},
             ]
         },
     ),
@@ -74,7 +75,8 @@ class Activation:
 
 def set_up(db: Database, workspace_id: str, settings: Settings) -> Activation:
     """Register the mail relay and its destination, create the segments and switch the
-    journeys on; then one journey round, so the pages show enrollments at once."""
+    journeys on; then one journey round. Journeys react to what happens after they are
+    switched on, so enrollments appear as the served shop receives events."""
     with db.write() as session:
         relay = processor_service.register_processor(
             session=session,
