@@ -46,7 +46,6 @@ from consentry.consent.tables import ConsentStateRow
 from consentry.errors import FieldError, Invalid
 from consentry.platform.db import utcnow
 from consentry.profiles import service as profiles
-from consentry.profiles.bulk import members_many
 
 SMALL_AUDIENCE = 1000  # up to this many unified profiles, read members; beyond, scan the purpose
 COUNTRY_TRAITS = ("country", "address", "address.country")
@@ -244,33 +243,54 @@ def can_use_many(
     else:
         states = _states_by_scan(session, workspace_id, canonical, purpose, channel)
     regimes = _regimes(session, workspace_id, list(wanted), config.default_regime)
+    decisions = _decide_all(wanted, states, regimes, config.default_regime, channel, at)
+    unknown = Decision(False, "unknown_profile", None, config.default_regime)
+    return {pid: decisions[canonical[pid]] if pid in canonical else unknown for pid in ids}
+
+
+def _decide_all(
+    canonical_ids: Iterable[str],
+    states: Mapping[str, list[CurrentState]],
+    regimes: Mapping[str, str],
+    default_regime: str,
+    channel: str,
+    at: datetime | None,
+) -> dict[str, Decision]:
+    """The decision for each unified profile from its states of the purpose and its regime."""
     when = at or utcnow()
     # Without a state, only the regime decides: one shared decision per regime.
     by_regime = {r: decide(None, r, when) for r in REGIMES}
     decisions: dict[str, Decision] = {}
-    default = config.default_regime
-    for canonical_id in wanted:
-        regime = regimes.get(canonical_id, default)
+    for canonical_id in canonical_ids:
+        regime = regimes.get(canonical_id, default_regime)
         found = states.get(canonical_id)
         if found is None:
             decisions[canonical_id] = by_regime[regime]
         else:  # one state of the channel or of ``any`` is what pick() chooses from one
             state = found[0] if len(found) == 1 else pick(found, channel)
             decisions[canonical_id] = decide(state, regime, when)
-    unknown = Decision(False, "unknown_profile", None, config.default_regime)
-    return {pid: decisions[canonical[pid]] if pid in canonical else unknown for pid in ids}
+    return decisions
 
 
 def _states_by_members(
     session: Session, workspace_id: str, canonical_ids: Iterable[str], purpose: str, channel: str
 ) -> dict[str, list[CurrentState]]:
-    """States of a few unified profiles, through their member lists."""
-    owner: dict[str, str] = {}
-    for canonical_id in canonical_ids:
-        members = profiles.member_ids(
-            session=session, workspace_id=workspace_id, canonical_id=canonical_id
-        )
-        owner.update((member, canonical_id) for member in members)
+    """States of a few unified profiles, through their member lists (chunked ``IN`` lists)."""
+    members = profiles.members_many(
+        session=session, workspace_id=workspace_id, canonical_ids=list(canonical_ids)
+    )
+    return _states_of_members(session, workspace_id, members, purpose, channel)
+
+
+def _states_of_members(
+    session: Session,
+    workspace_id: str,
+    members: Mapping[str, Sequence[str]],
+    purpose: str,
+    channel: str,
+) -> dict[str, list[CurrentState]]:
+    """States of the purpose of each unified profile's ``members``, grouped by unified profile."""
+    owner = {member: canonical for canonical, ids in members.items() for member in ids}
     grouped: dict[str, list[CurrentState]] = {}
     for state in states_of(
         session=session,
@@ -387,31 +407,11 @@ def can_use_unified(
     unified profile of the workspace is refused with the reason ``unknown_profile``."""
     config = get_config(session=session, workspace_id=workspace_id)
     check_use(config, purpose, channel)
-    members = members_many(session=session, workspace_id=workspace_id, canonical_ids=canonical_ids)
-    owner = {member: canonical for canonical, ids in members.items() for member in ids}
-    grouped: dict[str, list[CurrentState]] = {}
-    for state in states_of(
-        session=session,
-        workspace_id=workspace_id,
-        profile_ids=sorted(owner),
-        purpose=purpose,
-        channels=_channels(channel),
-    ):
-        grouped.setdefault(owner[state.profile_id], []).append(state)
+    members = profiles.members_many(
+        session=session, workspace_id=workspace_id, canonical_ids=canonical_ids
+    )
+    states = _states_of_members(session, workspace_id, members, purpose, channel)
     regimes = _regimes(session, workspace_id, list(members), config.default_regime)
-    when = at or utcnow()
-    by_regime = {r: decide(None, r, when) for r in REGIMES}
+    decisions = _decide_all(members, states, regimes, config.default_regime, channel, at)
     unknown = Decision(False, "unknown_profile", None, config.default_regime)
-    out: dict[str, Decision] = {}
-    for canonical_id in canonical_ids:
-        if canonical_id not in members:
-            out[canonical_id] = unknown
-            continue
-        regime = regimes.get(canonical_id, config.default_regime)
-        found = grouped.get(canonical_id)
-        if found is None:
-            out[canonical_id] = by_regime[regime]
-        else:
-            deciding = found[0] if len(found) == 1 else pick(found, channel)
-            out[canonical_id] = decide(deciding, regime, when)
-    return out
+    return {cid: decisions.get(cid, unknown) for cid in canonical_ids}

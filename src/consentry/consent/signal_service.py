@@ -332,25 +332,11 @@ def _log(workspace_id: str, result: SignalResult) -> None:
 
 
 def _owners(session: Session, workspace_id: str, canonical_ids: Iterable[str]) -> dict[str, str]:
-    """The unified profile of every member of these unified profiles.
-
-    ``profiles.service.members_many`` would read them in chunked IN queries; until the profiles
-    facade has it, each unified profile's members are read with ``member_ids``.
-    """
-    wanted = sorted(set(canonical_ids))
-    many = getattr(profiles, "members_many", None)
-    if many is not None:
-        found: Mapping[str, Sequence[str]] = many(
-            session=session, workspace_id=workspace_id, canonical_ids=wanted
-        )
-        return {member: canonical for canonical, ms in found.items() for member in ms}
-    owner: dict[str, str] = {}
-    for canonical_id in wanted:
-        members = profiles.member_ids(
-            session=session, workspace_id=workspace_id, canonical_id=canonical_id
-        )
-        owner.update((member, canonical_id) for member in members)
-    return owner
+    """The unified profile of every member of these unified profiles (chunked IN queries)."""
+    found = profiles.members_many(
+        session=session, workspace_id=workspace_id, canonical_ids=sorted(set(canonical_ids))
+    )
+    return {member: canonical for canonical, ms in found.items() for member in ms}
 
 
 def _standings(

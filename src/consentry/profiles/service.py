@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from consentry.errors import FieldError, Invalid
 from consentry.platform.db import row_batches
 from consentry.platform.vault import vault_of
-from consentry.profiles.bulk import canonical_map_many, current_traits_many
+from consentry.profiles.bulk import canonical_map_many, current_traits_many, members_many
 from consentry.profiles.erasure import (
     Identity,
     Person,
@@ -59,6 +59,7 @@ from consentry.profiles.personal import (
     is_personal,
     list_personal,
     mark_personal,
+    personal_in,
 )
 from consentry.profiles.resolution import Resolution, Sighting, resolve, resolve_batch
 from consentry.profiles.tables import (
@@ -107,8 +108,10 @@ __all__ = [
     "list_profiles",
     "mark_personal",
     "member_ids",
+    "members_many",
     "merge_profiles",
     "person_of",
+    "personal_in",
     "message_traits",
     "record_traits",
     "record_traits_batch",
