@@ -482,29 +482,44 @@ def _sql_ids(ctx: Context, rule: r.Rule | None, restrict: Collection[str] | None
 
 def evaluate(ctx: Context, rule: r.Rule, restrict: Collection[str] | None = None) -> set[str]:
     """The unified profiles (of ``restrict`` only, when given) the rule holds for, now."""
+    return _evaluate(ctx, rule, restrict, unified=False)
+
+
+def _evaluate(
+    ctx: Context, rule: r.Rule, restrict: Collection[str] | None, *, unified: bool
+) -> set[str]:
+    """:func:`evaluate`; ``unified``: ``restrict`` is a set of unified profile ids this
+    evaluation already found, so it is the universe as it is, not looked up again."""
     if not r.reads_consent(rule):
         return _sql_ids(ctx, rule, restrict)
+
+    def universe() -> set[str]:
+        if unified:
+            assert isinstance(restrict, set)
+            return restrict
+        return _sql_ids(ctx, None, restrict)
+
     match rule:
         case r.AllOf(rules):
             plain = tuple(inner for inner in rules if not r.reads_consent(inner))
-            current = _sql_ids(ctx, r.AllOf(plain) if plain else None, restrict)
+            current = _sql_ids(ctx, r.AllOf(plain), restrict) if plain else universe()
             for inner in rules:
                 if r.reads_consent(inner) and current:
-                    current = evaluate(ctx, inner, current)
+                    current = _evaluate(ctx, inner, current, unified=True)
             return current
         case r.AnyOf(rules):
             plain = tuple(inner for inner in rules if not r.reads_consent(inner))
             found = _sql_ids(ctx, r.AnyOf(plain), restrict) if plain else set()
-            universe = _sql_ids(ctx, None, restrict)
+            pool = universe()
             for inner in rules:
                 if r.reads_consent(inner):
-                    found |= evaluate(ctx, inner, universe - found)
+                    found |= _evaluate(ctx, inner, pool - found, unified=True)
             return found
         case r.Not(inner):
-            universe = _sql_ids(ctx, None, restrict)
-            return universe - evaluate(ctx, inner, universe)
+            pool = universe()
+            return pool - _evaluate(ctx, inner, pool, unified=True)
         case r.ConsentRule(purpose, channel, allowed):
-            pool = _sql_ids(ctx, None, restrict)
+            pool = universe()
             if not pool:
                 return set()
             decisions = consent.can_use_many(

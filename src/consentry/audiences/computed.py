@@ -261,11 +261,12 @@ def refresh_values(
     session: Session,
     workspace_id: str,
     now: datetime | None = None,
-    restrict: Collection[str] | None = None,
+    members: Mapping[str, str] | None = None,
     only: Iterable[str] | None = None,
 ) -> int:
     """Recompute the values of the workspace's computed traits (those named or with ids in
-    ``only``, else all) for every unified profile, or for the unified profiles in ``restrict``;
+    ``only``, else all) for every unified profile, or only for the unified profiles whose
+    members are in ``members`` (member id -> canonical id, as :func:`members_of` gives);
     returns how many values were written or removed."""
     now = now or utcnow()
     rows = session.scalars(
@@ -273,7 +274,6 @@ def refresh_values(
     ).all()
     wanted = set(only) if only is not None else None
     changed = 0
-    members = None if restrict is None else members_of(session, workspace_id, restrict)
     for row in rows:
         if wanted is not None and row.id not in wanted and row.name not in wanted:
             continue
@@ -288,14 +288,10 @@ def members_of(
     session: Session, workspace_id: str, canonical_ids: Collection[str]
 ) -> dict[str, str]:
     """Every member profile of the given unified profiles -> its canonical id."""
-    pairs = bulk.membership_select(workspace_id)
-    canonical = pairs.selected_columns.canonical_id
-    ids = sorted(set(canonical_ids))
-    out: dict[str, str] = {}
-    for start in range(0, len(ids), CHUNK):
-        found = session.execute(pairs.where(canonical.in_(ids[start : start + CHUNK])))
-        out.update(found.all())
-    return out
+    found = bulk.members_many(
+        session=session, workspace_id=workspace_id, canonical_ids=list(canonical_ids)
+    )
+    return {member: canonical for canonical, ms in found.items() for member in ms}
 
 
 def _values(

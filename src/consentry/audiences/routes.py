@@ -15,14 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from consentry.audiences import compiler, computed
 from consentry.audiences import service as segments
 from consentry.deps import AudiencesRead, AudiencesWrite, DbDep, ReadAudit
-from consentry.platform.tenancy import Principal
 
 router = APIRouter(prefix="/v1/segments", tags=["audiences"])
 traits_router = APIRouter(prefix="/v1/computed-traits", tags=["audiences"])
-
-
-def _actor(principal: Principal) -> str:
-    return f"token:{principal.key_id}"
 
 
 class SegmentIn(BaseModel):
@@ -64,7 +59,7 @@ def create(principal: AudiencesWrite, db: DbDep, body: SegmentIn) -> dict[str, A
             name=body.name,
             rule=body.rule,
             description=body.description,
-            actor=_actor(principal),
+            actor=principal.actor,
         )
     return {**found.document(), "refresh": report.document()}
 
@@ -115,7 +110,7 @@ def update(
             session=session,
             workspace_id=principal.workspace_id,
             segment_id=segment_id,
-            actor=_actor(principal),
+            actor=principal.actor,
             name=body.name,
             description=body.description,
             rule=body.rule,
@@ -203,7 +198,7 @@ def create_trait(principal: AudiencesWrite, db: DbDep, body: dict[str, Any]) -> 
             session=session,
             workspace_id=principal.workspace_id,
             definition=body,
-            actor=_actor(principal),
+            actor=principal.actor,
         )
     return found.document()
 

@@ -191,9 +191,7 @@ def _context(session: Session, workspace_id: str, now: datetime | None = None) -
         workspace_id=workspace_id,
         now=now or utcnow(),
         custom=custom,
-        personal=lambda key: profiles.is_personal(
-            session=session, workspace_id=workspace_id, key=key
-        ),
+        personal=profiles.personal_in(session, workspace_id),
     )
 
 
@@ -235,11 +233,12 @@ def check_rule(
     errors: list[FieldError] = []
     custom = computed.custom_traits(session=session, workspace_id=workspace_id)
     graph = _reads(session, workspace_id) if rules.segments_read(tree) else {}
+    personal = profiles.personal_in(session, workspace_id)
     purposes = None
     for path, leaf in rules.paths(tree, field_name):
         match leaf:
             case rules.TraitRule(trait):
-                if profiles.is_personal(session=session, workspace_id=workspace_id, key=trait):
+                if personal(trait):
                     errors.append(
                         FieldError(
                             f"{path}.trait",
@@ -625,19 +624,11 @@ def _apply(
             "workspace_id": workspace_id,
             "segment_id": row.id,
             "profile_id": pid,
-            "entered": False,
+            "entered": e,
             "at": now,
         }
-        for pid in exited
-    ] + [
-        {
-            "workspace_id": workspace_id,
-            "segment_id": row.id,
-            "profile_id": pid,
-            "entered": True,
-            "at": now,
-        }
-        for pid in entered
+        for pids, e in ((exited, False), (entered, True))
+        for pid in pids
     ]
     for start in range(0, len(members), WRITE_BATCH):
         session.execute(insert(m), members[start : start + WRITE_BATCH])
@@ -646,10 +637,15 @@ def _apply(
     if scope is None:
         row.member_count = len(found)
     elif entered or exited:
-        row.member_count = int(
-            session.scalar(select(func.count()).select_from(m).where(m.segment_id == row.id)) or 0
-        )
+        row.member_count = _count_members(session, row.id)
     return len(entered), len(exited)
+
+
+def _count_members(session: Session, segment_id: str) -> int:
+    m = SegmentMemberRow
+    return int(
+        session.scalar(select(func.count()).select_from(m).where(m.segment_id == segment_id)) or 0
+    )
 
 
 def _evaluate_into(
@@ -734,10 +730,10 @@ def catch_up(
     canonicals = set(owners.values())
     report.profiles = len(canonicals)
     if canonicals:
-        scope_map = computed.members_of(session, workspace_id, canonicals)
-        scope = set(scope_map) | canonicals | touched_members
+        members = computed.members_of(session, workspace_id, canonicals)
+        scope = set(members) | canonicals | touched_members
         report.values = computed.refresh_values(
-            session=session, workspace_id=workspace_id, now=now, restrict=canonicals
+            session=session, workspace_id=workspace_id, now=now, members=members
         )
         ctx = _context(session, workspace_id, now)
         rows = session.scalars(select(SegmentRow).where(SegmentRow.workspace_id == workspace_id))
@@ -802,14 +798,19 @@ def members(
     return [Member(pid, since) for pid, since in rows]
 
 
+def _canonical(session: Session, workspace_id: str, profile_id: str) -> str | None:
+    """The unified profile of ``profile_id`` (any member id), None for an unknown profile."""
+    owners = profiles.canonical_map_many(
+        session=session, workspace_id=workspace_id, profile_ids=[profile_id]
+    )
+    return owners.get(profile_id)
+
+
 def is_member(*, session: Session, workspace_id: str, segment_id: str, profile_id: str) -> bool:
     """Whether the unified profile of ``profile_id`` (any member id) is in the segment now;
     False for an unknown profile (NotFound: no such segment)."""
     row = _row(session, workspace_id, segment_id)
-    owners = profiles.canonical_map_many(
-        session=session, workspace_id=workspace_id, profile_ids=[profile_id]
-    )
-    canonical = owners.get(profile_id)
+    canonical = _canonical(session, workspace_id, profile_id)
     if canonical is None:
         return False
     return (
@@ -833,10 +834,7 @@ def matches(
     """Whether a rule document holds now for the unified profile of ``profile_id`` (any
     member id; False for an unknown profile). Invalid naming the field when malformed."""
     tree = check_rule(session=session, workspace_id=workspace_id, rule=rule)
-    owners = profiles.canonical_map_many(
-        session=session, workspace_id=workspace_id, profile_ids=[profile_id]
-    )
-    canonical = owners.get(profile_id)
+    canonical = _canonical(session, workspace_id, profile_id)
     if canonical is None:
         return False
     return bool(compiler.evaluate(_context(session, workspace_id, now), tree, {canonical}))
@@ -923,13 +921,6 @@ def erase_subject(*, session: Session, workspace_id: str, profile_ids: Sequence[
     for segment_id in touched:
         row = session.get(SegmentRow, segment_id)
         if row is not None:
-            row.member_count = int(
-                session.scalar(
-                    select(func.count())
-                    .select_from(SegmentMemberRow)
-                    .where(SegmentMemberRow.segment_id == segment_id)
-                )
-                or 0
-            )
+            row.member_count = _count_members(session, segment_id)
     session.flush()
     return gone

@@ -17,7 +17,7 @@ from consentry.audiences import service as segments
 from consentry.deps import AudiencesRead, AudiencesWrite, DbDep, ReadAudit
 from consentry.errors import FieldError, Invalid
 from consentry.platform.db import utcnow
-from consentry.platform.tenancy import Principal, Scope
+from consentry.platform.tenancy import Scope
 from consentry.web.routes import CsrfChecked, PageRoute, fragment, redirect, render
 
 router = APIRouter(prefix="/app", route_class=PageRoute, include_in_schema=False)
@@ -29,10 +29,6 @@ EXAMPLE = {
         {"event": "Order Completed", "count": {"op": "eq", "value": 0}, "within_days": 7},
     ]
 }
-
-
-def _actor(principal: Principal) -> str:
-    return f"token:{principal.key_id}"
 
 
 def _parse(rule: str) -> Any:
@@ -123,7 +119,7 @@ def save(
                     session=session,
                     workspace_id=principal.workspace_id,
                     segment_id=segment_id,
-                    actor=_actor(principal),
+                    actor=principal.actor,
                     name=name,
                     description=description,
                     rule=document,
@@ -135,7 +131,7 @@ def save(
                     name=name,
                     rule=document,
                     description=description,
-                    actor=_actor(principal),
+                    actor=principal.actor,
                 )
     except Invalid as exc:
         existing = None
