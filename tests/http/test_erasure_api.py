@@ -15,16 +15,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from consentry.delivery.webhook import SIGNATURE_HEADER, verify_signature
 from consentry.platform import tenancy
 from consentry.platform.db import Database, utcnow
 from consentry.platform.vault import Vault
 from consentry.privacy import notification_service
-from consentry.privacy.erasure import (
-    MAX_ATTEMPTS,
-    SIGNATURE_HEADER,
-    erasure_subject,
-    verify_signature,
-)
+from consentry.privacy.erasure import MAX_ATTEMPTS, erasure_subject
 from consentry.privacy.tables import NotificationRow
 from consentry.profiles.models import normalize_email
 from tests.support.segment import basic, bearer, identify, track

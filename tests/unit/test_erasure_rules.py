@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consentry.consent.models import erased_proof, is_erased_proof, proof_digest
+from consentry.delivery.webhook import encode, sign, verify_signature
 from consentry.ingest.models import Envelope, returns_explicitly
 from consentry.privacy.erasure import (
     MAX_ATTEMPTS,
@@ -18,11 +19,8 @@ from consentry.privacy.erasure import (
     Recipient,
     certificate,
     certificate_hash,
-    encode,
     next_attempt,
     notification_body,
-    sign,
-    verify_signature,
     webhook_secret,
 )
 

@@ -15,11 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-# signing and encoding are shared with the outbox's webhooks (consentry.delivery.webhook)
-from consentry.delivery.webhook import SIGNATURE_HEADER as SIGNATURE_HEADER
-from consentry.delivery.webhook import encode as encode
-from consentry.delivery.webhook import sign as sign
-from consentry.delivery.webhook import verify_signature as verify_signature
+from consentry.delivery.webhook import encode
 from consentry.profiles.models import normalize_email, normalize_phone
 
 CERTIFICATE_VERSION = "consentry-erasure-certificate/1"

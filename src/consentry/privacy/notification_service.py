@@ -24,18 +24,14 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 
-# posting (no redirects followed) is shared with the outbox's webhooks
-from consentry.delivery.webhook import Sender as Sender
-from consentry.delivery.webhook import post as post
+# signing, encoding and posting (no redirects followed) are shared with the outbox's webhooks
+from consentry.delivery.webhook import SIGNATURE_HEADER, Sender, encode, post, sign
 from consentry.platform.db import Database, utcnow
 from consentry.platform.vault import vault_of
 from consentry.privacy.erasure import (
     NOTIFICATION_FIELD,
-    SIGNATURE_HEADER,
-    encode,
     erasure_subject,
     next_attempt,
-    sign,
     webhook_secret,
 )
 from consentry.privacy.tables import NotificationRow
