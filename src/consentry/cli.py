@@ -53,6 +53,7 @@ def _register_capability_commands() -> None:
     from consentry.consent.cli import consent_app
     from consentry.delivery.cli import delivery_app
     from consentry.journeys.cli import journeys_app
+    from consentry.journeys.preset_cli import list_presets as _presets  # noqa: F401 - registers
     from consentry.platform.audit_cli import audit_app
     from consentry.platform.keys_cli import keys_app
     from consentry.privacy.cli import privacy_app

@@ -23,6 +23,7 @@ DatabaseOpt = Annotated[
     typer.Option("--database-url", envvar="CONSENTRY_DATABASE_URL", help="Store URL."),
 ]
 WorkspaceOpt = Annotated[str, typer.Option("--workspace", help="The workspace.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def echo_json(found: Any) -> None:
@@ -30,23 +31,33 @@ def echo_json(found: Any) -> None:
     typer.echo(json.dumps(found, indent=2, ensure_ascii=False, default=str))
 
 
+def refused(exc: ConsentryError) -> typer.Exit:
+    """Print each field the error names, then its message; return the exit (1) to raise."""
+    from consentry.cli import err_console, fail  # the root CLI imports this module
+
+    for error in exc.errors:
+        err_console.print(f"  {error.field}: {error.reason}", markup=False, highlight=False)
+    return fail(exc.message)
+
+
 @contextmanager
 def workspace_store(
-    database_url: str | None, workspace: str
+    database_url: str | None, workspace: str | None
 ) -> Iterator[tuple[Settings, Database]]:
-    """The settings and the open store for a command on ``workspace``, closed again when the
-    block ends. An unknown workspace, or a domain error the block raises, is the command's
-    clear error (its message, exit 1)."""
-    from consentry.cli import fail, open_store, settings_for  # the root CLI imports this module
+    """The settings and the open store for a command on ``workspace`` (None: every workspace,
+    none checked), closed again when the block ends. An unknown workspace, or a domain error
+    the block raises, is the command's clear error (each field it names, its message, exit 1)."""
+    from consentry.cli import open_store, settings_for  # the root CLI imports this module
 
     settings = settings_for(database_url)
     db = open_store(settings)
     try:
-        with db.read() as session:
-            tenancy.get_workspace(session=session, workspace_id=workspace)
+        if workspace is not None:
+            with db.read() as session:
+                tenancy.get_workspace(session=session, workspace_id=workspace)
         yield settings, db
     except ConsentryError as exc:
-        raise fail(exc.message) from None
+        raise refused(exc) from None
     finally:
         db.dispose()
 

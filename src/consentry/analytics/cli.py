@@ -16,14 +16,21 @@ from rich.table import Table
 
 from consentry.analytics import kpi_service, service, spend, spend_service
 from consentry.analytics.metrics import Interval
-from consentry.cli_options import DatabaseOpt, WorkspaceOpt, echo_json, step_bar, workspace_store
+from consentry.cli_options import (
+    DatabaseOpt,
+    JsonOpt,
+    WorkspaceOpt,
+    echo_json,
+    refused,
+    step_bar,
+    workspace_store,
+)
 from consentry.errors import ConsentryError
 
 analytics_app = typer.Typer(
     help="Customer analytics: RFM, lifetime value, churn risk, cohorts, KPIs.",
     no_args_is_help=True,
 )
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 EngineOpt = Annotated[
     str | None, typer.Option("--engine", help="duckdb or spark (default: the setting).")
 ]
@@ -208,16 +215,14 @@ def spend_import(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Enter marketing spend from a CSV (month as YYYY-MM, channel, amount); all or nothing."""
-    from consentry.cli import console, err_console, fail
+    from consentry.cli import console, fail
 
     try:
         entries = spend.parse_csv(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise fail(f"cannot read {file}: {exc}") from None
     except ConsentryError as exc:
-        for error in exc.errors:
-            err_console.print(f"  {error.field}: {error.reason}")
-        raise fail(exc.message) from None
+        raise refused(exc) from None
     with workspace_store(database_url, workspace) as (_, db), db.write() as session:
         count = spend_service.record(
             session=session, workspace_id=workspace, entries=entries, actor="cli:analytics"

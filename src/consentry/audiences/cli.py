@@ -10,8 +10,6 @@ an unknown workspace or segment (the message names the field).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,8 +18,7 @@ from rich.table import Table
 
 from consentry.audiences import compiler, computed, export_cli
 from consentry.audiences import service as segments
-from consentry.cli_options import DatabaseOpt, WorkspaceOpt, echo_json, workspace_store
-from consentry.errors import Invalid
+from consentry.cli_options import DatabaseOpt, JsonOpt, WorkspaceOpt, echo_json, workspace_store
 
 segments_app = typer.Typer(
     help="Segments: rules over traits, events, computed traits, consent and other segments.",
@@ -35,7 +32,6 @@ segments_app.add_typer(computed_app, name="computed-trait")
 audiences_app = typer.Typer(help="Audience exports and partner sharing.", no_args_is_help=True)
 
 ACTOR = "cli"
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 RuleOpt = Annotated[str | None, typer.Option("--rule", help="The rule, as JSON.")]
 RuleFileOpt = Annotated[
     Path | None, typer.Option("--rule-file", help="A file holding the rule as JSON.")
@@ -64,25 +60,27 @@ def _rule(rule: str | None, rule_file: Path | None, *, required: bool = True) ->
         raise fail(f"the rule is not JSON: {exc.msg} at line {exc.lineno}") from None
 
 
-@contextmanager
-def _explained() -> Iterator[None]:
-    """An Invalid rule or definition printed field by field (exit 1)."""
-    from consentry.cli import err_console, fail
-
-    try:
-        yield
-    except Invalid as exc:
-        for error in exc.errors:
-            err_console.print(f"  {error.field}: {error.reason}")
-        raise fail(exc.message) from None
-
-
 def _segments_table(found: list[segments.Segment]) -> Table:
     table = Table("id", "name", "members", "rule", "refreshed")
     for s in found:
         refreshed = s.refreshed_at.strftime("%Y-%m-%d %H:%M") if s.refreshed_at else "-"
         table.add_row(s.id, s.name, str(s.member_count), s.text, refreshed)
     return table
+
+
+def _saved(
+    found: segments.Segment, report: segments.RefreshReport, as_json: bool, *, moves: bool
+) -> None:
+    """A saved segment with the refresh that evaluated it (with ``moves``, who entered and
+    who left)."""
+    from consentry.cli import console
+
+    if as_json:
+        echo_json({**found.document(), "refresh": report.document()})
+        return
+    console.print(f"segment {found.id}: {found.text}")
+    count = f"{found.member_count} members"
+    console.print(f"{count} ({report.entered} entered, {report.exited} left)" if moves else count)
 
 
 @segments_app.command("create")
@@ -96,24 +94,17 @@ def create(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Define a segment and evaluate its members now."""
-    from consentry.cli import console
-
     document = _rule(rule, rule_file)
-    with workspace_store(database_url, workspace) as (_, db), _explained():
-        with db.write() as session:
-            found, report = segments.create_segment(
-                session=session,
-                workspace_id=workspace,
-                name=name,
-                rule=document,
-                description=description,
-                actor=ACTOR,
-            )
-    if as_json:
-        echo_json({**found.document(), "refresh": report.document()})
-        return
-    console.print(f"segment {found.id}: {found.text}")
-    console.print(f"{found.member_count} members")
+    with workspace_store(database_url, workspace) as (_, db), db.write() as session:
+        found, report = segments.create_segment(
+            session=session,
+            workspace_id=workspace,
+            name=name,
+            rule=document,
+            description=description,
+            actor=ACTOR,
+        )
+    _saved(found, report, as_json, moves=False)
 
 
 @segments_app.command("update")
@@ -128,25 +119,18 @@ def update(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Rename a segment or change its rule (a new rule is evaluated at once)."""
-    from consentry.cli import console
-
     document = _rule(rule, rule_file, required=False)
-    with workspace_store(database_url, workspace) as (_, db), _explained():
-        with db.write() as session:
-            found, report = segments.update_segment(
-                session=session,
-                workspace_id=workspace,
-                segment_id=segment,
-                actor=ACTOR,
-                name=name,
-                rule=document,
-                description=description,
-            )
-    if as_json:
-        echo_json({**found.document(), "refresh": report.document()})
-        return
-    console.print(f"segment {found.id}: {found.text}")
-    console.print(f"{found.member_count} members ({report.entered} entered, {report.exited} left)")
+    with workspace_store(database_url, workspace) as (_, db), db.write() as session:
+        found, report = segments.update_segment(
+            session=session,
+            workspace_id=workspace,
+            segment_id=segment,
+            actor=ACTOR,
+            name=name,
+            rule=document,
+            description=description,
+        )
+    _saved(found, report, as_json, moves=True)
 
 
 @segments_app.command("delete")
@@ -211,7 +195,7 @@ def preview(
     from consentry.cli import console
 
     document = _rule(rule, rule_file)
-    with workspace_store(database_url, workspace) as (_, db), _explained(), db.read() as session:
+    with workspace_store(database_url, workspace) as (_, db), db.read() as session:
         found = segments.preview(
             session=session, workspace_id=workspace, rule=document, sample=sample
         )
@@ -336,11 +320,10 @@ def create_trait(
 
     definition: dict[str, Any] = {"name": name, "op": op, "event": event}
     definition.update(property=prop, window_days=window_days, description=description)
-    with workspace_store(database_url, workspace) as (_, db), _explained():
-        with db.write() as session:
-            found = segments.create_computed_trait(
-                session=session, workspace_id=workspace, definition=definition, actor=ACTOR
-            )
+    with workspace_store(database_url, workspace) as (_, db), db.write() as session:
+        found = segments.create_computed_trait(
+            session=session, workspace_id=workspace, definition=definition, actor=ACTOR
+        )
     if as_json:
         echo_json(found.document())
     else:

@@ -21,12 +21,12 @@ from consentry.audiences import export_service as service
 from consentry.audiences import exports
 from consentry.cli_options import (
     DatabaseOpt,
+    JsonOpt,
     WorkspaceOpt,
     echo_json,
     progress_bar,
     workspace_store,
 )
-from consentry.errors import ConsentryError
 from consentry.platform import audit
 
 ACTOR = "cli:audience-export"
@@ -158,8 +158,6 @@ def export(
                     progress=step,
                 )
                 done = True
-            except ConsentryError as exc:
-                raise fail(_explained(exc)) from None
             finally:
                 if sink is not None:
                     sink.close()
@@ -176,16 +174,10 @@ def export(
         console.print(json.dumps(document["summary"], ensure_ascii=False))
 
 
-def _explained(exc: ConsentryError) -> str:
-    """The error's message and each field it names."""
-    named = "; ".join(f"{e.field}: {e.reason}" for e in exc.errors)
-    return f"{exc.message} ({named})" if named else exc.message
-
-
 def list_exports(
     workspace: WorkspaceOpt,
     limit: Annotated[int, typer.Option("--limit", min=1, max=service.MAX_PAGE)] = 20,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOpt = False,
     database_url: DatabaseOpt = None,
 ) -> None:
     """The latest audience exports: mode, purpose, subjects, left out by reason, status."""

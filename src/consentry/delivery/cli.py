@@ -12,15 +12,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from consentry.cli_options import DatabaseOpt, WorkspaceOpt, echo_json, workspace_store
+from consentry.cli_options import DatabaseOpt, JsonOpt, WorkspaceOpt, echo_json, workspace_store
 from consentry.delivery import destinations, outbox, suppressions
-from consentry.errors import ConsentryError
 
 delivery_app = typer.Typer(
     help="Delivery: destinations, the outbox (queued, sent, retrying, dead), suppressions.",
     no_args_is_help=True,
 )
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 DestinationOpt = Annotated[
     str | None, typer.Option("--destination", help="Only this destination's messages.")
 ]
@@ -255,24 +253,14 @@ def run(
     """Deliver what is due now: one round of the outbox over SMTP and webhooks, with the
     configured retries, caps and circuits (the server does this every
     delivery.interval_seconds; run it from cron where no server runs)."""
-    from consentry.cli import console, fail, open_store, settings_for
+    from consentry.cli import console
     from consentry.delivery.smtp import SmtpMailer
     from consentry.delivery.webhook import send
-    from consentry.platform import tenancy
 
-    settings = settings_for(database_url)
-    db = open_store(settings)
-    try:
-        if workspace is not None:
-            with db.read() as session:
-                tenancy.get_workspace(session=session, workspace_id=workspace)
+    with workspace_store(database_url, workspace) as (settings, db):
         report = outbox.deliver_configured(
             db, settings, mailer=SmtpMailer(settings.smtp), post=send, workspace_id=workspace
         )
-    except ConsentryError as exc:
-        raise fail(exc.message) from None
-    finally:
-        db.dispose()
     if as_json:
         echo_json(report.document())
         return

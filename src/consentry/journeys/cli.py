@@ -15,8 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from consentry.cli_options import DatabaseOpt, WorkspaceOpt, echo_json, workspace_store
-from consentry.errors import Invalid
+from consentry.cli_options import DatabaseOpt, JsonOpt, WorkspaceOpt, echo_json, workspace_store
 from consentry.journeys import service
 
 journeys_app = typer.Typer(
@@ -24,7 +23,6 @@ journeys_app = typer.Typer(
     no_args_is_help=True,
 )
 ACTOR = "cli:journeys"
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 JourneyArg = Annotated[str, typer.Argument(help="The journey's id.")]
 
 
@@ -40,20 +38,16 @@ def _read_definition(path: Path) -> Any:
         raise fail(f"{path} is not JSON: {exc}") from None
 
 
-def _refused(exc: Invalid) -> typer.Exit:
-    from consentry.cli import err_console, fail
-
-    for e in exc.errors:
-        err_console.print(f"  {e.field}: {e.reason}", markup=False, highlight=False)
-    return fail(exc.message)
-
-
-def _show(found: dict[str, Any]) -> None:
+def _show(found: service.JourneyView, as_json: bool = False) -> None:
+    """The journey as JSON, or its one-line summary."""
     from consentry.cli import console
 
+    if as_json:
+        echo_json(found.document())
+        return
     console.print(
-        f"[bold]{found['name']}[/] {found['id']}  {found['status']}  version {found['version']}"
-        f"  trigger {found['trigger_type']}",
+        f"[bold]{found.name}[/] {found.id}  {found.status}  version {found.version}"
+        f"  trigger {found.trigger_type}",
         highlight=False,
     )
 
@@ -72,26 +66,19 @@ def create(
 ) -> None:
     """Save a journey from its JSON definition; every problem is printed with its field."""
     document = _read_definition(file)
-    with workspace_store(database_url, workspace) as (_settings, db):
-        try:
-            with db.write() as session:
-                found = service.create_journey(
-                    session=session, workspace_id=workspace, document=document, actor=ACTOR
-                )
-                if activate:
-                    found = service.change_status(
-                        session=session,
-                        workspace_id=workspace,
-                        journey_id=found.id,
-                        action="activate",
-                        actor=ACTOR,
-                    )
-        except Invalid as exc:
-            raise _refused(exc) from None
-    if as_json:
-        echo_json(found.document())
-    else:
-        _show(found.document())
+    with workspace_store(database_url, workspace) as (_, db), db.write() as session:
+        found = service.create_journey(
+            session=session, workspace_id=workspace, document=document, actor=ACTOR
+        )
+        if activate:
+            found = service.change_status(
+                session=session,
+                workspace_id=workspace,
+                journey_id=found.id,
+                action="activate",
+                actor=ACTOR,
+            )
+    _show(found, as_json)
 
 
 @journeys_app.command("update")
@@ -106,22 +93,15 @@ def update(
 ) -> None:
     """Save a new version of a journey (running enrollments keep theirs)."""
     document = _read_definition(file)
-    with workspace_store(database_url, workspace) as (_settings, db):
-        try:
-            with db.write() as session:
-                found = service.update_journey(
-                    session=session,
-                    workspace_id=workspace,
-                    journey_id=journey_id,
-                    document=document,
-                    actor=ACTOR,
-                )
-        except Invalid as exc:
-            raise _refused(exc) from None
-    if as_json:
-        echo_json(found.document())
-    else:
-        _show(found.document())
+    with workspace_store(database_url, workspace) as (_, db), db.write() as session:
+        found = service.update_journey(
+            session=session,
+            workspace_id=workspace,
+            journey_id=journey_id,
+            document=document,
+            actor=ACTOR,
+        )
+    _show(found, as_json)
 
 
 @journeys_app.command("list")
@@ -163,19 +143,15 @@ def show(workspace: WorkspaceOpt, journey_id: JourneyArg, database_url: Database
 
 
 def _change(database_url: str | None, workspace: str, journey_id: str, action: str) -> None:
-    with workspace_store(database_url, workspace) as (_settings, db):
-        try:
-            with db.write() as session:
-                found = service.change_status(
-                    session=session,
-                    workspace_id=workspace,
-                    journey_id=journey_id,
-                    action=action,
-                    actor=ACTOR,
-                )
-        except Invalid as exc:
-            raise _refused(exc) from None
-    _show(found.document())
+    with workspace_store(database_url, workspace) as (_, db), db.write() as session:
+        found = service.change_status(
+            session=session,
+            workspace_id=workspace,
+            journey_id=journey_id,
+            action=action,
+            actor=ACTOR,
+        )
+    _show(found)
 
 
 @journeys_app.command("activate")
@@ -275,13 +251,3 @@ def stats(
             reasons,
         )
     console.print(table)
-
-
-def _register_presets() -> None:
-    """``presets``, ``preset`` and ``attribution`` (journeys.preset_cli)."""
-    from consentry.journeys import preset_cli
-
-    preset_cli.register(journeys_app)
-
-
-_register_presets()

@@ -1,6 +1,6 @@
 """``consentry journeys presets|preset|attribution``: the ready-made journeys and a journey's
-conversions (docs/journeys.md). ``register(journeys_app)`` adds the commands to
-``consentry journeys``.
+conversions (docs/journeys.md), added to ``consentry journeys`` (journeys.cli imports this
+module last).
 
 Exit codes: 0 done; 1 an unknown workspace, journey or preset, or set-up input that does not
 hold (each problem printed with its field).
@@ -13,20 +13,10 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from consentry.cli_options import DatabaseOpt, WorkspaceOpt, echo_json, workspace_store
+from consentry.cli_options import DatabaseOpt, JsonOpt, WorkspaceOpt, echo_json, workspace_store
 from consentry.errors import FieldError, Invalid
 from consentry.journeys import attribution, presets
-
-ACTOR = "cli:journeys"
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-def _refused(exc: Invalid) -> typer.Exit:
-    from consentry.cli import err_console, fail
-
-    for e in exc.errors:
-        err_console.print(f"  {e.field}: {e.reason}", markup=False, highlight=False)
-    return fail(exc.message)
+from consentry.journeys.cli import ACTOR, JourneyArg, journeys_app
 
 
 def _options(pairs: list[str]) -> dict[str, Any]:
@@ -45,6 +35,7 @@ def _options(pairs: list[str]) -> dict[str, Any]:
     return found
 
 
+@journeys_app.command("presets")
 def list_presets(as_json: JsonOpt = False) -> None:
     """The ready-made journeys, their channels and options."""
     from consentry.cli import console
@@ -65,6 +56,7 @@ def list_presets(as_json: JsonOpt = False) -> None:
     console.print("* required; --json shows what each preset does", highlight=False)
 
 
+@journeys_app.command("preset")
 def create_preset(
     workspace: WorkspaceOpt,
     name: Annotated[str, typer.Argument(help="The preset (`consentry journeys presets`).")],
@@ -88,21 +80,18 @@ def create_preset(
     from consentry.cli import console
 
     destinations = {k: v for k, v in (("email", email), ("sms", sms)) if v is not None}
-    with workspace_store(database_url, workspace) as (_settings, db):
-        try:
-            options = _options(option or [])
-            with db.write() as session:
-                found = presets.create_from_preset(
-                    session=session,
-                    workspace_id=workspace,
-                    name=name,
-                    destinations=destinations,
-                    options=options,
-                    actor=ACTOR,
-                    activate=activate,
-                )
-        except Invalid as exc:
-            raise _refused(exc) from None
+    with workspace_store(database_url, workspace) as (_, db):
+        options = _options(option or [])
+        with db.write() as session:
+            found = presets.create_from_preset(
+                session=session,
+                workspace_id=workspace,
+                name=name,
+                destinations=destinations,
+                options=options,
+                actor=ACTOR,
+                activate=activate,
+            )
     document = found.document()
     if as_json:
         echo_json(document)
@@ -132,9 +121,10 @@ def _uplift(found: dict[str, Any] | None) -> str:
     )
 
 
+@journeys_app.command("attribution")
 def show_attribution(
     workspace: WorkspaceOpt,
-    journey_id: Annotated[str, typer.Argument(help="The journey's id.")],
+    journey_id: JourneyArg,
     as_json: JsonOpt = False,
     database_url: DatabaseOpt = None,
 ) -> None:
@@ -167,10 +157,3 @@ def show_attribution(
             _uplift(group.get("uplift")),
         )
     console.print(table)
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``presets``, ``preset`` and ``attribution`` to ``consentry journeys``."""
-    app.command("presets")(list_presets)
-    app.command("preset")(create_preset)
-    app.command("attribution")(show_attribution)

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from consentry.cli_options import (
     DatabaseOpt,
+    JsonOpt,
     WorkspaceOpt,
     echo_json,
     progress_bar,
@@ -26,7 +27,6 @@ identity_app = typer.Typer(
     help="Identity resolution: probabilistic de-duplication of profiles and its review queue.",
     no_args_is_help=True,
 )
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 STAGES = {"read": "reading profiles", "match": "matching", "write": "merging and queueing"}
 
 

@@ -12,13 +12,19 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from consentry.cli_options import DatabaseOpt, WorkspaceOpt, echo_json, step_bar, workspace_store
+from consentry.cli_options import (
+    DatabaseOpt,
+    JsonOpt,
+    WorkspaceOpt,
+    echo_json,
+    step_bar,
+    workspace_store,
+)
 from consentry.recommend import service
 
 recommend_app = typer.Typer(
     help="Product recommendations: train, versions, a customer's list.", no_args_is_help=True
 )
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 LABELS = {
     "read": "evaluating on each customer's last order",
     "evaluate": "fitting the models",
