@@ -247,7 +247,7 @@ def _background_jobs(store: Database, settings: Settings) -> list[Coroutine[Any,
     if settings.quality.scheduled:  # each round audits only the workspaces that are due
         quality_round = partial(_quality_round, store, settings)
         jobs.append(_every(QUALITY_CHECK_SECONDS, quality_round, "quality", first=120))
-    if settings.audiences.enabled:  # segment membership: catch-ups, full refresh when due
+    if settings.audiences.scheduled:  # segment membership: catch-ups, full refresh when due
         every = settings.audiences.catch_up_seconds
         audiences_round = partial(_audiences_round, store, settings)
         jobs.append(_every(every, audiences_round, "audiences", first=every))
@@ -280,11 +280,12 @@ def _workspaces(store: Database, due: _Due | None = None) -> list[str]:
 
 
 def _each_workspace(
-    store: Database, what: str, job: Callable[[str], str], due: _Due | None = None
+    store: Database, what: str, job: Callable[[str], str | None], due: _Due | None = None
 ) -> None:
     """Run a scheduled round's ``job`` on each workspace (those ``due`` keeps) and log what it
-    says. One workspace's failure is logged and the round goes on to the next; a domain error
-    (too little data to learn from yet, say) only skips that workspace this time."""
+    says (nothing when it says None). One workspace's failure is logged and the round goes on
+    to the next; a domain error (too little data to learn from yet, say) only skips that
+    workspace this time."""
     for name in _workspaces(store, due):
         try:
             said = job(name)
@@ -293,7 +294,8 @@ def _each_workspace(
         except Exception:
             log.exception("%s %s: failed; the round goes on", what, name)
         else:
-            log.info("%s %s: %s", what, name, said)
+            if said is not None:
+                log.info("%s %s: %s", what, name, said)
 
 
 def _analytics_round(store: Database, settings: Settings) -> None:
@@ -342,27 +344,21 @@ def _audiences_round(store: Database, settings: Settings) -> None:
     traits: a full refresh when the last is ``audiences.refresh_minutes`` old, else an
     incremental catch-up on the events applied since. Logged only when members changed."""
     every = timedelta(minutes=settings.audiences.refresh_minutes)
-    for name in _workspaces(store, audiences.has_audiences):
-        try:
-            with store.write() as session:
-                if audiences.full_refresh_due(session=session, workspace_id=name, every=every):
-                    report = audiences.refresh(session=session, workspace_id=name)
-                else:
-                    report = audiences.catch_up(session=session, workspace_id=name)
-        except ConsentryError as exc:
-            log.info("audiences %s: skipped: %s", name, exc.message)
-        except Exception:
-            log.exception("audiences %s: failed; the round goes on", name)
-        else:
-            if report.entered or report.exited or report.mode == "full":
-                log.info(
-                    "audiences %s: %s refresh, %d entered, %d left, %.2f s",
-                    name,
-                    report.mode,
-                    report.entered,
-                    report.exited,
-                    report.seconds,
-                )
+
+    def job(name: str) -> str | None:
+        with store.write() as session:
+            if audiences.full_refresh_due(session=session, workspace_id=name, every=every):
+                report = audiences.refresh(session=session, workspace_id=name)
+            else:
+                report = audiences.catch_up(session=session, workspace_id=name)
+        if not (report.entered or report.exited or report.mode == "full"):
+            return None
+        return (
+            f"{report.mode} refresh, {report.entered} entered, {report.exited} left, "
+            f"{report.seconds:.2f} s"
+        )
+
+    _each_workspace(store, "audiences", job, audiences.has_audiences)
 
 
 def _journeys_round(store: Database, settings: Settings) -> None:

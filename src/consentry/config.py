@@ -289,7 +289,7 @@ class AudienceSettings(BaseModel):
     """Segment membership kept current (docs/segments.md): the incremental catch-up after new
     events, and the full refresh that follows sliding windows, consent and imports."""
 
-    enabled: bool = Field(True, description="The server keeps segment membership current.")
+    scheduled: bool = Field(True, description="The server keeps segment membership current.")
     catch_up_seconds: float = Field(
         5.0, gt=0, le=3600, description="Seconds between two incremental catch-ups."
     )
