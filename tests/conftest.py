@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from consentry.api import create_app
-from consentry.config import Settings
+from consentry.config import AudienceSettings, DeliverySettings, JourneySettings, Settings
 from consentry.migrations import upgrade
 from consentry.platform import tenancy
 from consentry.platform.db import Database
@@ -60,7 +60,17 @@ def db(database_url: str) -> Iterator[Database]:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(environment="test", database_url=database_url)
+    """The app's settings in tests. The schedules that act on every workspace every few
+    seconds (segment catch-ups, journey rounds, outbox delivery) are off: the store is shared
+    by the whole session, so they would work on other tests' data while a test runs; tests run
+    those rounds themselves."""
+    return Settings(
+        environment="test",
+        database_url=database_url,
+        audiences=AudienceSettings(scheduled=False),
+        journeys=JourneySettings(scheduled=False),
+        delivery=DeliverySettings(scheduled=False),
+    )
 
 
 def new_workspace(db: Database) -> str:

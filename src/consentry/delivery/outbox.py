@@ -82,6 +82,7 @@ QUEUED, SENDING, SENT, RETRYING, DEAD, CANCELLED = (
 STATUSES = (QUEUED, SENDING, SENT, RETRYING, DEAD, CANCELLED)
 WAITING = (QUEUED, RETRYING)  # due once next_attempt_at has come
 OPEN = (QUEUED, SENDING, RETRYING)  # will still be sent
+_JITTER = random.Random()  # retries' jitter: never the global PRNG, which others seed
 TO_FIELD = "delivery.outbox.to"
 CONTENT_FIELD = "delivery.outbox.content"
 MAX_KEY = 200
@@ -678,7 +679,7 @@ def deliver_due(
     from_address: str = "consentry@localhost",
     from_name: str | None = None,
     default_region: str = "US",
-    jitter: Callable[[], float] = random.random,
+    jitter: Callable[[], float] = _JITTER.random,
     workspace_id: str | None = None,
 ) -> DeliveryReport:
     """Deliver what is due now (see the module's text): at most ``limit`` messages,
