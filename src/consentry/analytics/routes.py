@@ -165,7 +165,7 @@ def spend_list(principal: AnalyticsRead, db: DbDep) -> dict[str, Any]:
 @router.put("/spend")
 def spend_set(body: SpendIn, principal: AnalyticsWrite, db: DbDep) -> dict[str, Any]:
     """Set spend entries (all or nothing; each bad one is named)."""
-    return _record(db, principal.workspace_id, principal.key_id, spend.check(body.entries))
+    return _record(db, principal.workspace_id, principal.actor, spend.check(body.entries))
 
 
 @router.post("/spend.csv")
@@ -179,14 +179,14 @@ async def spend_csv(request: Request, principal: AnalyticsWrite, db: DbDep) -> d
     except UnicodeDecodeError:
         raise Invalid("the CSV is not UTF-8", [FieldError("body", "not UTF-8")]) from None
     entries = spend.parse_csv(text)
-    return await run_in_threadpool(_record, db, principal.workspace_id, principal.key_id, entries)
+    return await run_in_threadpool(_record, db, principal.workspace_id, principal.actor, entries)
 
 
 def _record(
-    db: Database, workspace_id: str, key_id: str, entries: list[spend.Spend]
+    db: Database, workspace_id: str, actor: str, entries: list[spend.Spend]
 ) -> dict[str, Any]:
     with db.write() as session:
         count = spend_service.record(
-            session=session, workspace_id=workspace_id, entries=entries, actor=f"token:{key_id}"
+            session=session, workspace_id=workspace_id, entries=entries, actor=actor
         )
     return {"recorded": count}

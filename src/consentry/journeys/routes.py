@@ -26,10 +26,6 @@ Status = Literal["draft", "active", "paused", "archived"]
 EnrollmentStatus = Literal["active", "completed", "exited", "held_out"]
 
 
-def _actor(key_id: str) -> str:
-    return f"token:{key_id}"
-
-
 @router.post("", status_code=201)
 def create(document: Definition, principal: JourneysWrite, db: DbDep) -> dict[str, Any]:
     """Save a new journey as a draft (``POST /v1/journeys/{id}/activate`` switches it on)."""
@@ -38,7 +34,7 @@ def create(document: Definition, principal: JourneysWrite, db: DbDep) -> dict[st
             session=session,
             workspace_id=principal.workspace_id,
             document=document,
-            actor=_actor(principal.key_id),
+            actor=principal.actor,
         )
     return found.document()
 
@@ -111,7 +107,7 @@ def update(
             workspace_id=principal.workspace_id,
             journey_id=journey_id,
             document=document,
-            actor=_actor(principal.key_id),
+            actor=principal.actor,
         )
     return found.document()
 
@@ -136,7 +132,7 @@ def _change(journey_id: str, action: str, principal: Any, db: Any) -> dict[str, 
             workspace_id=principal.workspace_id,
             journey_id=journey_id,
             action=action,
-            actor=_actor(principal.key_id),
+            actor=principal.actor,
         )
     return found.document()
 
