@@ -168,8 +168,17 @@ def normalize_email(value: Any) -> str | None:
     local, domain = email.split("@", 1)
     if is_junk(local):
         return None
-    if not domain.isascii() and (encoded := ascii_domain(domain)) is not None:
-        return f"{local}@{encoded}"
+    if not domain.isascii():
+        # IDNA's UTS #46 mapping normalises by itself, and differs from NFKC for a few
+        # characters (NFKC turns U+1D6D3, a mathematical final sigma, into "ς"; UTS #46 into
+        # "σ", as a registry does): the domain is mapped from what was given when it is the
+        # same part of the address, else (an "@" that NFKC made) from the normalised text.
+        given = value.strip().rpartition("@")[2]
+        encoded = ascii_domain(given) if normalize_text(given).lower() == domain else None
+        if encoded is None:
+            encoded = ascii_domain(domain)
+        if encoded is not None:
+            return f"{local}@{encoded}"
     return email
 
 
