@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from consentry.cli_options import DatabaseOpt, WorkspaceOpt
+from consentry.cli_options import DatabaseOpt, JsonOpt, WorkspaceOpt, echo_json, workspace_store
 from consentry.platform import audit, tenancy
 from consentry.privacy import processor_service as service
 from consentry.privacy.processors import Processor
@@ -48,7 +48,7 @@ def list_processors(
     workspace: WorkspaceOpt,
     database_url: DatabaseOpt = None,
     at: AtOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """List the workspace's processors with their purposes, categories, country and DPA."""
     from consentry.cli import unit_of_work  # cli.py registers this app
@@ -57,7 +57,7 @@ def list_processors(
         tenancy.get_workspace(session=session, workspace_id=workspace)
         found = service.list_processors(session=session, workspace_id=workspace, at=_utc(at))
     if as_json:
-        typer.echo(json.dumps([p.document() for p in found], indent=2, ensure_ascii=False))
+        echo_json([p.document() for p in found])
         return
     for p in found:
         typer.echo("\n".join(_describe(p)) + "\n")
@@ -94,8 +94,6 @@ def personal_traits(
 ) -> None:
     """List the traits stored sealed (built in and marked), or mark more with --mark: their
     values are sealed from now on and every stored value is sealed at once."""
-    from consentry.cli_options import echo_json, workspace_store
-
     with workspace_store(database_url, workspace) as (_, db):
         if mark:
             with db.write() as session:

@@ -7,13 +7,11 @@ or the erasure was not confirmed; 2 some notifications failed for good (``notify
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import typer
 
-from consentry.cli_options import DatabaseOpt, WorkspaceOpt
-from consentry.errors import ConsentryError
+from consentry.cli_options import DatabaseOpt, JsonOpt, WorkspaceOpt, echo_json, workspace_store
 from consentry.platform import tenancy
 from consentry.privacy import erasure_service, notification_service
 from consentry.privacy.cli import privacy_app
@@ -28,7 +26,7 @@ def _show(found: dict[str, Any], as_json: bool) -> None:
     from consentry.cli import console
 
     if as_json:
-        typer.echo(json.dumps(found, indent=2, ensure_ascii=False, default=str))
+        echo_json(found)
         return
     certificate = found["certificate"]
     console.print(f"erasure [bold]{found['id']}[/] of profile {found['profile_id']}")
@@ -57,20 +55,17 @@ def erase(
         str | None, typer.Option("--request-id", help="Request fulfilled.")
     ] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the erasure as JSON.")] = False,
+    as_json: JsonOpt = False,
     database_url: DatabaseOpt = None,
 ) -> None:
     """Erase a person everywhere (every merged identity, events, carts, consent proofs),
     destroy their keys, keep invoices pseudonymised under the legal hold, notify processors,
     and print the erasure certificate. It cannot be undone."""
-    from consentry.cli import err_console, fail, open_store, settings_for
+    from consentry.cli import err_console, fail
     from consentry.consent import service as consent
 
-    settings = settings_for(database_url)
-    db = open_store(settings)
-    try:
+    with workspace_store(database_url, workspace) as (settings, db):
         with db.read() as session:
-            tenancy.get_workspace(session=session, workspace_id=workspace)
             subject = consent.resolve_subject(
                 session=session,
                 workspace_id=workspace,
@@ -101,10 +96,6 @@ def erase(
                 done = erasure_service.get_erasure(
                     session=session, workspace_id=workspace, erasure_id=done.id
                 )
-    except ConsentryError as exc:
-        raise fail(exc.message) from exc
-    finally:
-        db.dispose()
     _show(done.document(), as_json)
 
 
@@ -112,7 +103,7 @@ def erase(
 def show_erasure(
     workspace: WorkspaceOpt,
     erasure_id: Annotated[str, typer.Argument(help="The erasure's id.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOpt = False,
     database_url: DatabaseOpt = None,
 ) -> None:
     """Show an erasure's certificate and where its processor notifications stand."""

@@ -6,14 +6,13 @@ with a progress bar. Exit codes: 0 done; 1 no such workspace or a bad period.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
+from rich.progress import TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from consentry.cli_options import DatabaseOpt
-from consentry.errors import ConsentryError
+from consentry.cli_options import DatabaseOpt, JsonOpt, echo_json, progress_bar, workspace_store
 from consentry.platform import tenancy
 from consentry.platform.db import utcnow
 from consentry.privacy import retention_service
@@ -91,19 +90,15 @@ def set_period(
 def run(
     workspace: WorkspaceArg = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report; delete nothing.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOpt = False,
     database_url: DatabaseOpt = None,
 ) -> None:
     """Delete what the workspace's policy no longer keeps (--dry-run: report only)."""
-    from rich.progress import Progress, TaskID
+    from consentry.cli import console
 
-    from consentry.cli import console, fail, open_store, settings_for
-
-    settings = settings_for(database_url)
-    db = open_store(settings)
     now = utcnow()
     reports = []
-    try:
+    with workspace_store(database_url, workspace) as (settings, db):
         with db.read() as session:
             names = (
                 [workspace]
@@ -115,13 +110,13 @@ def run(
                 with db.read() as session:
                     runs = retention_service.plan(session=session, workspace_id=name, now=now)
             else:
-                with Progress(console=console, transient=True) as progress:
-                    task = progress.add_task(f"{name}: deleting", total=None)
+                with progress_bar(TextColumn("{task.description}"), TimeElapsedColumn()) as bar:
+                    task = bar.add_task(f"{name}: deleting", total=None)
 
                     def step(
                         category: str, done: int, task: TaskID = task, name: str = name
                     ) -> None:
-                        progress.update(task, description=f"{name}: {category} {done}")
+                        bar.update(task, description=f"{name}: {category} {done}")
 
                     runs = retention_service.run(
                         db=db,
@@ -136,9 +131,5 @@ def run(
                     f"[bold]{name}[/]" + (" (dry run: nothing deleted)" if dry_run else "")
                 )
                 console.print(_table(runs, dry_run))
-    except ConsentryError as exc:
-        raise fail(exc.message) from exc
-    finally:
-        db.dispose()
     if as_json:
-        typer.echo(json.dumps(reports, indent=2))
+        echo_json(reports)
