@@ -40,6 +40,8 @@ bench: install check-postgres
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/consent.py --preference-center
 	$(BIN)/python bench/privacy.py
+	$(BIN)/python bench/privacy.py --profiles 1000000 --events 10000000 --repeat 2 --in-place \
+		--trained-versions 1 --no-ingest --out bench/results/privacy_1m.json
 	$(BIN)/python bench/analytics.py  # runs bench/cdnow.py too
 	$(BIN)/python bench/identity.py
 	$(BIN)/python bench/recommend.py

@@ -18,7 +18,20 @@ their true code paths (opening, key look-ups, crypto-shredding):
   thousand has 30 to 100 times that (the "heavy" subject);
 - ``orders`` / ``order_items`` for 30% of customers, open ``carts`` for 5%, and consent records
   (with a proof holding email, IP and user agent, sealed) appended through the real ledger for
-  40% of customers; the ingest cursor is at the last event (nothing pending).
+  40% of customers; the ingest cursor is at the last event (nothing pending);
+- 5 recommendation model versions (``recommend.keep_versions``), trained through
+  ``recommend.service.train`` on the built store, browsing over the whole span of the events
+  (every customer who bought or viewed a product is in each version: the access export reads
+  every version for the person, the erasure blanks them in every version);
+  ``--trained-versions 1`` trains one and stores the others as copies of it (a training at
+  1M profiles takes minutes). The export and the erasure report the part of their time spent
+  in the models (``recommend.subject_data`` / ``erase_subject``, timed by wrapping them).
+
+The events are made and sealed by ``--workers`` forked processes (default 2; each chunk from its
+own random stream) while the main process inserts them; every data key is made before, in the
+main process, so the workers only read the key store. The cache's name carries
+``CACHE_VERSION`` (``privacy-v2-...``): a store built by an older version of this script (no
+models) is never reused.
 
 Then, ``--repeat`` times, on a fresh copy of the cached files (data and keys, checkpointed and
 synced; one spare subject exported and erased first, unmeasured, as a running server has its
@@ -58,14 +71,17 @@ while its rows are fetched, which is where a scan shows).
 Prints the figures with the machine's core count; writes bench/results/privacy.json.
 
     .venv/bin/python bench/privacy.py [--profiles 100000] [--events 1000000] [--repeat 5]
-        [--ingest-events 4000] [--ingest-repeat 3] [--no-ingest] [--profile]
+        [--ingest-events 4000] [--ingest-repeat 3] [--no-ingest] [--profile] [--workers 2]
+        [--trained-versions 5] [--in-place] [--out bench/results/privacy.json]
 
-Size limitation: ``make bench`` runs the default size (100k profiles, 1M events: a ~5 minute
-build on 2 cores, 2 GB cached, plus two copies while it runs). The issue's 1M/10M size is not
-in ``make bench``: its store would be ~20 GB (sealed payloads take ~2 kB per event with their
-indexes), an estimated build of an hour or more (the 1M-event build takes ~300 s and grows
-faster than linearly), and every run needs two more copies of it (~60 GB of disk);
-run it by hand where that fits: ``--profiles 1000000 --events 10000000``.
+Sizes: ``make bench`` runs the default size (100k profiles, 1M events: ~2 GB cached, plus two
+copies while it runs), then 1M/10M with ``--in-place --repeat 2 --trained-versions 1
+--no-ingest --out bench/results/privacy_1m.json``: that store is ~20 GB and its copies would
+not fit a typical disk, so ``--in-place`` measures on the cached store itself (the subjects
+erased, ours and raw, are recorded in its JSON and never picked again; the raw erasures take
+other subjects of the same kind). Its build is long (one process makes the profiles, keys and
+consent records; the events are split across the workers). The load average before and after
+is recorded in the result.
 """
 
 from __future__ import annotations
@@ -74,6 +90,7 @@ import argparse
 import cProfile
 import io
 import json
+import multiprocessing
 import os
 import pstats
 import random
@@ -87,11 +104,13 @@ import tempfile
 import time
 import uuid
 from array import array
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from itertools import islice
 from pathlib import Path
 from typing import Any, cast
 
@@ -99,11 +118,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from rich.progress import Progress  # noqa: E402
-from sqlalchemy import Table, event, insert  # noqa: E402
+from sqlalchemy import Table, event, insert, select  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
 
 from consentry.commerce.tables import CartRow, OrderItemRow, OrderRow  # noqa: E402
-from consentry.config import CryptoSettings, Settings  # noqa: E402
+from consentry.config import CryptoSettings, RecommendSettings, Settings  # noqa: E402
 from consentry.consent.ledger import append  # noqa: E402
 from consentry.consent.models import ConsentEntry  # noqa: E402
 from consentry.ingest.service import PAYLOAD, event_subject, identity_index  # noqa: E402
@@ -132,6 +151,8 @@ from consentry.profiles.tables import (  # noqa: E402
     ProfileRow,
     TraitHistoryRow,
 )
+from consentry.recommend import service as recommend  # noqa: E402
+from consentry.recommend.tables import RecommendModelRow  # noqa: E402
 from consentry.stores import open_database  # noqa: E402
 
 WORKSPACE = "bench-privacy"
@@ -142,6 +163,7 @@ SPAN_MINUTES = 540 * 24 * 60  # the events spread over 18 months
 ORDER_HOLD = timedelta(days=3650)
 TARGET_EXPORT_S = 2.0
 TARGET_ERASE_S = 1.0
+MODEL_VERSIONS = 5  # recommend.keep_versions: every stored version is searched and erased
 BASELINE_REF = "6fa6e43"  # the last commit before personal data was sealed at rest
 SEALING_RESULT = "bench/results/ingest_stages_sealing.json"
 CUSTOMERS = 0.7  # share of people with a userId and an email
@@ -397,6 +419,10 @@ def _build_people(
                     },
                 )
             )
+    # the keys of the events' subjects are made here, as sealing would make them (the event
+    # workers only read the key store: one writer of each database at a time)
+    subjects = [s for p in chunk for s in (p.user_subject, p.anon_subject, p.member_subject) if s]
+    vault.keystore.data_keys(ws, subjects, create=True)
     tokens = vault.seal_many(ws, seals)
     for row, token in zip(identifiers, tokens, strict=True):
         row["sealed"] = token
@@ -474,53 +500,116 @@ def _message(
     return msg
 
 
+EVENT_CHUNK = 20_000
+
+
+def _event_rows(
+    vault: Vault, people: list[Person], owners: array[int], seed: int, k: int
+) -> list[dict[str, Any]]:
+    """The sealed rows of the events of ``owners`` (chunk ``k`` of the shuffled event list),
+    drawn from the chunk's own random stream (so any process can make any chunk)."""
+    rnd = random.Random(seed * 1_000_003 + k)
+    rows, seals = [], []
+    for n in owners:
+        p = people[n]
+        ts = _at(rnd)
+        message_id = f"{rnd.getrandbits(128):032x}"
+        if p.member is not None and rnd.random() < 0.2:  # the merged member's device
+            profile_id, user, anon = p.member, None, cast(str, p.member_anon)
+            user_index, anon_index, subject = None, p.member_anon_index, p.member_subject
+        elif p.user is not None and rnd.random() < 0.6:  # signed in
+            profile_id, user, anon = p.pid, p.user, p.anon
+            user_index, anon_index, subject = p.user_index, p.anon_index, p.user_subject
+        else:
+            profile_id, user, anon = p.pid, None, p.anon
+            user_index, anon_index, subject = None, p.anon_index, p.anon_subject
+        msg = _message(rnd, message_id, user, anon, ts)
+        seals.append((subject, PAYLOAD, msg))
+        rows.append(
+            {
+                "workspace_id": WORKSPACE,
+                "message_id": message_id,
+                "type": msg["type"],
+                "event": msg.get("event") or msg.get("name"),
+                "user_id": user_index,
+                "anonymous_id": anon_index,
+                "profile_id": profile_id,
+                "original_timestamp": ts,
+                "sent_at": None,
+                "received_at": ts + timedelta(seconds=1),
+                "timestamp": ts,
+            }
+        )
+    for row, token in zip(rows, vault.seal_many(WORKSPACE, seals), strict=True):
+        row["payload"] = token
+    return rows
+
+
+# What a forked event worker inherits (people, the shuffled owners, the store's URL) and the
+# vault it opens on the same key store (read only: every key exists before the events).
+_SHARED: dict[str, Any] = {}
+
+
+def _worker_start() -> None:
+    _SHARED["db"] = open_database(settings(_SHARED["url"]))
+
+
+def _worker_chunk(k: int, seed: int) -> list[dict[str, Any]]:
+    owners = _SHARED["owners"][k * EVENT_CHUNK : (k + 1) * EVENT_CHUNK]
+    return _event_rows(cast(Vault, _SHARED["db"].vault), _SHARED["people"], owners, seed, k)
+
+
 def _build_events(
-    db: Database, vault: Vault, rnd: random.Random, people: list[Person], owners: array[int]
+    db: Database,
+    vault: Vault,
+    url: str,
+    people: list[Person],
+    owners: array[int],
+    seed: int,
+    workers: int,
 ) -> Iterator[int]:
-    """Insert the events of ``owners`` (person indexes, in id order), sealed, a chunk at a
-    time; yields how many were written after each chunk."""
-    chunk = 20_000
+    """Insert the events of ``owners`` (person indexes, in id order), a chunk at a time, in
+    order; yields how many were written after each chunk. With ``workers`` > 1 the rows are
+    made and sealed by that many forked processes (a few chunks ahead, no more, so memory stays
+    bounded) while this one inserts them: the build's slowest part split across the cores."""
     insert_events = _bulk(EventRow)
-    for start in range(0, len(owners), chunk):
-        rows, seals = [], []
-        for n in owners[start : start + chunk]:
-            p = people[n]
-            ts = _at(rnd)
-            message_id = f"{rnd.getrandbits(128):032x}"
-            if p.member is not None and rnd.random() < 0.2:  # the merged member's device
-                profile_id, user, anon = p.member, None, cast(str, p.member_anon)
-                user_index, anon_index, subject = None, p.member_anon_index, p.member_subject
-            elif p.user is not None and rnd.random() < 0.6:  # signed in
-                profile_id, user, anon = p.pid, p.user, p.anon
-                user_index, anon_index, subject = p.user_index, p.anon_index, p.user_subject
-            else:
-                profile_id, user, anon = p.pid, None, p.anon
-                user_index, anon_index, subject = None, p.anon_index, p.anon_subject
-            msg = _message(rnd, message_id, user, anon, ts)
-            seals.append((subject, PAYLOAD, msg))
-            rows.append(
-                {
-                    "workspace_id": WORKSPACE,
-                    "message_id": message_id,
-                    "type": msg["type"],
-                    "event": msg.get("event") or msg.get("name"),
-                    "user_id": user_index,
-                    "anonymous_id": anon_index,
-                    "profile_id": profile_id,
-                    "original_timestamp": ts,
-                    "sent_at": None,
-                    "received_at": ts + timedelta(seconds=1),
-                    "timestamp": ts,
-                }
-            )
-        for row, token in zip(rows, vault.seal_many(WORKSPACE, seals), strict=True):
-            row["payload"] = token
+    chunks = range((len(owners) + EVENT_CHUNK - 1) // EVENT_CHUNK)
+
+    def store(rows: list[dict[str, Any]]) -> int:
         with db.write(durable=False) as session:
             insert_events.run(session.connection(), rows)
-        yield len(rows)
+        return len(rows)
+
+    if workers <= 1:
+        for k in chunks:
+            part = owners[k * EVENT_CHUNK : (k + 1) * EVENT_CHUNK]
+            yield store(_event_rows(vault, people, part, seed, k))
+        return
+    _SHARED.update(people=people, owners=owners, url=url)
+    try:
+        with multiprocessing.get_context("fork").Pool(workers, _worker_start) as pool:
+            todo = iter(chunks)
+            pending = deque(
+                pool.apply_async(_worker_chunk, (k, seed)) for k in islice(todo, 2 * workers)
+            )
+            while pending:
+                rows = pending.popleft().get()
+                following = next(todo, None)
+                if following is not None:
+                    pending.append(pool.apply_async(_worker_chunk, (following, seed)))
+                yield store(rows)
+    finally:
+        _SHARED.clear()
 
 
-def build(path: Path, profiles: int, events: int, seed: int = 17) -> dict[str, Any]:
+def build(
+    path: Path,
+    profiles: int,
+    events: int,
+    seed: int = 17,
+    workers: int = 2,
+    trained_versions: int = MODEL_VERSIONS,
+) -> dict[str, Any]:
     """The store at ``path`` (and its key store beside it); returns what the runs need."""
     started = time.perf_counter()
     url = f"sqlite:///{path}"
@@ -549,11 +638,13 @@ def build(path: Path, profiles: int, events: int, seed: int = 17) -> dict[str, A
         owners = array("I", (n for n, p in enumerate(people) for _ in range(p.events)))
         rnd.shuffle(owners)  # event ids interleave people, as arrival order does
         task = progress.add_task("events (sealed)", total=events)
-        for written in _build_events(db, vault, rnd, people, owners):
+        for written in _build_events(db, vault, url, people, owners, seed, workers):
             progress.advance(task, written)
+    sealed = time.perf_counter()
     with db.write() as session:
         last = session.connection().exec_driver_sql("SELECT max(id) FROM events").scalar_one()
         session.add(IngestCursorRow(workspace_id=WORKSPACE, last_event_id=last, updated_at=T0))
+    models = train_models(db, trained_versions)
     db.dispose()
     # typical: a customer with about the mean number of events, an order and a consent record
     target = events / profiles
@@ -571,7 +662,10 @@ def build(path: Path, profiles: int, events: int, seed: int = 17) -> dict[str, A
         "events": events,
         "seed": seed,
         "build_seconds": time.perf_counter() - started,
+        "rows_seconds": sealed - started,
+        "build_workers": workers,
         "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "models": models,
         "typical": {pid: by_id[pid] for pid in typical[:500]},  # in a random order
         "heavy": {pid: by_id[pid] for pid in heavy[:500]},
         "orders": counters["order"],
@@ -579,20 +673,92 @@ def build(path: Path, profiles: int, events: int, seed: int = 17) -> dict[str, A
     }
 
 
-def cached_store(cache: Path, profiles: int, events: int) -> tuple[Path, dict[str, Any]]:
+def train_models(db: Database, trained_versions: int = MODEL_VERSIONS) -> dict[str, Any]:
+    """``MODEL_VERSIONS`` recommendation models, as a server's daily runs leave them: the first
+    ``trained_versions`` trained through ``recommend.service.train`` on the built store (its
+    purchases and the browsing of the whole span of its events: every customer who bought or
+    viewed a product is in each version), the others stored as copies of the last trained one
+    (the same artefact and manifest, the next version numbers, the newest active: a training
+    at 1M profiles takes minutes, and an export or an erasure reads every version alike).
+    Returns their sizes and training times."""
+    days = min((datetime.now(UTC) - T0).days + 1, 3650)
+    config = RecommendSettings(browsing_days=days, evaluate=False, keep_versions=MODEL_VERSIONS)
+    trained: list[dict[str, Any]] = []
+    for _ in range(max(1, min(trained_versions, MODEL_VERSIONS))):
+        report = recommend.train(db, WORKSPACE, config)
+        trained.append({"version": report.version, "seconds": report.seconds})
+        print(f"  model version {report.version}: {sum(report.seconds.values()):.1f} s", flush=True)
+    with db.write() as session:
+        last = session.scalars(
+            select(RecommendModelRow)
+            .where(RecommendModelRow.workspace_id == WORKSPACE)
+            .order_by(RecommendModelRow.version.desc())
+        ).first()
+        assert last is not None
+        for version in range(last.version + 1, MODEL_VERSIONS + 1):
+            last.active = False
+            last = RecommendModelRow(
+                id=str(uuid.uuid4()),
+                workspace_id=WORKSPACE,
+                version=version,
+                revision=0,
+                trained_at=last.trained_at + timedelta(days=1),
+                as_of=last.as_of + timedelta(days=1),
+                active=True,
+                manifest={**last.manifest, "version": version},
+                artefact=last.artefact,
+            )
+            session.add(last)
+            session.flush()
+    with db.read() as session:
+        stored = recommend.models(session=session, workspace_id=WORKSPACE)
+        manifest = session.scalar(
+            select(RecommendModelRow.manifest).where(RecommendModelRow.workspace_id == WORKSPACE)
+        )
+    assert manifest is not None
+    return {
+        "versions": len(stored),
+        "users": manifest["extra"]["profile_ids"]["shape"][0],
+        "items": manifest["extra"]["product_ids"]["shape"][0],
+        "counts": stored[0]["counts"],
+        "top_n": stored[0]["parameters"].get("top_n"),
+        "artefact_bytes": [m["bytes"] for m in stored],
+        "trained": len(trained),
+        "train_seconds": [round(sum(t["seconds"].values()), 2) for t in trained],
+        "browsing_days": days,
+    }
+
+
+CACHE_VERSION = "v2"  # v2: events sealed by worker processes, 5 recommendation model versions
+
+
+def cache_path(cache: Path, profiles: int, events: int) -> Path:
+    """The cached store of a size. The name carries ``CACHE_VERSION``: a store cached by an
+    older build (no models) is never taken for the current one."""
+    return cache / f"privacy-{CACHE_VERSION}-{profiles}-{events}.db"
+
+
+def cached_store(
+    cache: Path,
+    profiles: int,
+    events: int,
+    workers: int = 2,
+    trained_versions: int = MODEL_VERSIONS,
+) -> tuple[Path, dict[str, Any]]:
     """The cached store of this size (built when missing) and its description."""
-    path = cache / f"privacy-{profiles}-{events}.db"
+    path = cache_path(cache, profiles, events)
     meta_path = path.with_suffix(".json")
     if not (path.exists() and keys_path(path).exists() and meta_path.exists()):
-        partial = cache / f"privacy-{profiles}-{events}.partial.db"
-        for leftover in cache.glob(f"privacy-{profiles}-{events}.partial*"):
+        stem = path.stem
+        partial = cache / f"{stem}.partial.db"
+        for leftover in cache.glob(f"{stem}.partial*"):
             leftover.unlink()
-        meta = build(partial, profiles, events)
+        meta = build(partial, profiles, events, workers=workers, trained_versions=trained_versions)
         for f in (partial, keys_path(partial)):
             checkpoint(f)
         partial.rename(path)
         keys_path(partial).rename(keys_path(path))
-        for leftover in cache.glob(f"privacy-{profiles}-{events}.partial*"):
+        for leftover in cache.glob(f"{stem}.partial*"):
             leftover.unlink()
         meta_path.write_text(json.dumps(meta) + "\n")
     upgrade(f"sqlite:///{path}")  # a store cached by an older version gets the new indexes
@@ -646,8 +812,31 @@ def counts(path: Path) -> dict[str, int]:
 # --- the measures -------------------------------------------------------------------------------
 
 
+# The seconds the export and the erasure spend in the recommendation models (reading every
+# stored version for the person; blanking them in every version), measured by wrapping the two
+# functions of recommend.service that access_service and erasure_service call.
+MODEL_SECONDS: dict[str, float] = {}
+SOURCE = "recommendations"  # the source of a model's entry in the archive's computed data
+
+
+def _timed(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    def timed(**kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return function(**kwargs)
+        finally:
+            MODEL_SECONDS[name] = MODEL_SECONDS.get(name, 0.0) + time.perf_counter() - start
+
+    return timed
+
+
+recommend.subject_data = _timed("subject_data", recommend.subject_data)
+recommend.erase_subject = _timed("erase_subject", recommend.erase_subject)
+
+
 def export(db: Database, pid: str) -> dict[str, Any]:
     """One access archive: collect + build_archive in a read unit of work."""
+    MODEL_SECONDS.clear()
     start = time.perf_counter()
     with db.read() as session:
         data = collect(session=session, workspace_id=WORKSPACE, profile_id=pid)
@@ -658,6 +847,10 @@ def export(db: Database, pid: str) -> dict[str, Any]:
         "seconds": end - start,
         "collect_seconds": collected - start,
         "archive_seconds": end - collected,
+        "models_seconds": MODEL_SECONDS.get("subject_data", 0.0),
+        "model_entries": sum(
+            1 for row in data.categories.get("computed", []) if row.get("source") == SOURCE
+        ),
         "bytes": len(archive),
         "counts": {c: len(rows) for c, rows in data.categories.items()},
     }
@@ -665,6 +858,7 @@ def export(db: Database, pid: str) -> dict[str, Any]:
 
 def erasure(db: Database, pid: str) -> dict[str, Any]:
     """One erasure in a write unit of work (commit included), then the purge of the files."""
+    MODEL_SECONDS.clear()
     start = time.perf_counter()
     with db.write() as session:
         done = erase(
@@ -682,6 +876,7 @@ def erasure(db: Database, pid: str) -> dict[str, Any]:
         "seconds": committed - start,
         "purge_seconds": end - committed,
         "with_purge_seconds": end - start,
+        "models_seconds": MODEL_SECONDS.get("erase_subject", 0.0),
         "erased": done.certificate["erased"],
         "keys_destroyed": done.certificate["keys_destroyed"],
     }
@@ -977,12 +1172,16 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "export": _stats(exports),
         "export_collect": _stats([r["export"]["collect_seconds"] for r in runs]),
         "export_archive": _stats([r["export"]["archive_seconds"] for r in runs]),
+        "export_models": _stats([r["export"]["models_seconds"] for r in runs]),
         "export_archive_bytes": statistics.median(r["export"]["bytes"] for r in runs),
+        "model_entries_exported": [r["export"]["model_entries"] for r in runs],
         "raw_export": _stats(raw_exports),
         "export_ratio_to_raw": statistics.median(exports) / statistics.median(raw_exports),
         "erase": _stats(erases),
         "erase_with_purge": _stats(erase_purge),
         "purge": _stats([r["erase"]["purge_seconds"] for r in runs]),
+        "erase_models": _stats([r["erase"]["models_seconds"] for r in runs]),
+        "model_entries_erased": [r["erase"]["erased"].get("recommendations", 0) for r in runs],
         "raw_erase": _stats(raw_erases),
         "raw_erase_with_checkpoint": _stats(raw_purge),
         "erase_ratio_to_raw": statistics.median(erases) / statistics.median(raw_erases),
@@ -1009,9 +1208,17 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def measure_subject(
-    db: Database, path: Path, raw_path: Path, pid: str, n_events: int, raw_first: bool
+    db: Database,
+    path: Path,
+    raw_path: Path,
+    pid: str,
+    n_events: int,
+    raw_first: bool,
+    raw_other: tuple[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Export then erase ``pid`` in our store, and the same on the raw store."""
+    """Export then erase ``pid`` in our store, and the same on the raw store (``raw_other``:
+    the raw erasure takes that subject of the same kind instead, when the raw store is ours:
+    measured in place)."""
     if raw_first:
         raw = raw_export(path, pid)
         ours = export(db, pid)
@@ -1020,8 +1227,9 @@ def measure_subject(
         raw = raw_export(path, pid)
     assert ours["counts"]["events"] == raw["rows"]["events"] == n_events, (ours, raw, n_events)
     gone = erasure(db, pid)
-    raw_gone = raw_erasure(raw_path, pid)
-    assert gone["erased"]["events"] == raw_gone["rows"]["events"] == n_events
+    raw_pid, raw_n = raw_other or (pid, n_events)
+    raw_gone = raw_erasure(raw_path, raw_pid)
+    assert gone["erased"]["events"] == n_events and raw_gone["rows"]["events"] == raw_n
     return {
         "events": n_events,
         "export": ours,
@@ -1064,7 +1272,9 @@ KINDS = {
 
 def subject_pools(path: Path, meta: dict[str, Any]) -> dict[str, list[tuple[str, int]]]:
     """Candidates of each kind, in the build's random order."""
-    typical, heavy = list(meta["typical"].items()), list(meta["heavy"].items())
+    gone = set(meta.get("consumed", []))  # erased by an --in-place run
+    typical = [(pid, n) for pid, n in meta["typical"].items() if pid not in gone]
+    heavy = [(pid, n) for pid, n in meta["heavy"].items() if pid not in gone]
     members = member_counts(path, [pid for pid, _ in typical + heavy])
     return {
         "typical": [(pid, n) for pid, n in typical if members[pid] == 1],
@@ -1084,17 +1294,38 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="cProfile and SQL plans of one more of each kind"
     )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="processes sealing the events of a build"
+    )
+    parser.add_argument(
+        "--trained-versions",
+        type=int,
+        default=MODEL_VERSIONS,
+        help=f"of the {MODEL_VERSIONS} model versions of a build, how many are trained (the "
+        "others are copies of the last trained one)",
+    )
+    parser.add_argument(
+        "--in-place",
+        action="store_true",
+        help="measure on the cached store itself, not on copies (a big store's copies do not "
+        "fit the disk): the subjects erased are recorded beside it and never picked again",
+    )
     parser.add_argument("--out", default="bench/results/privacy.json")
     args = parser.parse_args()
+    if args.in_place and args.profile:
+        raise SystemExit("--profile replays on a fresh copy: not with --in-place")
+    load_before = os.getloadavg()
     cache = ROOT / "bench/.cache"
     cache.mkdir(parents=True, exist_ok=True)
-    path, meta = cached_store(cache, args.profiles, args.events)
+    path, meta = cached_store(
+        cache, args.profiles, args.events, args.workers, args.trained_versions
+    )
     sizes = counts(path)
     pools = subject_pools(path, meta)
     wanted = args.repeat + int(args.profile)
     if len(pools["typical"]) < 2 * wanted or len(pools["heavy"]) < wanted:
         raise SystemExit(f"this size has too few subjects for {wanted} runs; use fewer")
-    kinds = [k for k in KINDS if len(pools[k]) >= wanted]
+    kinds = [k for k in KINDS if len(pools[k]) >= wanted * (2 if args.in_place else 1)]
     print(
         f"store {path.relative_to(ROOT)}: {sizes['unified_profiles']:,} unified profiles, "
         f"{sizes['events']:,} events, {sizes['data_keys']:,} data keys "
@@ -1105,20 +1336,34 @@ def main() -> None:
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
     profile: dict[str, Any] = {}
     spare = pools["typical"][::-1]  # warm-up subjects, from the other end of the pool
+    meta_path = path.with_suffix(".json")
+
+    def consumed(*pids: str) -> None:  # --in-place: erased in the cached store, never again
+        if args.in_place:
+            meta["consumed"] = [*meta.get("consumed", []), *pids]
+            meta_path.write_text(json.dumps(meta) + "\n")
+
     try:
-        raw_path = work / "raw.db"
-        copy_store(path, raw_path)  # the raw erasures: distinct subjects, one copy for all
+        raw_path = path if args.in_place else work / "raw.db"
+        if not args.in_place:
+            copy_store(path, raw_path)  # the raw erasures: distinct subjects, one copy for all
         with Progress() as progress:
             task = progress.add_task("export + erase (ours and raw)", total=args.repeat)
             for i in range(args.repeat):
-                copy = work / f"run{i}.db"
-                copy_store(path, copy)
+                copy = path if args.in_place else work / f"run{i}.db"
+                if not args.in_place:
+                    copy_store(path, copy)
                 db = open_database(settings(f"sqlite:///{copy}"))
                 try:
+                    consumed(spare[i][0])
                     warm_up(db, spare[i][0])
                     for kind in kinds:
                         pid, n = pools[kind][i]
-                        r = measure_subject(db, copy, raw_path, pid, n, raw_first=bool(i % 2))
+                        other = pools[kind][wanted + i] if args.in_place else None
+                        consumed(pid, *([other[0]] if other else []))
+                        r = measure_subject(
+                            db, copy, raw_path, pid, n, raw_first=bool(i % 2), raw_other=other
+                        )
                         runs[kind].append(r)
                         progress.console.print(
                             f"run {i + 1} {kind:<7} {n:4d} events {r['members']} profile(s): "
@@ -1131,8 +1376,9 @@ def main() -> None:
                         )
                 finally:
                     db.dispose()
-                for f in (copy, keys_path(copy)):
-                    f.unlink()
+                if not args.in_place:
+                    for f in (copy, keys_path(copy)):
+                        f.unlink()
                 progress.advance(task)
         if args.profile:
             copy, fresh = work / "profile.db", work / "replay.db"
@@ -1160,6 +1406,15 @@ def main() -> None:
         "events": args.events,
         "store": sizes,
         "store_build_seconds": meta["build_seconds"],
+        "store_build_workers": meta.get("build_workers", 1),
+        "store_rows_seconds": meta.get("rows_seconds"),
+        "store_built_at": meta["built_at"],
+        "models": meta.get("models"),
+        "measured_in_place": args.in_place,
+        "load_average": {
+            "before": [round(x, 2) for x in load_before],
+            "after": [round(x, 2) for x in os.getloadavg()],
+        },
         "repeat": args.repeat,
         "targets": {"export_seconds": TARGET_EXPORT_S, "erase_seconds": TARGET_ERASE_S},
         "subjects": {kind: {"who": KINDS[kind], **summarise(r)} for kind, r in runs.items()},
@@ -1186,10 +1441,22 @@ def main() -> None:
 
 
 def report(result: dict[str, Any]) -> None:
+    load = result["load_average"]
     print(
         f"\ncores={result['cores']} profiles={result['profiles']:,} "
-        f"events={result['events']:,} (median of {result['repeat']}, distinct subjects each run)"
+        f"events={result['events']:,} (median of {result['repeat']}, distinct subjects each run"
+        f"{', in place' if result['measured_in_place'] else ''}); load average "
+        f"{' '.join(map(str, load['before']))} before, {' '.join(map(str, load['after']))} after"
     )
+    models = result.get("models")
+    if models:
+        print(
+            f"recommendation models: {models['versions']} versions of {models['users']:,} "
+            f"customers x {models['items']:,} products (top {models['top_n']}), "
+            f"{statistics.median(models['artefact_bytes']) / 1e6:.1f} MB each; "
+            f"{models.get('trained', models['versions'])} trained, in "
+            f"{', '.join(f'{t:.1f}' for t in models['train_seconds'])} s"
+        )
     for kind, s in result["subjects"].items():
         sizes = ", ".join(str(n) for n in s["events_per_subject"])
         print(f"{kind} subject: {s['who']} ({sizes} events):")
@@ -1199,14 +1466,20 @@ def report(result: dict[str, Any]) -> None:
         )
         print(
             f"    collect {s['export_collect']['median_ms']:.1f} ms + archive "
-            f"{s['export_archive']['median_ms']:.1f} ms, {s['export_archive_bytes']:,.0f} B"
+            f"{s['export_archive']['median_ms']:.1f} ms, {s['export_archive_bytes']:,.0f} B; "
+            f"models {s['export_models']['median_ms']:.1f} ms of it "
+            f"({'/'.join(map(str, s['model_entries_exported']))} model entries)"
         )
         print(f"    raw sqlite3 read {_ms(s['raw_export'])}  ratio {s['export_ratio_to_raw']:.0f}x")
         print(
             f"  erasure+purge  {_ms(s['erase_with_purge'])}  target < {TARGET_ERASE_S:.0f} s: "
             f"{'PASS' if s['erase_target_met'] else 'FAIL'}"
         )
-        print(f"    erase (commit) {_ms(s['erase'])}, purge {s['purge']['median_ms']:.1f} ms")
+        print(
+            f"    erase (commit) {_ms(s['erase'])}, purge {s['purge']['median_ms']:.1f} ms; "
+            f"models {s['erase_models']['median_ms']:.1f} ms of it "
+            f"({'/'.join(map(str, s['model_entries_erased']))} model entries blanked)"
+        )
         print(
             f"    raw sqlite3 delete {_ms(s['raw_erase'])}, with checkpoint "
             f"{s['raw_erase_with_checkpoint']['median_ms']:.1f} ms; ratio "

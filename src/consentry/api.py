@@ -50,6 +50,7 @@ from consentry.errors import (
     Forbidden,
     Invalid,
     NotFound,
+    TooManyRequests,
     Unauthorized,
 )
 from consentry.ingest import service as ingest
@@ -86,6 +87,7 @@ STATUS: list[tuple[type[ConsentryError], int]] = [
     (Forbidden, 403),
     (NotFound, 404),
     (Conflict, 409),
+    (TooManyRequests, 429),
 ]
 
 log = logging.getLogger("consentry.api")
@@ -102,9 +104,11 @@ def _error_body(code: str, message: str, errors: list[FieldError]) -> dict[str, 
 async def _on_consentry_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ConsentryError)
     headers = {"WWW-Authenticate": "Basic, Bearer"} if isinstance(exc, Unauthorized) else None
-    return JSONResponse(
-        _error_body(exc.code, exc.message, exc.errors), status_code=_status(exc), headers=headers
-    )
+    body = _error_body(exc.code, exc.message, exc.errors)
+    if isinstance(exc, TooManyRequests):
+        headers = {"Retry-After": str(exc.retry_after)}
+        body["retry_after"] = exc.retry_after
+    return JSONResponse(body, status_code=_status(exc), headers=headers)
 
 
 async def _on_validation_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -155,6 +155,35 @@ class PrivacySettings(BaseModel):
     )
     code_attempts: int = Field(5, ge=1, le=20, description="Wrong codes before a code is dead.")
     max_codes: int = Field(5, ge=1, le=20, description="Codes mailed per request, at most.")
+    # limits of the public form and API (docs/privacy-requests.md); a count of 0: no limit
+    limit_per_email: int = Field(
+        5, ge=0, le=1000, description="Requests filed for one email address per window."
+    )
+    limit_email_hours: int = Field(
+        24, ge=1, le=24 * 31, description="The window of limit_per_email, in hours."
+    )
+    limit_per_network: int = Field(
+        20,
+        ge=0,
+        le=100_000,
+        description="Requests filed and new codes asked for from one client network (IPv4 "
+        "/24, IPv6 /48) per window.",
+    )
+    limit_network_minutes: int = Field(
+        60, ge=1, le=60 * 24 * 31, description="The window of limit_per_network, in minutes."
+    )
+    limit_resends: int = Field(
+        3, ge=0, le=100, description="New codes asked for one request per window."
+    )
+    limit_resend_minutes: int = Field(
+        60, ge=1, le=60 * 24 * 31, description="The window of limit_resends, in minutes."
+    )
+    limit_codes_per_network: int = Field(
+        30, ge=0, le=100_000, description="Codes tried from one client network per window."
+    )
+    limit_code_minutes: int = Field(
+        60, ge=1, le=60 * 24 * 31, description="The window of limit_codes_per_network, minutes."
+    )
     contact_email: str | None = Field(
         None,
         max_length=320,

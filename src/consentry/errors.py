@@ -82,3 +82,14 @@ class Conflict(ConsentryError):
     """The request contradicts the current state."""
 
     code = "conflict"
+
+
+class TooManyRequests(ConsentryError):
+    """Over a rate limit: ``errors`` name what was limited, ``retry_after`` the seconds until
+    one more attempt is taken (HTTP 429 with a ``Retry-After`` header)."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, errors: list[FieldError], retry_after: int) -> None:
+        super().__init__(message, errors)
+        self.retry_after = retry_after

@@ -2,9 +2,11 @@
 that expires unverified requests and reminds each workspace's privacy contact of due ones.
 
 ``remind`` is meant for cron (say hourly): it is idempotent, each reminder step of a request is
-mailed once. The contact of a workspace is, in order: ``CONSENTRY_PRIVACY__CONTACTS`` (a JSON
-mapping of workspace id to address), ``CONSENTRY_PRIVACY__CONTACT_EMAIL``, the support email
-of the workspace's consent branding (``PUT /v1/consent/branding``).
+mailed once. It also deletes the public intake's counted attempts that are older than the
+longest window of its limits (``request_limits.prune``). The contact of a workspace is, in
+order: ``CONSENTRY_PRIVACY__CONTACTS`` (a JSON mapping of workspace id to address),
+``CONSENTRY_PRIVACY__CONTACT_EMAIL``, the support email of the workspace's consent branding
+(``PUT /v1/consent/branding``).
 
 Exit codes: 0 done; 1 the workspace does not exist, a workspace with due reminders has no
 contact, or the SMTP server did not take a reminder (it is tried again on the next run).
@@ -22,6 +24,7 @@ from rich.text import Text
 from consentry.cli_options import DatabaseOpt
 from consentry.platform import audit, tenancy
 from consentry.platform.db import utcnow
+from consentry.privacy import request_limits as limits
 from consentry.privacy import request_service as service
 from consentry.privacy import requests as rq
 
@@ -102,7 +105,8 @@ def remind(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Expire unverified requests past their time to verify, and mail each workspace's privacy
-    contact the requests whose reminder is due (one mail per workspace; each step once)."""
+    contact the requests whose reminder is due (one mail per workspace; each step once); delete
+    the public intake's counted attempts past the longest window of its limits."""
     from consentry.cli import console, err_console, fail, settings_for, unit_of_work
     from consentry.delivery.smtp import SmtpMailer
 
@@ -116,6 +120,11 @@ def remind(
             targets = [workspace]
         else:
             targets = [w.id for w in tenancy.list_workspaces(session=session)]
+    if not dry_run:
+        with unit_of_work(database_url) as session:
+            pruned = limits.prune(session=session, limits=rules.limits, now=now)
+        if pruned:
+            console.print(f"{pruned} old attempts of the public intake deleted")
     problems = 0
     for ws in targets:
         if dry_run:

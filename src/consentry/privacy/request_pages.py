@@ -13,7 +13,9 @@ so another site cannot file or confirm requests from a visitor's browser. No scr
 these pages; the Content-Security-Policy allows only the page's own stylesheet.
 
 Statuses: 400 a form or link that is not valid, 403 a stale form (CSRF), 404 an unknown
-workspace or request, 409 a request that cannot take the step, 410 an expired link.
+workspace or request, 409 a request that cannot take the step, 410 an expired link, 429 over a
+limit of the public intake (``request_limits``: the page says what and how long to wait, with a
+``Retry-After`` header; what was typed is kept).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from consentry.errors import Conflict, Invalid, NotFound
 from consentry.platform.db import Database, utcnow
 from consentry.privacy import request_service as service
 from consentry.privacy import requests as rq
-from consentry.privacy.request_routes import rules_of, send_challenge
+from consentry.privacy.request_routes import guard_of, rules_of, send_challenge
 
 pages = APIRouter(include_in_schema=False)
 
@@ -175,6 +177,7 @@ def _form(
     status: int = 200,
     values: dict[str, str] | None = None,
     problems: list[tuple[str, str]] | None = None,
+    limited: list[str] | None = None,
 ) -> HTMLResponse:
     shown = {k: (values or {}).get(k, "") for k in ("type", "email", "country", "message")}
     return render(
@@ -188,7 +191,35 @@ def _form(
         values=shown,
         problems=problems or [],
         invalid={field for field, _ in problems or []},
+        limited=limited or [],
     )
+
+
+def _limited_lines(exc: rq.RateLimited) -> list[str]:
+    """What the person reads when a limit refused them: what was limited, how long to wait."""
+    fields = {e.field for e in exc.errors}
+    wait = rq.wait_text(exc.retry_after)
+    lines = []
+    if "email" in fields:
+        lines.append(
+            "Several requests were made for this email address recently. The codes we mailed "
+            "for them still work: look for our mails, or try again in " + wait + "."
+        )
+    if "client" in fields:
+        lines.append(f"Too many requests came from your network. Try again in {wait}.")
+    if "request" in fields:
+        lines.append(
+            f"You asked for new codes too often. The last code we sent still works; "
+            f"or ask again in {wait}."
+        )
+    if "code" in fields:
+        lines.append(f"Too many codes were tried from your network. Try again in {wait}.")
+    return lines
+
+
+def _retry_after(response: HTMLResponse, exc: rq.RateLimited) -> HTMLResponse:
+    response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 @pages.get(FORM_PATH + "{workspace}")
@@ -232,7 +263,11 @@ def _file(
                 message=fields.get("message") or None,
                 rules=rules_of(settings),
                 secret=settings.secret_key,
+                guard=guard_of(request),
             )
+    except rq.RateLimited as exc:
+        page = _form(request, workspace, branding, 429, fields, limited=_limited_lines(exc))
+        return _retry_after(page, exc)
     except Invalid as exc:
         problems = [(e.field, e.reason) for e in exc.errors] or [("form", exc.message)]
         return _form(request, workspace, branding, 400, fields, problems)
@@ -396,7 +431,11 @@ def _enter_code(
                 code=code,
                 rules=rules_of(settings),
                 secret=settings.secret_key,
+                guard=guard_of(request),
             )
+    except rq.RateLimited as exc:
+        page = _request_page(request, workspace, found, branding, 429, errors=_limited_lines(exc))
+        return _retry_after(page, exc)
     except Conflict:
         current = _reload(db, workspace, request_id, found)
         return _request_page(request, workspace, current, branding, 409, [_status_line(current)])
@@ -450,7 +489,11 @@ def _resend(
                 request_id=request_id,
                 rules=rules_of(settings),
                 secret=settings.secret_key,
+                guard=guard_of(request),
             )
+    except rq.RateLimited as exc:
+        page = _request_page(request, workspace, found, branding, 429, errors=_limited_lines(exc))
+        return _retry_after(page, exc)
     except Conflict as exc:
         current = _reload(db, workspace, request_id, found)
         lines = [_status_line(current)] if current.status != rq.UNVERIFIED else []

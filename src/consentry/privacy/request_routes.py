@@ -4,7 +4,10 @@ Public (no token; the workspace is named in the body):
   ``POST /v1/privacy/requests/public`` files a request and mails a code and a link;
   ``POST /v1/privacy/requests/{id}/verify`` checks a code; ``POST .../{id}/resend`` mails a new
   one. A mail the SMTP server does not take is a 502 ``delivery_failed`` (the request stays;
-  resend once the server is back), as for double opt-in.
+  resend once the server is back), as for double opt-in. Over a limit of the public intake
+  (requests per email address and per client network, new codes per request, codes tried per
+  network: ``request_limits``) the answer is 429 ``rate_limited``, its ``errors`` naming what
+  was limited, with a ``Retry-After`` header (seconds) and ``retry_after`` in the body.
 
 Admin (``privacy:read`` to read, ``privacy:write`` to act; every query scoped to the token's
 workspace, so another workspace's request is a 404):
@@ -29,6 +32,7 @@ from consentry.deps import DbDep, PrivacyRead, PrivacyWrite, ReadAudit, Settings
 from consentry.errors import Conflict, FieldError, Invalid
 from consentry.platform.db import utcnow
 from consentry.platform.tenancy import Principal
+from consentry.privacy import request_limits as limits
 from consentry.privacy import request_service as service
 from consentry.privacy import requests as rq
 
@@ -39,6 +43,13 @@ Workspace = Annotated[str, Field(min_length=1, max_length=64, description="The w
 FAILED: dict[int | str, dict[str, Any]] = {
     502: {
         "description": "The SMTP server did not take the mail; the request is kept.",
+        "content": {"application/json": {}},
+    }
+}
+LIMITED: dict[int | str, dict[str, Any]] = {
+    429: {
+        "description": "Over a limit of the public intake: the errors name it; try again after "
+        "Retry-After seconds. Nothing was recorded.",
         "content": {"application/json": {}},
     }
 }
@@ -107,6 +118,12 @@ class LinkIn(BaseModel):
     reason: str | None = Field(None, max_length=1000)
 
 
+def guard_of(request: Request) -> limits.Guard:
+    """The limits' view of the caller: its address as the server sees it (behind a reverse
+    proxy, the proxy's unless uvicorn trusts its ``X-Forwarded-For``)."""
+    return limits.Guard(request.client.host if request.client else None)
+
+
 def rules_of(settings: Settings) -> rq.Rules:
     """The request rules of the app's settings."""
     return rq.rules_from(settings.privacy)
@@ -168,13 +185,14 @@ def _challenge_answer(
 # --- public -------------------------------------------------------------------------------------
 
 
-@router.post("/public", status_code=201, responses=FAILED)
+@router.post("/public", status_code=201, responses={**FAILED, **LIMITED})
 def file_request(
     body: PublicRequestIn, db: DbDep, settings: SettingsDep, request: Request
 ) -> JSONResponse:
     """File a request (no token). It starts ``unverified``: a six-digit code and a link are
     mailed to the address; either one verifies it. 404 for an unknown workspace, 400 naming
-    each bad field."""
+    each bad field, 429 over the requests of the email address (``email``) or of the client's
+    network (``client``)."""
     with db.write() as session:
         intake = service.submit(
             session=session,
@@ -185,6 +203,7 @@ def file_request(
             message=body.message,
             rules=rules_of(settings),
             secret=settings.secret_key,
+            guard=guard_of(request),
         )
     assert intake.challenge is not None
     delivery = send_challenge(request, settings, intake.challenge)
@@ -206,12 +225,15 @@ def verification_refused(found: service.Verification) -> Exception:
     return Conflict("the code has expired: ask for a new code (resend)")
 
 
-@router.post("/{request_id}/verify")
-def verify(request_id: str, body: VerifyIn, db: DbDep, settings: SettingsDep) -> dict[str, Any]:
+@router.post("/{request_id}/verify", response_model=None, responses=LIMITED)
+def verify(
+    request_id: str, body: VerifyIn, db: DbDep, settings: SettingsDep, request: Request
+) -> dict[str, Any]:
     """Verify with the mailed code (no token). 400 naming ``code`` for a wrong code (each uses
     an attempt), 409 when the code expired or too many were wrong (ask for a new one), or when
-    the request is not unverified. When it repeats an open request of the same type from the
-    same address, it is closed and ``duplicate_of`` names the one that goes on."""
+    the request is not unverified, 429 over the codes tried from the client's network. When it
+    repeats an open request of the same type from the same address, it is closed and
+    ``duplicate_of`` names the one that goes on."""
     with db.write() as session:
         found = service.verify_code(
             session=session,
@@ -220,6 +242,7 @@ def verify(request_id: str, body: VerifyIn, db: DbDep, settings: SettingsDep) ->
             code=body.code,
             rules=rules_of(settings),
             secret=settings.secret_key,
+            guard=guard_of(request),
         )
     if not found.verified:
         raise verification_refused(found)
@@ -231,12 +254,13 @@ def verify(request_id: str, body: VerifyIn, db: DbDep, settings: SettingsDep) ->
     }
 
 
-@router.post("/{request_id}/resend", responses=FAILED)
+@router.post("/{request_id}/resend", responses={**FAILED, **LIMITED})
 def resend(
     request_id: str, body: ResendIn, db: DbDep, settings: SettingsDep, request: Request
 ) -> JSONResponse:
     """Mail a new code and link (no token); the older ones stop working. 409 when the request
-    is not unverified or when the most codes were sent."""
+    is not unverified or when the most codes were sent; 429 over the new codes of the request
+    (``request``) or of the client's network (``client``)."""
     with db.write() as session:
         challenge = service.resend(
             session=session,
@@ -244,6 +268,7 @@ def resend(
             request_id=request_id,
             rules=rules_of(settings),
             secret=settings.secret_key,
+            guard=guard_of(request),
         )
     delivery = send_challenge(request, settings, challenge)
     return _challenge_answer(

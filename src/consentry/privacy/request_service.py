@@ -35,6 +35,7 @@ from consentry.errors import Conflict, FieldError, Invalid, NotFound
 from consentry.platform import audit, tenancy
 from consentry.platform.db import utcnow
 from consentry.platform.vault import vault_of
+from consentry.privacy import request_limits as limits
 from consentry.privacy import requests as rq
 from consentry.privacy.request_tables import RequestEventRow, RequestRow
 from consentry.profiles import service as profiles
@@ -391,9 +392,12 @@ def submit(
     rules: rq.Rules,
     secret: str,
     now: datetime | None = None,
+    guard: limits.Guard | None = None,
 ) -> Intake:
     """Record a request made by the person (the public form or API): ``unverified``, with a
-    code and a link to mail. NotFound for an unknown workspace; Invalid naming each bad field.
+    code and a link to mail. NotFound for an unknown workspace; Invalid naming each bad field;
+    with a ``guard`` (the public entrances), RateLimited over the limits of the rules (per
+    email address and per client network), nothing recorded.
 
     No duplicate is looked for here: the caller has not proved the address yet, and telling
     them that this address already has an open request would disclose it. The duplicate is
@@ -402,6 +406,18 @@ def submit(
     tenancy.get_workspace(session=session, workspace_id=workspace_id)
     asked = _checked(request_type, email, country, message)
     assert asked.email is not None
+    if guard is not None:
+        limits.take(
+            session,
+            workspace_id=workspace_id,
+            checks=limits.intake_checks(
+                limits=rules.limits,
+                email_index=vault_of(session).index(workspace_id, EMAIL_INDEX, asked.email),
+                network=rq.network_key(secret, workspace_id, guard.client),
+            ),
+            limits=rules.limits,
+            now=now,
+        )
     row = _receive(
         session,
         workspace_id=workspace_id,
@@ -639,14 +655,25 @@ def verify_code(
     rules: rq.Rules,
     secret: str,
     now: datetime | None = None,
+    guard: limits.Guard | None = None,
 ) -> Verification:
     """Try a code. A wrong one uses an attempt and is *returned* (``wrong``, with the attempts
     left), so the caller commits the attempt; an expired or spent code is ``expired`` or
     ``exhausted``. Conflict when the request is not unverified; NotFound when it is not in the
-    workspace."""
+    workspace; with a ``guard``, RateLimited over the codes tried from the client's network."""
     now = now or utcnow()
     row = _row(session, workspace_id, request_id, lock=True)
     rq.next_status(row.status, "verify")  # Conflict naming the status
+    if guard is not None:
+        limits.take(
+            session,
+            workspace_id=workspace_id,
+            checks=limits.code_checks(
+                limits=rules.limits, network=rq.network_key(secret, workspace_id, guard.client)
+            ),
+            limits=rules.limits,
+            now=now,
+        )
     problem = rq.code_problem(
         expires_at=row.code_expires_at,
         attempts=row.code_attempts,
@@ -703,12 +730,26 @@ def resend(
     rules: rq.Rules,
     secret: str,
     now: datetime | None = None,
+    guard: limits.Guard | None = None,
 ) -> Challenge:
     """A new code and link for an unverified request (the old ones stop working). Conflict
-    when it is not unverified, when it has no address, or after ``max_codes`` codes."""
+    when it is not unverified, when it has no address, or after ``max_codes`` codes; with a
+    ``guard``, RateLimited over the new codes of the request or of the client's network."""
     now = now or utcnow()
     row = _row(session, workspace_id, request_id, lock=True)
     rq.next_status(row.status, "verify")
+    if guard is not None:
+        limits.take(
+            session,
+            workspace_id=workspace_id,
+            checks=limits.resend_checks(
+                limits=rules.limits,
+                request_id=row.id,
+                network=rq.network_key(secret, workspace_id, guard.client),
+            ),
+            limits=rules.limits,
+            now=now,
+        )
     email, _ = _opened(session, row)
     if email is None:
         raise Conflict("the request has no address to send a code to")

@@ -5,6 +5,11 @@ took (append-only): received, verified, started, extended, linked, reminded, clo
 and when. The requester's email is never stored in clear: ``email_index`` is its blind index
 (duplicates, the person's access archive) and ``email_sealed`` the value sealed under the
 request's own key (subject = the request id), to write to the person.
+
+``privacy_request_attempts`` counts what the public form and API were asked (a request filed,
+a new code, a code tried) for the limits of the intake; no personal data in clear: ``key`` is
+the email's blind index, a keyed hash of the client's network, or the request id. An attempt
+is deleted once it is older than the longest window.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from consentry.platform.db import Base, JSONType, UTCDateTime
@@ -73,3 +78,22 @@ class RequestEventRow(Base):
     to_status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(String(200))
     details: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
+class RequestAttemptRow(Base):
+    """One counted attempt at the public intake: ``kind`` says what it counts against
+    (``requests.BY_EMAIL``, ``BY_NETWORK``, ``BY_REQUEST``, ``BY_CODE_NETWORK``), ``key`` whom."""
+
+    __tablename__ = "privacy_request_attempts"
+    __table_args__ = (
+        Index("ix_privacy_request_attempts_key", "workspace_id", "kind", "key", "at"),
+        Index("ix_privacy_request_attempts_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    key: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())

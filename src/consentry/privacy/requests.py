@@ -29,6 +29,7 @@ import calendar
 import hashlib
 import hmac
 import html
+import math
 import re
 import secrets
 import unicodedata
@@ -39,9 +40,9 @@ from typing import Any
 
 from consentry.config import PrivacySettings
 from consentry.consent import links
-from consentry.consent.models import OPT_IN_COUNTRIES
+from consentry.consent.models import OPT_IN_COUNTRIES, truncate_ip
 from consentry.delivery.models import ascii_address
-from consentry.errors import Conflict, FieldError, Invalid
+from consentry.errors import Conflict, FieldError, Invalid, TooManyRequests
 from consentry.privacy.processors import country_problem, normal_country
 
 # --- vocabulary ---------------------------------------------------------------------------------
@@ -180,6 +181,36 @@ class Jurisdiction:
 
 
 @dataclass(frozen=True, slots=True)
+class Limit:
+    """At most ``count`` attempts in any ``window`` (a sliding window); 0: no limit."""
+
+    count: int
+    window: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The limits of the public intake (the form and the public API; staff are not limited):
+    requests filed per email address, requests filed and new codes asked for per client
+    network, new codes per request, codes tried per client network."""
+
+    per_email: Limit = Limit(5, timedelta(hours=24))
+    per_network: Limit = Limit(20, timedelta(hours=1))
+    resends: Limit = Limit(3, timedelta(hours=1))
+    codes_per_network: Limit = Limit(30, timedelta(hours=1))
+
+    @property
+    def longest(self) -> timedelta:
+        """The longest window: an attempt older than this counts for no limit."""
+        return max(
+            self.per_email.window,
+            self.per_network.window,
+            self.resends.window,
+            self.codes_per_network.window,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Rules:
     """The settings of data-subject requests, as the rules use them."""
 
@@ -190,6 +221,7 @@ class Rules:
     code_ttl: timedelta = timedelta(hours=72)
     code_attempts: int = 5
     max_codes: int = 5
+    limits: Limits = Limits()
 
     def jurisdiction(self, key: str) -> Jurisdiction:
         return self.jurisdictions[key]
@@ -212,6 +244,16 @@ def rules_from(settings: PrivacySettings) -> Rules:
         code_ttl=timedelta(hours=settings.code_ttl_hours),
         code_attempts=settings.code_attempts,
         max_codes=settings.max_codes,
+        limits=Limits(
+            per_email=Limit(settings.limit_per_email, timedelta(hours=settings.limit_email_hours)),
+            per_network=Limit(
+                settings.limit_per_network, timedelta(minutes=settings.limit_network_minutes)
+            ),
+            resends=Limit(settings.limit_resends, timedelta(minutes=settings.limit_resend_minutes)),
+            codes_per_network=Limit(
+                settings.limit_codes_per_network, timedelta(minutes=settings.limit_code_minutes)
+            ),
+        ),
     )
 
 
@@ -468,6 +510,92 @@ def verify_url(public_url: str, token: str) -> str:
 def code_ref(stored_digest: str) -> str:
     """The part of a code's digest a link carries."""
     return stored_digest[:16]
+
+
+# --- limits of the public intake ----------------------------------------------------------------
+
+# What an attempt is counted against (the ``kind`` of a stored attempt).
+BY_EMAIL = "email"  # a request filed for the address (its blind index)
+BY_NETWORK = "network"  # a request filed or a new code asked for, from the client's network
+BY_REQUEST = "resend"  # a new code asked for the request (its id)
+BY_CODE_NETWORK = "code"  # a code tried, from the client's network
+LIMITED_FIELDS = {
+    BY_EMAIL: "email",
+    BY_NETWORK: "client",
+    BY_REQUEST: "request",
+    BY_CODE_NETWORK: "code",
+}
+UNKNOWN_CLIENT = "unknown"
+
+
+class RateLimited(TooManyRequests):
+    """Over a limit of the public intake (the API answers 429 with a ``Retry-After`` header;
+    the form shows what was limited and how long to wait)."""
+
+
+def client_network(host: str | None) -> str:
+    """What the limits count a client by: the network of its address, truncated as the
+    consent proofs are (IPv4 /24, IPv6 /48); a host that is not an address is taken as given
+    (lower case); no host: ``unknown``."""
+    if not host or not host.strip():
+        return UNKNOWN_CLIENT
+    try:
+        return truncate_ip(host)
+    except ValueError:
+        return "host:" + host.strip().lower()[:200]
+
+
+def network_key(secret: str, workspace_id: str, host: str | None) -> str:
+    """The stored key of a client's network: a keyed hash (HMAC-SHA256 under a key derived
+    from the server's secret and the workspace), so not even the truncated address is kept."""
+    key = hmac.new(
+        secret.encode(), b"consentry-dsr-limit\x00" + workspace_id.encode(), hashlib.sha256
+    ).digest()
+    return hmac.new(key, client_network(host).encode(), hashlib.sha256).hexdigest()
+
+
+def retry_after(recent: Sequence[datetime], limit: Limit, now: datetime) -> int | None:
+    """None when ``limit`` takes one more attempt now, given the attempts of its window,
+    newest first (at least the ``count`` newest); else the seconds until the oldest of the
+    ``count`` newest leaves the window (at least 1)."""
+    if limit.count <= 0:
+        return None
+    inside = [at for at in recent if at > now - limit.window]
+    if len(inside) < limit.count:
+        return None
+    frees_at = inside[limit.count - 1] + limit.window
+    return max(1, math.ceil((frees_at - now).total_seconds()))
+
+
+def window_text(window: timedelta) -> str:
+    """``24 hours``, ``1 hour``, ``30 minutes``."""
+    minutes = int(window.total_seconds() // 60)
+    if minutes % 60 == 0:
+        hours = minutes // 60
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+def wait_text(seconds: int) -> str:
+    """How long to wait, for a person: ``a minute``, ``about 25 minutes``, ``about 3 hours``."""
+    minutes = math.ceil(seconds / 60)
+    if minutes <= 1:
+        return "a minute"
+    if minutes < 90:
+        return f"about {minutes} minutes"
+    return f"about {round(minutes / 60)} hours"
+
+
+def limit_reason(kind: str, limit: Limit) -> str:
+    """What a limit allows, for the error naming it."""
+    span = window_text(limit.window)
+    what = {
+        BY_EMAIL: "requests for this email address",
+        BY_NETWORK: "requests and new codes from your network",
+        BY_REQUEST: "new codes for this request",
+        BY_CODE_NETWORK: "codes tried from your network",
+    }[kind]
+    return f"at most {limit.count} {what} in {span}"
 
 
 # --- a request as read --------------------------------------------------------------------------
