@@ -345,15 +345,18 @@ def _quality_round(store: Database, settings: Settings) -> None:
 
 def _audiences_round(store: Database, settings: Settings) -> None:
     """Keep segment membership current in each workspace that has segments or computed
-    traits: a full refresh when the last is ``audiences.refresh_minutes`` old, else an
-    incremental catch-up on the events applied since. Logged only when members changed."""
+    traits: a full refresh when the last is ``audiences.refresh_minutes`` old (computed in
+    reads, applied in short write transactions), else an incremental catch-up on the events,
+    consent records and merges since. Logged only when members changed."""
     every = timedelta(minutes=settings.audiences.refresh_minutes)
 
     def job(name: str) -> str | None:
-        with store.write() as session:
-            if audiences.full_refresh_due(session=session, workspace_id=name, every=every):
-                report = audiences.refresh(session=session, workspace_id=name)
-            else:
+        with store.read() as session:
+            due = audiences.full_refresh_due(session=session, workspace_id=name, every=every)
+        if due:
+            report = audiences.refresh_in_steps(store, workspace_id=name)
+        else:
+            with store.write() as session:
                 report = audiences.catch_up(session=session, workspace_id=name)
         if not (report.entered or report.exited or report.mode == "full"):
             return None

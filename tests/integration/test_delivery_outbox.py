@@ -364,6 +364,51 @@ def test_a_suppressed_address_and_a_hard_bounce_are_not_mailed(
     assert entry.id in {e.id for e in entries}
 
 
+@pytest.mark.parametrize("reply", ["451 4.7.1", "450 4.2.0", "452 4.2.2", "421 4.7.0"])
+def test_a_greylisting_4xx_is_retried_with_backoff_and_delivered_later(
+    db: Database, workspace: str, reply: str
+) -> None:
+    newsletter = destination(db, workspace, processor(db, workspace)).destination
+    message = mail(
+        db, workspace, newsletter.id, "g", to="grey@example.com", subject_id=None, purpose=None
+    )
+    with smtp_server() as (sink, mailer):
+        sink.greylist = reply
+        first = run(db, workspace, mailer)
+        assert (first.retrying, first.dead, first.sent) == (1, 0, 0)
+        waiting = status_of(db, workspace, str(message))
+        assert (waiting.status, waiting.attempts) == ("retrying", 1)
+        assert waiting.last_error is not None and reply.split()[0] in waiting.last_error
+        assert "grey@" not in waiting.last_error
+        assert waiting.next_attempt_at is not None
+        too_soon = run(db, workspace, mailer, at=timedelta(seconds=10))  # the back-off holds
+        assert too_soon.attempted == 0 and not sink.messages()
+        later = run(db, workspace, mailer, at=timedelta(seconds=FAST.backoff_base_seconds + 1))
+        assert later.sent == 1
+        assert [m["To"] for m in sink.messages()] == ["grey@example.com"]
+        assert sink.tries["grey@example.com"] == 2
+    sent = status_of(db, workspace, str(message))
+    assert (sent.status, sent.attempts, sent.last_error) == ("sent", 2, None)
+    with db.read() as session:  # a transient refusal is no bounce: the address is not suppressed
+        assert not suppressions.is_suppressed(
+            session=session, workspace_id=workspace, channel="email", address="grey@example.com"
+        )
+
+
+def test_a_5xx_reply_is_a_dead_letter_at_once(db: Database, workspace: str) -> None:
+    newsletter = destination(db, workspace, processor(db, workspace)).destination
+    message = mail(
+        db, workspace, newsletter.id, "g5", to="grey@example.com", subject_id=None, purpose=None
+    )
+    with smtp_server() as (sink, mailer):
+        sink.greylist = "554 5.7.1"
+        report = run(db, workspace, mailer)
+        assert (report.dead, report.retrying) == (1, 0)
+        assert not run(db, workspace, mailer, at=timedelta(hours=2)).attempted
+    dead = status_of(db, workspace, str(message))
+    assert dead.status == "dead" and dead.last_error is not None and "554" in dead.last_error
+
+
 def test_a_refused_processor_kills_the_message_and_a_deactivated_destination_cancels_it(
     db: Database, workspace: str
 ) -> None:

@@ -56,19 +56,29 @@ def free_port() -> int:
 
 class MailSink:
     """An aiosmtpd handler keeping every message it accepted; recipients starting with
-    ``bounce`` are refused for good (550), ``later`` for now (451)."""
+    ``bounce`` are refused for good (550), ``later`` for now (451), and ``grey`` are greylisted:
+    answered with the code in ``greylist`` (451 unless set) the first ``greylist_times`` times
+    they are tried, then accepted."""
 
     def __init__(self) -> None:
         self.received: list[Envelope] = []
         self.lock = threading.Lock()
+        self.greylist = "451 4.7.1"
+        self.greylist_times = 1
+        self.tries: dict[str, int] = {}
 
     async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
     ) -> str:
+        with self.lock:
+            self.tries[address] = self.tries.get(address, 0) + 1
+            tried = self.tries[address]
         if address.startswith("bounce"):
             return f"550 5.1.1 <{address}>: no such user"
         if address.startswith("later"):
             return f"451 4.7.1 <{address}>: try again later"
+        if address.startswith("grey") and tried <= self.greylist_times:
+            return f"{self.greylist} <{address}>: greylisted, try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

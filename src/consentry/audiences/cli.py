@@ -216,7 +216,10 @@ def refresh(
     ] = None,
     incremental: Annotated[
         bool,
-        typer.Option("--incremental", help="Only the profiles with events since the last run."),
+        typer.Option(
+            "--incremental",
+            help="Only the profiles with events, consent records or merges since the last run.",
+        ),
     ] = False,
     as_json: JsonOpt = False,
     database_url: DatabaseOpt = None,
@@ -227,15 +230,17 @@ def refresh(
 
     if segment and incremental:
         raise fail("--incremental refreshes every segment: leave out the segment")
-    with workspace_store(database_url, workspace) as (_, db), db.write() as session:
-        if segment:
-            report = segments.refresh_segment(
-                session=session, workspace_id=workspace, segment_id=segment
-            )
-        elif incremental:
-            report = segments.catch_up(session=session, workspace_id=workspace)
+    with workspace_store(database_url, workspace) as (_, db):
+        if segment or incremental:
+            with db.write() as session:
+                if segment:
+                    report = segments.refresh_segment(
+                        session=session, workspace_id=workspace, segment_id=segment
+                    )
+                else:
+                    report = segments.catch_up(session=session, workspace_id=workspace)
         else:
-            report = segments.refresh(session=session, workspace_id=workspace)
+            report = segments.refresh_in_steps(db, workspace_id=workspace)
     if as_json:
         echo_json(report.document())
         return

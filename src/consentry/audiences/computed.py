@@ -284,6 +284,46 @@ def refresh_values(
     return changed
 
 
+def value_changes(
+    *, session: Session, workspace_id: str, trait_id: str, now: datetime
+) -> dict[str, Any]:
+    """What a full refresh of one computed trait would change, computed in a read: each
+    unified profile whose value differs from the stored one -> its new value (None: the value
+    goes). :func:`apply_values` writes a part of it."""
+    row = _row(session, workspace_id, trait_id)
+    fresh = _values(session, workspace_id, row, now, None)
+    v = ComputedValueRow
+    stored: dict[str, Any] = dict(
+        session.connection()
+        .execute(
+            select(v.profile_id, v.value).where(
+                v.workspace_id == workspace_id, v.trait_id == trait_id
+            )
+        )
+        .all()
+    )
+    changes: dict[str, Any] = {pid: None for pid in stored if pid not in fresh}
+    changes.update(
+        {pid: value for pid, value in fresh.items() if pid not in stored or stored[pid] != value}
+    )
+    return changes
+
+
+def apply_values(
+    *, session: Session, workspace_id: str, trait_id: str, values: Mapping[str, Any]
+) -> int:
+    """Write new values of one computed trait for these unified profiles (None: remove it),
+    against what is stored now; returns how many were written or removed."""
+    _row(session, workspace_id, trait_id)  # NotFound once deleted: nothing to write
+    fresh = {pid: value for pid, value in values.items() if value is not None}
+    return _store(session, workspace_id, trait_id, fresh, {pid: pid for pid in values})
+
+
+def mark_refreshed(*, session: Session, workspace_id: str, trait_id: str, now: datetime) -> None:
+    """Record that the computed trait's values were refreshed in full at ``now``."""
+    _row(session, workspace_id, trait_id).refreshed_at = now
+
+
 def members_of(
     session: Session, workspace_id: str, canonical_ids: Collection[str]
 ) -> dict[str, str]:

@@ -84,9 +84,9 @@ def preview(principal: AudiencesWrite, db: DbDep, body: PreviewIn) -> dict[str, 
 
 @router.post("/refresh")
 def refresh_all(principal: AudiencesWrite, db: DbDep) -> dict[str, Any]:
-    """A full refresh of every computed trait and segment of the workspace, now."""
-    with db.write() as session:
-        report = segments.refresh(session=session, workspace_id=principal.workspace_id)
+    """A full refresh of every computed trait and segment of the workspace, now: computed in
+    reads, applied in short write transactions (ingestion goes on meanwhile)."""
+    report = segments.refresh_in_steps(db, workspace_id=principal.workspace_id)
     return report.document()
 
 

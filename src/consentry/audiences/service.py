@@ -16,7 +16,7 @@ keep it current, both in the caller's transaction and serialised per workspace:
 
 The public interface other capabilities use: :func:`get_segment`, :func:`member_ids`,
 :func:`is_member`, :func:`matches`, :func:`validate_rule`, :func:`changes_after`,
-:func:`erase_subject`.
+:func:`last_change_id`, :func:`erase_subject`.
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ from __future__ import annotations
 import heapq
 import time
 import uuid
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, text
@@ -40,18 +42,24 @@ from consentry.audiences.tables import (
     SegmentMemberRow,
     SegmentRow,
 )
+from consentry.consent import ledger as consent_ledger
 from consentry.consent import service as consent
 from consentry.consent.models import CHANNELS
 from consentry.errors import Conflict, FieldError, Invalid, NotFound
 from consentry.ingest import feed as ingest_feed
-from consentry.platform.db import utcnow
+from consentry.platform.db import Database, utcnow
+from consentry.profiles import merging as profile_merges
 from consentry.profiles import service as profiles
 
 CHUNK = 500
 WRITE_BATCH = 5_000
 MAX_SEGMENTS = 500  # per workspace
 INCREMENTAL = frozenset({"events", "traits", "computed"})
-CATCH_UP_EVENTS = 10_000
+CATCH_UP_EVENTS = 10_000  # events (and consent records) one catch-up reads at most
+STEP_CHANGES = 2_000  # entries and exits (or computed values) one write transaction of a
+# full refresh applies at most: other writers (ingestion) get in between
+MERGE_OVERLAP = timedelta(seconds=30)  # merges are looked at again this long after: one that
+# commits later than that after it was made is left to the next full refresh
 
 
 # --- views ---------------------------------------------------------------------------------------
@@ -163,8 +171,12 @@ class RefreshReport:
     exited: int = 0
     values: int = 0
     events: int = 0
+    consent_records: int = 0
+    merges: int = 0
     profiles: int = 0
     seconds: float = 0.0
+    writes: int = 0  # write transactions (a full refresh in steps)
+    longest_write_s: float = 0.0  # the longest of them
     per_segment: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def document(self) -> dict[str, Any]:
@@ -175,8 +187,12 @@ class RefreshReport:
             "exited": self.exited,
             "computed_values": self.values,
             "events": self.events,
+            "consent_records": self.consent_records,
+            "merges": self.merges,
             "profiles": self.profiles,
             "seconds": round(self.seconds, 3),
+            "writes": self.writes,
+            "longest_write_s": round(self.longest_write_s, 3),
             "per_segment": self.per_segment,
         }
 
@@ -595,9 +611,13 @@ def _apply(
     found: set[str],
     scope: Collection[str] | None,
     now: datetime,
+    *,
+    by_delta: bool = False,
 ) -> tuple[int, int]:
     """Write the difference between ``found`` and the stored members (of ``scope`` only, when
-    given): exits and entries, each recorded as a change. Returns (entered, exited)."""
+    given): exits and entries, each recorded as a change. Returns (entered, exited). The
+    member count is set (whole workspace), moved by the difference (``by_delta``) or counted
+    again."""
     m = SegmentMemberRow
     query = select(m.profile_id).where(m.segment_id == row.id)
     stored: set[str] = set()
@@ -636,6 +656,8 @@ def _apply(
         session.execute(insert(SegmentChangeRow), changes[start : start + WRITE_BATCH])
     if scope is None:
         row.member_count = len(found)
+    elif by_delta:  # the stored members of ``scope`` were read under the same lock: exact
+        row.member_count = row.member_count + len(entered) - len(exited)
     elif entered or exited:
         row.member_count = _count_members(session, row.id)
     return len(entered), len(exited)
@@ -684,8 +706,10 @@ def refresh_segment(
 
 
 def refresh(*, session: Session, workspace_id: str, now: datetime | None = None) -> RefreshReport:
-    """The full refresh: every computed trait's values, then every segment, in dependency
-    order; the cursor moves to the events applied now."""
+    """The full refresh in the caller's one transaction: every computed trait's values, then
+    every segment, in dependency order; the cursor moves to the events applied now. The
+    server, the API and the CLI use :func:`refresh_in_steps`, which holds no long write
+    transaction."""
     started = time.perf_counter()
     _lock(session, workspace_id)
     now = now or utcnow()
@@ -704,6 +728,123 @@ def refresh(*, session: Session, workspace_id: str, now: datetime | None = None)
     return report
 
 
+def refresh_in_steps(
+    db: Database,
+    *,
+    workspace_id: str,
+    now: datetime | None = None,
+    step: int = STEP_CHANGES,
+    progress: Callable[[str], None] | None = None,
+) -> RefreshReport:
+    """The full refresh without a long write transaction: each computed trait's values and
+    each segment's members are computed in a read (outside any write transaction), then the
+    differences are applied in write transactions of at most ``step`` changes each, so
+    ingestion and the catch-up write in between (``progress``, when given, is told after each
+    write transaction). Segments go in dependency order, each applied before the next is
+    evaluated.
+
+    A profile that changes while the refresh runs may be applied as it was when its segment
+    was evaluated; the event cursor therefore moves back to the events applied when the
+    refresh started, so the next catch-up evaluates everything that arrived since (again).
+    A segment whose rule is changed or which is deleted meanwhile is left alone (the change
+    evaluated it already)."""
+    started = time.perf_counter()
+    now = now or utcnow()
+    report = RefreshReport("full")
+
+    @contextmanager
+    def write(what: str) -> Iterator[Session]:
+        began = time.perf_counter()
+        with db.write() as session:
+            _lock(session, workspace_id)
+            yield session
+        took = time.perf_counter() - began
+        report.writes += 1
+        report.longest_write_s = max(report.longest_write_s, took)
+        if progress is not None:
+            progress(what)
+
+    with write("cursor") as session:
+        _ensure_cursor(session, workspace_id)
+        through = ingest_feed.last_applied_event_id(session=session, workspace_id=workspace_id)
+    with db.read() as session:
+        traits = computed.list_traits(session=session, workspace_id=workspace_id)
+    for trait in traits:
+        try:
+            with db.read() as session:
+                changes = computed.value_changes(
+                    session=session, workspace_id=workspace_id, trait_id=trait.id, now=now
+                )
+            ids = sorted(changes)
+            for lo in range(0, len(ids), step):
+                part = ids[lo : lo + step]
+                with write(f"computed {trait.name}") as session:
+                    report.values += computed.apply_values(
+                        session=session,
+                        workspace_id=workspace_id,
+                        trait_id=trait.id,
+                        values={pid: changes[pid] for pid in part},
+                    )
+            with write(f"computed {trait.name}") as session:
+                computed.mark_refreshed(
+                    session=session, workspace_id=workspace_id, trait_id=trait.id, now=now
+                )
+        except NotFound:  # deleted meanwhile
+            continue
+    with db.read() as session:
+        order = [
+            (row.id, row.updated_at)
+            for row in _ordered(
+                session.scalars(select(SegmentRow).where(SegmentRow.workspace_id == workspace_id))
+            )
+        ]
+    for segment_id, version in order:
+        with db.read() as session:
+            row = session.get(SegmentRow, segment_id)
+            if row is None or row.updated_at != version:
+                continue
+            try:
+                found = compiler.evaluate(
+                    _context(session, workspace_id, now), rules.parse_rule(row.rule)
+                )
+            except LookupError:  # a computed trait deleted under it: members kept as they are
+                continue
+            m = SegmentMemberRow
+            stored = set(
+                session.connection()
+                .execute(select(m.profile_id).where(m.segment_id == segment_id))
+                .scalars()
+            )
+        diff = sorted(found ^ stored)
+        entered = exited = 0
+        for lo in range(0, len(diff) or 1, step):
+            part = diff[lo : lo + step]
+            with write(f"segment {segment_id}") as session:
+                current = session.get(SegmentRow, segment_id)
+                if current is None or current.updated_at != version:
+                    break  # changed or deleted meanwhile: that evaluated it
+                chunk = set(part)
+                e, x = _apply(
+                    session, workspace_id, current, found & chunk, chunk, now, by_delta=True
+                )
+                entered, exited = entered + e, exited + x
+                if lo + step >= len(diff):
+                    current.refreshed_at = now
+        report.segments += 1
+        report.entered += entered
+        report.exited += exited
+        if entered or exited:
+            report.per_segment[segment_id] = {"entered": entered, "exited": exited}
+    with write("cursor") as session:
+        cursor = _ensure_cursor(session, workspace_id)
+        # back to the events applied at the start (not past what a catch-up read meanwhile):
+        # a profile changed during the refresh is evaluated again by the next catch-up
+        cursor.last_event_id = through
+        cursor.refreshed_at = cursor.updated_at = now
+    report.seconds = time.perf_counter() - started
+    return report
+
+
 def catch_up(
     *,
     session: Session,
@@ -711,8 +852,10 @@ def catch_up(
     now: datetime | None = None,
     limit: int = CATCH_UP_EVENTS,
 ) -> RefreshReport:
-    """The incremental refresh: up to ``limit`` events applied after the cursor name the
-    unified profiles to re-evaluate (see the module's docstring); the cursor moves past them."""
+    """The incremental refresh: up to ``limit`` events applied after the event cursor, up to
+    ``limit`` consent records after the consent cursor, and the merges and unmerges made since
+    the last look name the unified profiles to re-evaluate (see the module's docstring); the
+    cursors move past them."""
     started = time.perf_counter()
     _lock(session, workspace_id)
     now = now or utcnow()
@@ -720,29 +863,56 @@ def catch_up(
     events = ingest_feed.events_after(
         session=session, workspace_id=workspace_id, after_id=cursor.last_event_id, limit=limit
     )
-    report = RefreshReport("incremental", events=len(events))
-    if not events:
-        return report
-    touched_members = {str(e[3]) for e in events if e[3] is not None}
-    owners = profiles.canonical_map_many(
-        session=session, workspace_id=workspace_id, profile_ids=touched_members
-    )
-    canonicals = set(owners.values())
-    report.profiles = len(canonicals)
-    if canonicals:
-        members = computed.members_of(session, workspace_id, canonicals)
-        scope = set(members) | canonicals | touched_members
-        report.values = computed.refresh_values(
-            session=session, workspace_id=workspace_id, now=now, members=members
+    records = list(
+        islice(
+            consent_ledger.walk(
+                session=session, workspace_id=workspace_id, after=cursor.last_consent_seq
+            ),
+            limit,
         )
+    )
+    looked = cursor.merges_seen_at or cursor.refreshed_at or cursor.updated_at
+    merges = profile_merges.merges_changed_since(
+        session=session, workspace_id=workspace_id, since=looked - MERGE_OVERLAP
+    )
+    report = RefreshReport(
+        "incremental", events=len(events), consent_records=len(records), merges=len(merges)
+    )
+    touched = {str(e[3]) for e in events if e[3] is not None}
+    merged = {pid for pair in merges for pid in pair}
+    consented = {r.profile_id for r in records}
+    owners = profiles.canonical_map_many(
+        session=session, workspace_id=workspace_id, profile_ids=touched | merged | consented
+    )
+    changed = {owners[pid] for pid in touched | merged if pid in owners}  # their facts changed
+    canonicals = changed | {owners[pid] for pid in consented if pid in owners}
+    report.profiles = len(canonicals)
+    if canonicals or merged:
+        members = computed.members_of(session, workspace_id, canonicals)
+        scope = set(members) | canonicals | touched | merged
+        if changed:
+            report.values = computed.refresh_values(
+                session=session,
+                workspace_id=workspace_id,
+                now=now,
+                members={m: c for m, c in members.items() if c in changed},
+            )
+        # the kinds of facts that changed: events, traits and computed values for the people
+        # events named, consent for those a consent record named; every kind on a merge (a
+        # merged person's facts and consent are their members' together)
+        kinds = (set(INCREMENTAL) if changed else set()) | ({"consent"} if records else set())
         ctx = _context(session, workspace_id, now)
         rows = session.scalars(select(SegmentRow).where(SegmentRow.workspace_id == workspace_id))
         redone: set[str] = set()
         for row in _ordered(rows):
-            if INCREMENTAL & set(row.kinds) or redone & set(row.reads_segments):
+            if merged or kinds & set(row.kinds) or redone & set(row.reads_segments):
                 _evaluate_into(report, ctx, row, scope)
                 redone.add(row.id)
-    cursor.last_event_id = int(events[-1][0])  # type: ignore[call-overload]
+    if events:
+        cursor.last_event_id = int(events[-1][0])  # type: ignore[call-overload]
+    if records:
+        cursor.last_consent_seq = records[-1].seq
+    cursor.merges_seen_at = now
     cursor.updated_at = now
     session.flush()
     report.seconds = time.perf_counter() - started
@@ -853,6 +1023,14 @@ def changes_after(
         .limit(limit)
     )
     return [MembershipChange(*row) for row in rows]
+
+
+def last_change_id(*, session: Session, workspace_id: str) -> int:
+    """The id of the workspace's latest membership change (0 when none): where a reader of
+    :func:`changes_after` that listens to nothing for now skips ahead to."""
+    c = SegmentChangeRow
+    found = session.scalar(select(func.max(c.id)).where(c.workspace_id == workspace_id))
+    return int(found or 0)
 
 
 def history(

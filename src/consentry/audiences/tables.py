@@ -104,12 +104,15 @@ class ComputedValueRow(Base):
 
 
 class AudienceCursorRow(Base):
-    """How far the incremental refresh has read the workspace's applied events (by event id),
-    and when membership was last refreshed in full."""
+    """How far the incremental refresh has read the workspace's applied events (by event id)
+    and its consent ledger (by ``seq``), when it last looked for merges and unmerges, and when
+    membership was last refreshed in full."""
 
     __tablename__ = "audience_cursors"
 
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), primary_key=True)
     last_event_id: Mapped[int] = mapped_column(BigId, default=0)
+    last_consent_seq: Mapped[int] = mapped_column(BigId, default=0, server_default="0")
+    merges_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     refreshed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

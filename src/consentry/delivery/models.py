@@ -16,8 +16,9 @@ from typing import Protocol
 
 class DeliveryError(Exception):
     """A message was not handed to the server. ``permanent`` when trying again will not help
-    (the server refused the sender or recipient, or the login), else a retry may succeed.
-    ``bounce`` when the server refused the recipient's address itself (a hard bounce)."""
+    (the server refused the sender, the recipient, the message or the login with a 5xx reply),
+    else a retry may succeed (an SMTP 4xx reply such as greylisting's 451, a lost connection).
+    ``bounce`` when the server refused the recipient's address itself for good (a hard bounce)."""
 
     def __init__(self, message: str, *, permanent: bool = False, bounce: bool = False) -> None:
         super().__init__(message)

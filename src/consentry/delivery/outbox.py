@@ -18,9 +18,10 @@ delivery round, :func:`deliver_due`:
    its own);
 3. a failure is tried again after an exponential back-off with jitter, up to ``max_attempts``,
    then the message is ``dead`` (the dead-letter list, retried by hand with
-   :func:`retry_dead`). A refusal that will not change by waiting (a 4xx but 408/429, an SMTP
-   refusal, a processor the gate refuses) is dead at once; a consent that no longer allows,
-   a suppressed address, a deactivated destination or an erased subject cancel the message.
+   :func:`retry_dead`). A refusal that will not change by waiting (an HTTP 4xx but 408/429,
+   an SMTP 5xx reply, a processor the gate refuses) is dead at once, while an SMTP 4xx reply
+   (greylisting's 451, 421, 450, 452) is retried like any failure; a consent that no longer
+   allows, a suppressed address, a deactivated destination or an erased subject cancel the message.
    After ``circuit_threshold`` consecutive failures a destination is paused, its pause doubling
    each time it fails again, while the others go on.
 

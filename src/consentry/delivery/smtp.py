@@ -19,6 +19,18 @@ from consentry.delivery.models import DeliveryError, Sent
 
 log = logging.getLogger("consentry.delivery")
 
+# What each refusal means; whether it is for good is the reply code's: 4xx (greylisting, a
+# full mailbox for now, "try again later": 421, 450, 451, 452, 454) is transient and retried
+# with the outbox's back-off, 5xx is permanent (a dead letter; a 5xx on the recipient also
+# suppresses the address as a hard bounce).
+_REFUSED: dict[type[smtplib.SMTPResponseException], str] = {
+    smtplib.SMTPAuthenticationError: "refused the login",
+    smtplib.SMTPSenderRefused: "refused the sender",
+    smtplib.SMTPDataError: "refused the message",
+    smtplib.SMTPConnectError: "refused the connection",
+    smtplib.SMTPHeloError: "refused the greeting",
+}
+
 
 class SmtpMailer:
     """A :class:`consentry.delivery.models.Mailer` that talks to one SMTP server."""
@@ -58,16 +70,16 @@ class SmtpMailer:
                     password = s.password.get_secret_value() if s.password else ""
                     smtp.login(s.username, password)
                 refused = smtp.send_message(message)
-        except smtplib.SMTPAuthenticationError as exc:
-            raise self._failure("refused the login", exc, permanent=True) from None
         except smtplib.SMTPRecipientsRefused as exc:
-            hard = all(code >= 500 for code, _ in exc.recipients.values())  # 5xx: a bounce
-            raise self._failure("refused the recipient", exc, permanent=True, bounce=hard) from None
-        except smtplib.SMTPSenderRefused as exc:
-            raise self._failure("refused the sender", exc, permanent=True) from None
+            codes = [code for code, _ in exc.recipients.values()]
+            hard = bool(codes) and all(code >= 500 for code in codes)  # 5xx: a bounce
+            raise self._failure("refused the recipient", exc, permanent=hard, bounce=hard) from None
+        except smtplib.SMTPResponseException as exc:  # the login, the sender, the data, ...
+            what = _REFUSED.get(type(exc), "could not take the message")
+            raise self._failure(what, exc, permanent=exc.smtp_code >= 500) from None
         except smtplib.SMTPNotSupportedError as exc:
             raise self._failure("does not support what was asked", exc, permanent=True) from None
-        except (smtplib.SMTPException, OSError) as exc:  # connection, TLS, timeouts, 4xx/5xx
+        except (smtplib.SMTPException, OSError) as exc:  # connection, TLS, timeouts
             raise self._failure("could not take the message", exc) from None
         message_id = str(message.get("Message-ID", ""))
         log.info("mail %s handed to %s", message_id, self.server)

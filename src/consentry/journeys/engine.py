@@ -14,6 +14,14 @@ the template (``journeys.templates``) and hands the message to the outbox with t
 ``journey:<enrollment>:<step>`` (exactly once: a second round finds the key taken). Every
 skip is recorded with its reason; nothing personal goes into a reason.
 
+One person, one enrollment: before a due enrollment runs, the engine looks at the person it
+belongs to now (a unified profile and its member profiles): when a merge made two active
+enrollments of one journey one person's, the earliest goes on and the other ends as
+``exited`` with the reason ``merged`` (see ``_one_per_person``), so nobody gets a step twice
+for having been two profiles. Frequency caps count the person's messages across their member
+profiles (``delivery.outbox.sent_count``), and consent, quiet hours and the address are those
+of the unified profile the enrollment's profile belongs to now.
+
 The round runs in the caller's transaction: enrollments move, step runs are written and
 messages are enqueued together, or not at all.
 """
@@ -44,6 +52,7 @@ from consentry.journeys.models import (
     END,
     HELD_OUT,
     HOLDOUT,
+    MERGED,
     FrequencyCap,
     JourneyDefinition,
     QuietHours,
@@ -60,7 +69,13 @@ from consentry.journeys.tables import (
     JourneyVersionRow,
     StepRunRow,
 )
-from consentry.journeys.triggers import ActiveJourney, TriggerReport, read_triggers
+from consentry.journeys.triggers import (
+    ActiveJourney,
+    TriggerReport,
+    exit_values,
+    people_of,
+    read_triggers,
+)
 from consentry.platform.db import Bulk, lock_workspace
 from consentry.profiles import bulk as profiles_bulk
 from consentry.profiles import service as profiles
@@ -115,6 +130,7 @@ class TickReport:
     deferred: int = 0
     held_out: int = 0
     completed: int = 0
+    merged: int = 0  # second enrollments of a merged person, ended before their step ran
     skipped: Counter[str] = field(default_factory=Counter)
 
     def document(self) -> dict[str, Any]:
@@ -134,6 +150,7 @@ class TickReport:
             "deferred": self.deferred,
             "held_out": self.held_out,
             "completed": self.completed,
+            "merged": self.merged,
             "skipped": dict(sorted(self.skipped.items())),
         }
 
@@ -261,7 +278,9 @@ def advance(
     ).all()
     if not rows:
         return
-    due = [_Enrollment(*row) for row in rows]
+    due = _one_per_person(session, sending, [_Enrollment(*row) for row in rows], report)
+    if not due:
+        return
     definitions = _versions(session, {(d.journey_id, d.version) for d in due})
     moves: list[dict[str, Any]] = []
     runs: list[dict[str, Any]] = []
@@ -271,6 +290,44 @@ def advance(
     report.advanced += len(due)
     _INSERT_RUNS.run(session.connection(), runs)
     _MOVE.run(session.connection(), moves)
+
+
+def _one_per_person(
+    session: Session, sending: _Sending, due: list[_Enrollment], report: TickReport
+) -> list[_Enrollment]:
+    """The due enrollments that may run: of the active enrollments of one journey that belong
+    to one person now (two profiles each enrolled, then merged), the earliest (by entry, then
+    id) goes on and the others end now as ``exited``, reason ``merged``, before any of their
+    steps runs. Only people with more than one member profile are looked at again."""
+    owner, members = people_of(session, sending.workspace_id, {d.profile_id for d in due})
+    suspects = [d for d in due if len(members.get(owner.get(d.profile_id, ""), ())) > 1]
+    if not suspects:
+        return due
+    person_of = {m: p for p, found in members.items() for m in found}
+    wanted = sorted({m for d in suspects for m in members[owner[d.profile_id]]})
+    e = ENROLLMENTS.c
+    groups: dict[tuple[str, str], list[tuple[datetime, int]]] = {}
+    for start in range(0, len(wanted), 500):
+        for eid, journey_id, profile_id, entered in session.execute(
+            select(e.id, e.journey_id, e.profile_id, e.entered_at).where(
+                e.workspace_id == sending.workspace_id,
+                e.status == ACTIVE,
+                e.journey_id.in_(sorted({d.journey_id for d in suspects})),
+                e.profile_id.in_(wanted[start : start + 500]),
+            )
+        ):
+            key = (journey_id, person_of[profile_id])
+            groups.setdefault(key, []).append((entered, eid))
+    ended = sorted(eid for found in groups.values() for _, eid in sorted(found)[1:])
+    for start in range(0, len(ended), 500):
+        session.execute(
+            update(ENROLLMENTS)
+            .where(e.id.in_(ended[start : start + 500]), e.status == ACTIVE)
+            .values(exit_values(sending.now, MERGED))
+        )
+    report.merged += len(ended)
+    gone = set(ended)
+    return [d for d in due if d.id not in gone]
 
 
 def _versions(

@@ -29,6 +29,7 @@ STEP_TYPES = ("wait", "branch", "split", *SEND_TYPES, "update_trait")
 STATUSES = ("draft", "active", "paused", "archived")
 # enrollment statuses: one ``active`` enrollment per journey and profile at a time
 ACTIVE, COMPLETED, EXITED, HELD_OUT = "active", "completed", "exited", "held_out"
+MERGED = "merged"  # the end reason of an enrollment a merge made a second one of a person
 ENROLLMENT_STATUSES = (ACTIVE, COMPLETED, EXITED, HELD_OUT)
 # what a step did to an enrollment (journey_step_runs.outcome)
 OUTCOMES = ("sent", "skipped", "deferred", "branched", "updated", "held_out")

@@ -9,9 +9,14 @@ One round reads, for the workspace's active journeys:
 - the daily scans (every ``scan_minutes``): date traits whose day (``days_before`` it) is today
   in the customer's time zone, and people whose inactivity crossed ``days`` since the last scan.
 
-Candidates are decided together: one active enrollment per journey and profile, re-entry only
-after ``reentry.after_days`` (never by default), and the new enrollments are written with one
-executemany. Trigger contexts hold ids, names and times, never a personal value.
+Candidates are decided together: one active enrollment per journey and **person**, re-entry
+only after ``reentry.after_days`` (never by default), and the new enrollments are written with
+one executemany. A person is a unified profile as it is now: a candidate named by a profile
+merged away since is enrolled as the profile it was merged into, and the enrollments of every
+member profile count (one enrolled before a merge keeps the merged person from entering again).
+An enrollment that ended because of a merge (``merged``) does not count against re-entry, so a
+person separated again by an unmerge can enter at their next trigger. Trigger contexts hold
+ids, names and times, never a personal value.
 """
 
 from __future__ import annotations
@@ -29,7 +34,14 @@ from sqlalchemy.orm import Session
 
 from consentry.config import JourneySettings
 from consentry.ingest import feed as events_feed
-from consentry.journeys.models import ACTIVE, EXITED, JourneyDefinition, anniversary_is, zone_of
+from consentry.journeys.models import (
+    ACTIVE,
+    EXITED,
+    MERGED,
+    JourneyDefinition,
+    anniversary_is,
+    zone_of,
+)
 from consentry.journeys.tables import EnrollmentRow, TriggerCursorRow
 from consentry.platform.db import Bulk
 from consentry.profiles import bulk as profiles_bulk
@@ -124,7 +136,7 @@ def read_triggers(
     _scans(session, workspace_id, journeys, now, settings, cursor, report, candidates)
     cursor.updated_at = now
     report.candidates = len(candidates)
-    report.exited = exit_enrollments(session, exits=exits, now=now)
+    report.exited = exit_enrollments(session, workspace_id=workspace_id, exits=exits, now=now)
     enrolled, exited_at_once = enroll(
         session, workspace_id=workspace_id, candidates=candidates, exits=exits, now=now
     )
@@ -217,10 +229,11 @@ def _segment_triggers(
         trigger = j.definition.trigger
         if trigger.type in ("segment_entered", "segment_exited") and trigger.segment_id:
             listening[(trigger.segment_id, trigger.type == "segment_entered")].append(j)
-    if not listening:
-        return
     from consentry.audiences import service as audiences
 
+    if not listening:  # nothing listens: the cursor skips ahead (as the event cursor does)
+        cursor.last_change_id = audiences.last_change_id(session=session, workspace_id=workspace_id)
+        return
     changes = audiences.changes_after(
         session=session,
         workspace_id=workspace_id,
@@ -336,14 +349,48 @@ def exit_values(now: datetime, reason: str) -> dict[str, Any]:
     }
 
 
-def exit_enrollments(session: Session, *, exits: Iterable[Exit], now: datetime) -> int:
-    """End the active enrollments the ``exit_on`` events name (status ``exited``)."""
+def people_of(
+    session: Session, workspace_id: str, profile_ids: Iterable[str]
+) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Who these profile ids are now: each id -> its unified profile (unknown and erased ids
+    left out), and each of those unified profiles -> every member profile id (itself
+    included). Ids that are unified profiles cost one look-up per chunk; ids merged away
+    since are followed to the profile they were merged into."""
+    ids = sorted(set(profile_ids))
+    members = profiles_bulk.members_many(
+        session=session, workspace_id=workspace_id, canonical_ids=ids
+    )
+    owner = {member: person for person, found in members.items() for member in found}
+    stale = [pid for pid in ids if pid not in owner]
+    if stale:
+        moved = profiles_bulk.canonical_map_many(
+            session=session, workspace_id=workspace_id, profile_ids=stale
+        )
+        more = profiles_bulk.members_many(
+            session=session,
+            workspace_id=workspace_id,
+            canonical_ids=sorted(set(moved.values()) - set(members)),
+        )
+        members.update(more)
+        owner.update({member: person for person, found in more.items() for member in found})
+        owner.update(moved)
+    return owner, members
+
+
+def exit_enrollments(
+    session: Session, *, workspace_id: str, exits: Iterable[Exit], now: datetime
+) -> int:
+    """End the active enrollments the ``exit_on`` events name (status ``exited``): the
+    person's, whichever of their member profiles it was enrolled under."""
     by_journey: dict[tuple[str, str], set[str]] = defaultdict(set)
     for e in exits:
         by_journey[(e.journey_id, e.event)].add(e.profile_id)
+    if not by_journey:
+        return 0
+    _, members = people_of(session, workspace_id, {p for ps in by_journey.values() for p in ps})
     ended = 0
-    for (journey_id, event), profiles in by_journey.items():
-        ids = sorted(profiles)
+    for (journey_id, event), people in by_journey.items():
+        ids = sorted({m for p in people for m in members.get(p, [p])})
         for start in range(0, len(ids), CHUNK):
             result = session.execute(
                 update(ENROLLMENTS)
@@ -358,29 +405,33 @@ def exit_enrollments(session: Session, *, exits: Iterable[Exit], now: datetime) 
 
 
 def _history(
-    session: Session, journey_id: str, profiles: Sequence[str]
+    session: Session, journey_id: str, owner: dict[str, str], members: Sequence[str]
 ) -> dict[str, tuple[bool, datetime]]:
-    """Per profile that was ever enrolled in the journey: whether it is now, and its latest
-    entry."""
+    """Per person (unified profile, through ``owner``: member id -> person) that was ever
+    enrolled in the journey under any of ``members``: whether they are now, and their latest
+    entry. Enrollments a merge ended are left out: they say nothing of the person's own way."""
     found: dict[str, tuple[bool, datetime]] = {}
     e = ENROLLMENTS.c
     postgres = session.get_bind().dialect.name == "postgresql"
     chunk = 5000 if postgres else CHUNK
-    for start in range(0, len(profiles), chunk):
-        part = list(profiles[start : start + chunk])
+    for start in range(0, len(members), chunk):
+        part = list(members[start : start + chunk])
         # PostgreSQL: one array parameter, so the plan it caches for the prepared statement
         # still looks the ids up in the index (a long IN list's generic plan scans the journey)
         among = (
             e.profile_id == any_(cast_(part, ARRAY(String))) if postgres else e.profile_id.in_(part)
         )
         rows = session.execute(
-            select(e.profile_id, e.open_profile_id, e.entered_at).where(
+            select(e.profile_id, e.open_profile_id, e.entered_at, e.end_reason).where(
                 and_(e.journey_id == journey_id, among)
             )
         )
-        for profile, open_profile, entered in rows:
-            was_open, latest = found.get(profile, (False, entered))
-            found[profile] = (was_open or open_profile is not None, max(latest, entered))
+        for profile, open_profile, entered, reason in rows:
+            if reason == MERGED:
+                continue
+            person = owner.get(profile, profile)
+            was_open, latest = found.get(person, (False, entered))
+            found[person] = (was_open or open_profile is not None, max(latest, entered))
     return found
 
 
@@ -392,22 +443,32 @@ def enroll(
     exits: Sequence[Exit] = (),
     now: datetime,
 ) -> tuple[int, int]:
-    """Write the enrollments the candidates earn (one per journey and profile at a time,
+    """Write the enrollments the candidates earn (one per journey and person at a time,
     re-entry rules applied) in one executemany; a candidate that an ``exit_on`` event later
     in the same batch ends is written as exited. Returns (enrolled, of them exited at once)."""
+    if not candidates:
+        return 0, 0
+    owner, members = people_of(session, workspace_id, {c.profile_id for c in candidates})
     by_journey: dict[str, list[Candidate]] = defaultdict(list)
     for c in candidates:
+        person = owner.get(c.profile_id)
+        if person is None:  # erased (or never known) since the trigger
+            continue
+        c.profile_id = person
         by_journey[c.journey.id].append(c)
     last_exit: dict[tuple[str, str], Exit] = {}
     for e in exits:
-        key = (e.journey_id, e.profile_id)
+        key = (e.journey_id, owner.get(e.profile_id, e.profile_id))
         if key not in last_exit or e.order > last_exit[key].order:
             last_exit[key] = e
     rows: list[dict[str, Any]] = []
     exited = 0
     for journey_id, found in by_journey.items():
         journey = found[0].journey
-        history = _history(session, journey_id, sorted({c.profile_id for c in found}))
+        people = sorted({c.profile_id for c in found})
+        history = _history(
+            session, journey_id, owner, sorted({m for p in people for m in members.get(p, [p])})
+        )
         after = journey.definition.reentry_after_days
         # a journey that starts with a wait: the wait is taken at entry (no second write)
         opening = journey.definition.step(journey.definition.first)

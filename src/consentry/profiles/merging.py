@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from consentry.errors import Conflict, NotFound
@@ -148,6 +148,21 @@ def _subtree(session: Session, workspace_id: str, root: str) -> list[str]:
         )
         found.extend(frontier)
     return found
+
+
+def merges_changed_since(
+    *, session: Session, workspace_id: str, since: datetime
+) -> list[tuple[str, str]]:
+    """``(winner id, loser id)`` of each merge of the workspace made or undone at or after
+    ``since``: the profiles whose person changed, for readers that keep state per unified
+    profile (segment membership) and are not told by an event."""
+    rows = session.execute(
+        select(MergeRow.winner_id, MergeRow.loser_id).where(
+            MergeRow.workspace_id == workspace_id,
+            or_(MergeRow.created_at >= since, MergeRow.undone_at >= since),
+        )
+    )
+    return [(str(winner), str(loser)) for winner, loser in rows]
 
 
 def merge_record(row: MergeRow) -> MergeRecord:
