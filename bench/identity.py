@@ -32,9 +32,24 @@ bench/.cache/. Deduplicated with the default settings in a fresh process: wall t
 (``ru_maxrss``, and RSS before the run), precision/recall/F1 against the truth, candidate pairs,
 stage times. Targets: 1,000,000 records in under 5 minutes on 2 cores, in bounded memory.
 
-Writes bench/results/identity.json (scale runs kept per size).
+Store (``--store-scale N``): the product rather than the engine. The same N synthetic people
+as unified profiles of an SQLite store (``build_store``: built once, ~9 minutes for 1M on 2
+shared cores, 4.3 GB plus 0.2 GB of keys, cached in bench/.cache/), sealed as the services seal
+them: personal traits and the email and phone identifiers under a data key per person, trait
+history and current traits, three spellings of the trait names (Segment's, snake case, a CRM's
+``given_name``/``surname``/``dob``/``zipcode``). Then ``consentry identity dedupe --json`` on a
+fresh copy, in a process of its own, as a person runs it (merges and queue written): wall time,
+peak RSS and CPU time of that process (``wait4``), the load average and ``uptime`` before and
+after (other work on the machine shows there), the report's stage times (``seconds``: read,
+match, write; ``reading``: reading and opening traits, making keys; ``matching``: the engine's
+stages), and precision/recall/F1 against the truth of the pairs it merged, merged and queued,
+and the pairs within the groups those join. ``--store-dry-run`` runs it with ``--dry-run``.
+
+Writes bench/results/identity.json (scale runs kept per size; store runs under ``store_scale``,
+per size).
 
     .venv/bin/python bench/identity.py [--repeat 3] [--scale 100000] [--no-febrl] [--no-splink]
+        [--store-scale 1000000] [--store-dry-run]
 """
 
 from __future__ import annotations
@@ -47,6 +62,7 @@ import pickle
 import platform
 import random
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -55,6 +71,7 @@ import unicodedata
 import venv
 import zipfile
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -540,6 +557,341 @@ def run_scale(n: int) -> dict[str, Any]:
     return result
 
 
+# --- the store scale run: the product's batch dedupe over a sealed store ---------------------
+
+STORE_VERSION = "v2"
+STORE_WORKSPACE = "bench-identity"
+STORE_SEED = 61
+STORE_CHUNK = 20_000  # people sealed and written at a time
+STORE_AT = "2026-01-15 12:00:00"  # when every trait was observed
+
+
+def store_path(n: int) -> Path:
+    return CACHE / f"identity-store-{STORE_VERSION}-{n}.db"
+
+
+def store_ids(n: int) -> list[str]:
+    """The profile id of each synthetic record (the same on every call: the truth's key)."""
+    import numpy as np
+
+    from bench.activation import _uuids
+
+    return _uuids(np.random.default_rng(STORE_SEED), n)
+
+
+def store_traits(columns: dict[str, list[str | None]], i: int) -> dict[str, Any]:
+    """Record ``i`` as the identify traits a shop would have sent, in one of three spellings
+    (by ``i % 10``): Segment's (8 in 10: ``firstName``, ``birthday``, ``address.postalCode``),
+    snake case (``first_name``, ``date_of_birth``, ``address.zip``), or a CRM's (``given_name``,
+    ``surname``, ``dob``, top-level ``street``, ``city``, ``zipcode``)."""
+
+    def col(name: str) -> str | None:
+        return columns[name][i]
+
+    born = col("birth_date")
+    birthday = f"{born[:4]}-{born[4:6]}-{born[6:]}" if born else None
+    local, domain = col("email_local"), col("email_domain")
+    email = f"{local}@{domain}" if local and domain else None
+    number, street = col("street_number"), col("street")
+    line = f"{number} {street}" if street and number else street
+    style = i % 10
+    if style < 8:
+        address = {"street": line, "city": col("city"), "postalCode": col("postcode")}
+        traits = {
+            "firstName": col("given_name"),
+            "lastName": col("surname"),
+            "email": email,
+            "phone": col("phone"),
+            "birthday": birthday,
+            "address": {k: v for k, v in address.items() if v is not None},
+        }
+    elif style == 8:
+        address = {"street": line, "city": col("city"), "zip": col("postcode")}
+        traits = {
+            "first_name": col("given_name"),
+            "last_name": col("surname"),
+            "email": email,
+            "phone": col("phone"),
+            "date_of_birth": birthday,
+            "address": {k: v for k, v in address.items() if v is not None},
+        }
+    else:
+        traits = {
+            "given_name": col("given_name"),
+            "surname": col("surname"),
+            "email": email,
+            "phone": col("phone"),
+            "dob": birthday,
+            "street": line,
+            "city": col("city"),
+            "zipcode": col("postcode"),
+        }
+    return {k: v for k, v in traits.items() if v is not None and v != {}}
+
+
+def build_store(url: str, n: int) -> dict[str, Any]:
+    """The ``n`` synthetic people of :func:`synthetic` as unified profiles of one workspace,
+    stored the way the services store them: the profile row; the current traits
+    (``profile_traits``), personal ones (``profiles.models.is_personal_trait``: names, email,
+    phone, birthday, address...) sealed under the profile's own data key (field
+    ``trait:<key>``, one key per person in the key store beside the data file), others
+    (``given_name``, ``dob``, ``zipcode``, ``city``...) in clear; the email and phone
+    identifiers (normalised as identity resolution does; ``value`` the blind index,
+    ``sealed`` the value under the profile's key), each on the first profile that carries it
+    (a later one with the same email would have been joined by resolution: the bench keeps
+    them apart, as if resolution had refused the link, so the duplicate is left to dedupe);
+    the trait history (one row per current trait: a merge rebuilds the current traits from
+    it). No events."""
+    from bench.activation import Raw, settings
+    from consentry.migrations import upgrade
+    from consentry.platform import keystore as keystore_module
+    from consentry.platform import tenancy
+    from consentry.platform.vault import Vault
+    from consentry.profiles.models import (
+        is_personal_trait,
+        normalize_email,
+        normalize_phone,
+        trait_field,
+    )
+    from consentry.stores import open_database
+
+    started = time.perf_counter()
+    data = synthetic(n)
+    columns = data["columns"]
+    ids = store_ids(n)
+    upgrade(url)
+    raw = Raw(url, cache_mib=500)
+    if not raw.pg:
+        raw.run("PRAGMA synchronous=OFF")
+        raw.run("PRAGMA journal_mode=WAL")
+    db = open_database(settings(url), **({} if raw.pg else {"sqlite_synchronous": "OFF"}))
+    keystore_module.CACHE_SIZE = max(keystore_module.CACHE_SIZE, STORE_CHUNK * 2)
+    with db.write() as session:
+        tenancy.create_workspace(session=session, workspace_id=STORE_WORKSPACE, name="Bench")
+    vault = db.vault
+    assert isinstance(vault, Vault)
+    ws = STORE_WORKSPACE
+    at = STORE_AT + ("+00" if raw.pg else "")
+    taken: set[tuple[str, str]] = set()
+    counts = Counter[str]()
+    for lo in range(0, n, STORE_CHUNK):
+        hi = min(n, lo + STORE_CHUNK)
+        raw.insert(
+            "profiles",
+            ("id", "workspace_id", "canonical_id", "merged_into", "created_at")
+            + ("first_seen", "last_seen"),
+            [(ids[i], ws, ids[i], None, at, at, at) for i in range(lo, hi)],
+        )
+        to_seal: list[tuple[str, str, Any]] = []
+        plain: list[tuple[str, str, Any]] = []
+        identifiers: list[tuple[str, str, str]] = []  # (profile, type, normalised value)
+        for i in range(lo, hi):
+            traits = store_traits(columns, i)
+            for key, value in traits.items():
+                (to_seal if is_personal_trait(key) else plain).append((ids[i], key, value))
+                counts[key] += 1
+            found = (
+                ("email", normalize_email(traits.get("email"))),
+                ("phone", normalize_phone(traits.get("phone"), "US")),
+            )
+            for kind, value in found:
+                if value is not None and (kind, value) not in taken:
+                    taken.add((kind, value))
+                    identifiers.append((ids[i], kind, value))
+        tokens = vault.seal_many(ws, [(pid, trait_field(k), v) for pid, k, v in to_seal])
+        sealed_ids = vault.seal_many(ws, [(p, f"identifier:{k}", v) for p, k, v in identifiers])
+        stored = [(pid, k, json.dumps(t)) for (pid, k, _), t in zip(to_seal, tokens, strict=True)]
+        stored += [(pid, k, json.dumps(v)) for pid, k, v in plain]
+        raw.insert(
+            "trait_history",
+            ("workspace_id", "profile_id", "key", "value", "observed_at"),
+            [(ws, pid, k, v, at) for pid, k, v in stored],
+        )
+        raw.insert(
+            "profile_traits",
+            ("canonical_id", "key", "workspace_id", "value", "observed_at"),
+            [(pid, k, ws, v, at) for pid, k, v in stored],
+        )
+        raw.insert(
+            "identifiers",
+            ("workspace_id", "profile_id", "type", "value", "sealed", "first_seen"),
+            [
+                (ws, pid, kind, vault.index(ws, kind, value), token, at)
+                for (pid, kind, value), token in zip(identifiers, sealed_ids, strict=True)
+            ],
+        )
+        raw.commit()
+        print(f"    stored {hi:,}/{n:,} people", end="\r", flush=True)
+    print()
+    if raw.pg:
+        raw.run("VACUUM ANALYZE")
+    else:
+        raw.run("ANALYZE")
+        raw.commit()
+        raw.run("PRAGMA wal_checkpoint(TRUNCATE)")
+    raw.close()
+    db.dispose()
+    return {
+        "profiles": n,
+        "workspace": ws,
+        "trait_keys": dict(sorted(counts.items())),
+        "identifiers": len(taken),
+        "build_seconds": round(time.perf_counter() - started, 1),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def cached_store(n: int) -> tuple[Path, dict[str, Any]]:
+    """The cached SQLite store of ``n`` people (built when missing) and its description."""
+    from bench.activation import keys_path
+
+    path = store_path(n)
+    meta_path = path.with_suffix(".json")
+    if not (path.exists() and keys_path(path).exists() and meta_path.exists()):
+        CACHE.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.stem + "-partial.db")
+        for leftover in CACHE.glob(partial.stem + "*"):
+            leftover.unlink()
+        print(f"building the store of {n:,} people (once; cached in bench/.cache/)", flush=True)
+        meta = build_store(f"sqlite:///{partial}", n)
+        partial.rename(path)
+        keys_path(partial).rename(keys_path(path))
+        for leftover in CACHE.glob(partial.stem + "*"):
+            leftover.unlink()
+        meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    from consentry.migrations import upgrade
+
+    upgrade(f"sqlite:///{path}")  # a store cached by an older version gets the new tables
+    return path, json.loads(meta_path.read_text())
+
+
+def _loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _uptime() -> str:
+    done = subprocess.run(["uptime"], capture_output=True, text=True, check=False)
+    return done.stdout.strip()
+
+
+def store_pairs(path: Path) -> list[tuple[str, str, str]]:
+    """``(profile_a, profile_b, status)`` of every candidate pair the run stored."""
+    import sqlite3
+
+    with closing(sqlite3.connect(path)) as con:
+        return list(
+            con.execute(
+                "SELECT profile_a, profile_b, status FROM match_candidates WHERE workspace_id = ?",
+                (STORE_WORKSPACE,),
+            )
+        )
+
+
+def _clustered_pairs(pairs: list[tuple[int, int]]) -> set[tuple[int, int]]:
+    """Every pair within the groups the given pairs join (what the merges made one profile)."""
+    parent: dict[int, int] = {}
+
+    def root(x: int) -> int:
+        while parent.get(x, x) != x:
+            parent[x] = parent.get(parent[x], parent[x])
+            x = parent[x]
+        return x
+
+    for a, b in pairs:
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    groups: dict[int, list[int]] = {}
+    for x in {x for pair in pairs for x in pair}:
+        groups.setdefault(root(x), []).append(x)
+    out = set()
+    for members in groups.values():
+        members.sort()
+        out.update(
+            (members[j], members[k])
+            for j in range(len(members))
+            for k in range(j + 1, len(members))
+        )
+    return out
+
+
+def run_store(n: int, *, dry_run: bool = False) -> dict[str, Any]:
+    """``consentry identity dedupe`` on a fresh copy of the cached store of ``n`` people, in a
+    process of its own, as a person runs it: wall time, peak RSS, the run's own stage times,
+    the load average around it, and precision/recall/F1 of what it merged and queued."""
+    from bench.activation import SECRET, keys_path
+
+    path, meta = cached_store(n)
+    work = path.with_name(path.stem + "-run.db")
+    for src, dst in ((path, work), (keys_path(path), keys_path(work))):
+        shutil.copyfile(src, dst)
+    for leftover in CACHE.glob(work.name + "-*"):
+        leftover.unlink()
+    env = {
+        **os.environ,
+        "CONSENTRY_ENVIRONMENT": "test",
+        "CONSENTRY_SECRET_KEY": SECRET,
+        "CONSENTRY_DEFAULT_PHONE_REGION": "US",
+    }
+    command = [str(Path(sys.executable).with_name("consentry")), "identity", "dedupe"]
+    command += ["--workspace", STORE_WORKSPACE, "--json", "--database-url", f"sqlite:///{work}"]
+    if dry_run:
+        command.append("--dry-run")
+    load_before, uptime_before = _loadavg(), _uptime()
+    out_path = work.with_suffix(".out")
+    with out_path.open("w") as out, open(os.devnull, "w") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(command, stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the dedupe run failed ({proc.returncode}): {out_path.read_text()}")
+    report: dict[str, Any] = json.loads(out_path.read_text())
+    load_after, uptime_after = _loadavg(), _uptime()
+    data = synthetic(n)
+    entity = data["entity"]
+    index = {pid: k for k, pid in enumerate(store_ids(n))}
+    truth = true_pair_count(entity)
+    result: dict[str, Any] = {
+        "profiles": n,
+        "true_pairs": truth,
+        "dry_run": dry_run,
+        "seconds": wall,
+        "peak_rss_mib": usage.ru_maxrss / 1024,
+        "cpu_seconds": usage.ru_utime + usage.ru_stime,
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+        "uptime_before": uptime_before,
+        "uptime_after": uptime_after,
+        "stage_seconds": report.get("seconds"),
+        "reading_seconds": report.get("reading"),
+        "matching": report.get("matching"),
+        "report": {k: report.get(k) for k in ("profiles", "candidate_pairs", "kept_pairs")}
+        | {k: report.get(k) for k in ("auto_merged", "queued", "refused", "skipped")},
+        "store": meta,
+    }
+    if not dry_run:
+        stored = store_pairs(work)
+        by_status: dict[str, list[tuple[int, int]]] = {}
+        for a, b, status_ in stored:
+            pair = (min(index[a], index[b]), max(index[a], index[b]))
+            by_status.setdefault(status_, []).append(pair)
+        merged = by_status.get("merged", [])
+        found = merged + by_status.get("pending", [])
+
+        def judged(pairs: Any) -> dict[str, float]:
+            correct = sum(1 for a, b in pairs if entity[a] == entity[b])
+            return metrics(len(pairs), correct, truth)
+
+        result["merged_and_queued"] = judged(found)
+        result["merged"] = judged(merged)
+        result["merged_and_queued_clustered"] = judged(_clustered_pairs(found))
+    for leftover in CACHE.glob(work.stem + "*"):
+        leftover.unlink()
+    return result
+
+
 # --- main -----------------------------------------------------------------------------------
 
 
@@ -568,6 +920,15 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=100_000)
     parser.add_argument("--no-febrl", action="store_true")
     parser.add_argument("--no-splink", action="store_true")
+    parser.add_argument(
+        "--store-scale",
+        type=int,
+        default=0,
+        help="also run `consentry identity dedupe` on a sealed SQLite store of N people",
+    )
+    parser.add_argument(
+        "--store-dry-run", action="store_true", help="the store run with --dry-run (no truth)"
+    )
     parser.add_argument("--splink-worker", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--scale-worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -593,6 +954,7 @@ def main() -> None:
         "repeat": args.repeat,
         "febrl3": previous.get("febrl3"),
         "scale": previous.get("scale", {}),
+        "store_scale": previous.get("store_scale", {}),
     }
     print(f"identity benchmark: {os.cpu_count()} cores, repeat {args.repeat}")
     if not args.no_febrl:
@@ -633,6 +995,25 @@ def main() -> None:
             f" R {m['recall']:.4f} F1 {m['f1']:.4f}"
         )
         print(f"  stages: {json.dumps({k: round(v, 2) for k, v in run['stage_seconds'].items()})}")
+    if args.store_scale:
+        store = run_store(args.store_scale, dry_run=args.store_dry_run)
+        result["store_scale"][str(args.store_scale)] = store
+        print(
+            f"store {args.store_scale:,} profiles (SQLite, sealed), consentry identity dedupe"
+            f"{' --dry-run' if args.store_dry_run else ''}: {store['seconds']:.1f} s,"
+            f" peak RSS {store['peak_rss_mib']:.0f} MiB, CPU {store['cpu_seconds']:.0f} s,"
+            f" load {store['load_average_before']} -> {store['load_average_after']}"
+        )
+        print(f"  stages: {json.dumps(store['stage_seconds'])}")
+        print(f"  reading: {json.dumps(store.get('reading_seconds'))}")
+        print(f"  matching: {json.dumps(store['matching'].get('seconds'))}")
+        for name in ("merged", "merged_and_queued", "merged_and_queued_clustered"):
+            if name in store:
+                m = store[name]
+                print(
+                    f"  {name}: {m['pairs']:,} pairs, P {m['precision']:.4f}"
+                    f" R {m['recall']:.4f} F1 {m['f1']:.4f}"
+                )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {RESULTS.relative_to(ROOT)}")

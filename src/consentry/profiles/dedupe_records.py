@@ -2,8 +2,11 @@
 
 A profile's current traits (Segment's identify traits: ``firstName``/``first_name``,
 ``lastName``, ``name``, ``email``, ``phone``, ``birthday``, and ``address`` with ``street``,
-``city``, ``postalCode``, ``country``; the same keys at the top level are read too) become the
-normalised keys of :mod:`consentry.matching` through the ``quality`` validators:
+``city``, ``postalCode``, ``country``; the same keys at the top level are read too; each under
+every spelling of :mod:`consentry.quality.spellings`, the list the quality audit reads: also
+``given_name``, ``surname``, ``dob``, ``zipcode``, ...) become the normalised keys of
+:mod:`consentry.matching` through the ``quality`` validators (each key function remembers its
+answers for the values it saw: names, streets and dates repeat):
 
 - names: :func:`~consentry.quality.validate_name`, then folded (no accents, case, hyphens or
   apostrophes): "José-Luis O'Brien" and "jose luis obrien" are the same key; a lone ``name``
@@ -11,7 +14,8 @@ normalised keys of :mod:`consentry.matching` through the ``quality`` validators:
 - email: :func:`~consentry.quality.validate_email`, split into local part (without a ``+tag``)
   and domain;
 - phone: :func:`~consentry.quality.validate_phone` in E.164, national numbers read in the
-  address's country (else the workspace's default region);
+  address's country (else the workspace's default region); a number in international form
+  that is one of the profile's stored phone identifiers is taken as it is;
 - birth date: :func:`~consentry.quality.validate_birth_date` as ``YYYYMMDD``;
 - street: the house number taken apart (``12 High Street`` -> ``12`` and ``high st``), common
   street words abbreviated; postcode: :func:`~consentry.quality.validate_postcode` in its
@@ -27,12 +31,14 @@ once.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import date
-from typing import Any
+from functools import lru_cache, wraps
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
+import phonenumbers
 
 from consentry.errors import Invalid
 from consentry.matching import records as rf
@@ -46,7 +52,7 @@ from consentry.matching.model import (
     explain_pairs,
 )
 from consentry.matching.records import RecordBatch
-from consentry.profiles.models import trait_slug
+from consentry.profiles.models import COUNTRY_CODE_ALIASES, normalize_text, trait_slug
 from consentry.quality import (
     Normalised,
     clean_text,
@@ -58,30 +64,13 @@ from consentry.quality import (
     validate_phone,
     validate_postcode,
 )
+from consentry.quality import spellings as sp
 
-# The trait keys read from the store (as sent: each spelling is its own stored key).
-TRAIT_KEYS: tuple[str, ...] = (
-    "first_name",
-    "firstName",
-    "firstname",
-    "last_name",
-    "lastName",
-    "lastname",
-    "name",
-    "email",
-    "phone",
-    "birthday",
-    "date_of_birth",
-    "dateOfBirth",
-    "address",
-    "street",
-    "city",
-    "postal_code",
-    "postalCode",
-    "zip",
-    "postcode",
-    "country",
-)
+# The trait names read (``quality.spellings``, shared with the quality audit): their slugs, and
+# every usual way of writing them (stored keys are compared as written: "given_name" and
+# "givenName" are two keys with one slug).
+TRAIT_SLUGS: frozenset[str] = sp.slugs_of(sp.DEDUPE)
+TRAIT_KEYS: tuple[str, ...] = sp.trait_keys(sp.DEDUPE)
 
 # The matching fields a profile gives (national ids are not traits).
 FIELDS: tuple[str, ...] = (
@@ -97,10 +86,10 @@ FIELDS: tuple[str, ...] = (
     rf.CITY,
 )
 
-_GIVEN = ("firstname", "givenname")
-_SURNAME = ("lastname", "surname", "familyname")
-_BIRTH = ("birthday", "dateofbirth", "birthdate", "dob")
-_POSTCODE = ("postalcode", "postcode", "zip", "zipcode")
+_GIVEN = sp.slugs(sp.GIVEN_NAME)
+_SURNAME = sp.slugs(sp.SURNAME)
+_BIRTH = sp.slugs(sp.BIRTHDAY)
+_POSTCODE = sp.slugs(sp.POSTAL_CODE)
 _NUMBER_FIRST = re.compile(r"^(\d+[a-z]?)(?:[\s,/-]+)(.*\D.*)$")
 _NUMBER_LAST = re.compile(r"^(.*\D.*?)[\s,]+(?:no\.?\s*)?(\d+[a-z]?)$")
 _STREET_WORDS = {
@@ -127,8 +116,27 @@ _STREET_WORDS = {
 _STRASSE = re.compile(r"(?<=\w)(strasse|straße|str\.?)$")
 
 Keys = dict[str, str | None]
+T = TypeVar("T")
+MEMO_SIZE = 1 << 16  # distinct values remembered per key function (names, streets, dates repeat)
 
 
+def _memo(fn: Callable[..., T]) -> Callable[..., T]:
+    """``fn`` remembering its answers for hashable arguments (the key functions are pure: the
+    same value gives the same key, and equal keys come back as one object, which also keeps
+    the run's key columns small). An unhashable value (a list, an object) is computed each time."""
+    cached = lru_cache(maxsize=MEMO_SIZE, typed=True)(fn)
+
+    @wraps(fn)
+    def call(*args: Any) -> T:
+        try:
+            return cached(*args)
+        except TypeError:  # unhashable
+            return fn(*args)
+
+    return call
+
+
+@_memo
 def _text(value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, str | int):
         return None
@@ -151,6 +159,7 @@ def _slugged(traits: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+@_memo
 def name_key(value: Any) -> str | None:
     """A given name or surname as a key; None when it is not a usable name."""
     outcome = validate_name(value)
@@ -159,6 +168,7 @@ def name_key(value: Any) -> str | None:
     return fold(outcome.value) or None
 
 
+@_memo
 def split_name(value: Any) -> tuple[str | None, str | None]:
     """A full name as (given name, surname): the first word and the last."""
     key = name_key(value)
@@ -180,14 +190,55 @@ def email_keys(value: Any) -> tuple[str | None, str | None]:
     return local, domain
 
 
-def phone_key(value: Any, country: str | None) -> str | None:
-    """E.164 of a valid number; a national number is read in ``country``."""
+_PHONE_MARKS = re.compile(r"[\s().\-/]+")
+
+
+@lru_cache(maxsize=512)
+def _region_usable(country: str | None) -> bool:
+    """Whether :func:`~consentry.quality.validate_phone` accepts ``country`` as the region to
+    read a number in (its own checks, before it parses)."""
+    region = (country or "").strip().upper()
+    region = COUNTRY_CODE_ALIASES.get(region, region)
+    if not region:
+        return True
+    if len(region) != 2 or not region.isascii() or not region.isalpha():
+        return False
+    return phonenumbers.country_code_for_region(region) != 0
+
+
+def international_digits(value: Any) -> str | None:
+    """``+`` and the digits of a number written in international form with only spaces,
+    dashes, dots, slashes and brackets between them ("+49 (151) 123-45678", "0049 151 ..."),
+    else None (a national number, letters, an extension)."""
+    if not isinstance(value, str):
+        return None
+    text = normalize_text(value)
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    if not text.startswith("+"):
+        return None
+    digits = _PHONE_MARKS.sub("", text[1:])
+    return "+" + digits if digits.isascii() and digits.isdigit() else None
+
+
+def phone_key(value: Any, country: str | None, known: Collection[str] = ()) -> str | None:
+    """E.164 of a valid number; a national number is read in ``country``.
+
+    ``known`` are E.164 numbers already validated (the profile's stored phone identifiers,
+    normalised by identity resolution with the same numbering plans): a number written in
+    international form whose digits are one of them is that number, without parsing it again
+    (parsing costs about a hundred microseconds a number)."""
+    if known:
+        digits = international_digits(value)
+        if digits is not None and digits in known and _region_usable(country):
+            return digits
     outcome = validate_phone(value, country)
     if not isinstance(outcome, Normalised):
         return None
     return outcome.value.e164
 
 
+@_memo
 def birth_key(value: Any, today: date) -> str | None:
     """``YYYYMMDD`` of a plausible birth date (an ambiguous or impossible one is missing)."""
     outcome = validate_birth_date(value, today=today)
@@ -196,6 +247,7 @@ def birth_key(value: Any, today: date) -> str | None:
     return outcome.value.strftime("%Y%m%d")
 
 
+@_memo
 def street_keys(value: Any) -> tuple[str | None, str | None]:
     """``(house number, street)``: the number before ("12 High Street") or after
     ("Hauptstraße 5") the street, street words abbreviated ("high st", "haupt str")."""
@@ -216,6 +268,7 @@ def street_keys(value: Any) -> tuple[str | None, str | None]:
     return number, street
 
 
+@_memo
 def postcode_key(value: Any, country: str | None) -> str | None:
     """The postcode in its country's form without spaces, lower case; without a known rule
     or country, the cleaned code if it looks like one (2 to 10 letters and digits)."""
@@ -230,6 +283,7 @@ def postcode_key(value: Any, country: str | None) -> str | None:
     return None
 
 
+@_memo
 def country_code(value: Any) -> str | None:
     """ISO 3166-1 alpha-2 of a country code or name, else None."""
     outcome = validate_country(value)
@@ -237,9 +291,14 @@ def country_code(value: Any) -> str | None:
 
 
 def comparison_keys(
-    traits: Mapping[str, Any], *, today: date, default_region: str | None = None
+    traits: Mapping[str, Any],
+    *,
+    today: date,
+    default_region: str | None = None,
+    phones: Collection[str] = (),
 ) -> Keys:
-    """The matching keys of one profile's (opened) traits; a key is None when missing."""
+    """The matching keys of one profile's (opened) traits; a key is None when missing.
+    ``phones``: the profile's stored phone identifiers in E.164 (see :func:`phone_key`)."""
     slugs = _slugged(traits)
     raw_address = slugs.get("address")
     address = _slugged(raw_address) if isinstance(raw_address, Mapping) else {}
@@ -260,7 +319,7 @@ def comparison_keys(
         rf.SURNAME: surname,
         rf.EMAIL_LOCAL: local,
         rf.EMAIL_DOMAIN: domain,
-        rf.PHONE: phone_key(slugs.get("phone"), country or default_region),
+        rf.PHONE: phone_key(slugs.get("phone"), country or default_region, phones),
         rf.BIRTH_DATE: birth_key(_first(slugs, _BIRTH), today),
         rf.STREET_NUMBER: number,
         rf.STREET: street,

@@ -18,6 +18,7 @@ from functools import lru_cache
 from typing import Any, NotRequired, TypedDict
 
 from consentry.profiles.models import trait_slug
+from consentry.quality import spellings as sp
 from consentry.quality.countries import validate_country
 from consentry.quality.dates import MIN_AGE, validate_birth_date
 from consentry.quality.duplicates import DEFAULT_MAX_GROUP, DuplicateFinder
@@ -25,6 +26,7 @@ from consentry.quality.emails import validate_email
 from consentry.quality.phones import validate_phone
 from consentry.quality.postcodes import validate_postcode
 from consentry.quality.problems import Normalised, Outcome, Problem
+from consentry.quality.spellings import slugs
 from consentry.quality.text import validate_name, validate_text
 
 SEALED_PREFIX = "pv1:"  # platform.vault.TOKEN_PREFIX, not imported: the audit stays pure
@@ -75,34 +77,35 @@ class FieldCheck:
 def default_fields(
     *, min_age: int = MIN_AGE, default_country: str | None = None, day_first: bool | None = None
 ) -> tuple[FieldCheck, ...]:
-    """The Segment spec's identify traits that carry data quality. ``day_first`` reads birth
+    """The Segment spec's identify traits that carry data quality, under the spellings of
+    :mod:`consentry.quality.spellings` (shared with de-duplication). ``day_first`` reads birth
     dates such as 05/06/1990 (None counts them as ``date.ambiguous``)."""
 
     def country_of(view: RecordView) -> str | None:
         return view.country or default_country
 
     return (
-        FieldCheck("email", ("email",), lambda v, _: validate_email(v)),
-        FieldCheck("phone", ("phone",), lambda v, r: validate_phone(v, country_of(r))),
-        FieldCheck("first_name", ("firstname",), lambda v, _: validate_name(v)),
-        FieldCheck("last_name", ("lastname",), lambda v, _: validate_name(v)),
-        FieldCheck("name", ("name",), lambda v, _: validate_name(v)),
+        FieldCheck("email", slugs(sp.EMAIL), lambda v, _: validate_email(v)),
+        FieldCheck("phone", slugs(sp.PHONE), lambda v, r: validate_phone(v, country_of(r))),
+        FieldCheck("first_name", slugs(sp.FIRST_NAME), lambda v, _: validate_name(v)),
+        FieldCheck("last_name", slugs(sp.LAST_NAME), lambda v, _: validate_name(v)),
+        FieldCheck("name", slugs(sp.NAME), lambda v, _: validate_name(v)),
         FieldCheck(
             "birthday",
-            ("birthday", "dateofbirth", "birthdate", "dob"),
+            slugs(sp.BIRTHDAY),
             lambda v, r: validate_birth_date(
                 v, today=r.today, min_age=min_age, day_first=day_first
             ),
         ),
-        FieldCheck("country", ("country",), lambda v, _: validate_country(v), in_address=True),
+        FieldCheck("country", slugs(sp.COUNTRY), lambda v, _: validate_country(v), in_address=True),
         FieldCheck(
             "postal_code",
-            ("postalcode", "zip", "zipcode", "postcode"),
+            slugs(sp.POSTAL_CODE),
             lambda v, r: validate_postcode(v, country_of(r)),
             in_address=True,
         ),
         FieldCheck(
-            "city", ("city",), lambda v, _: validate_text(v, max_length=200), in_address=True
+            "city", slugs(sp.CITY), lambda v, _: validate_text(v, max_length=200), in_address=True
         ),
     )
 

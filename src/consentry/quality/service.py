@@ -24,7 +24,6 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from itertools import product
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -34,6 +33,7 @@ from consentry.config import QualitySettings
 from consentry.errors import NotFound
 from consentry.platform.db import Database, utcnow
 from consentry.profiles import service as profiles
+from consentry.quality import spellings
 from consentry.quality.audit import Auditor, default_fields
 from consentry.quality.duplicates import RULES as DUPLICATE_RULES
 from consentry.quality.tables import QualityAuditRow
@@ -43,49 +43,13 @@ PAGE = 1000
 MAX_LIST = 100
 EVERY_PROFILE = datetime(9999, 12, 31, tzinfo=UTC)  # a cut-off no profile is active after
 
-# The trait names the audit reads, as words: every usual spelling of each is fetched
-# ("first_name", "firstName", "FirstName", "first-name", "First Name", "FIRST_NAME", ...).
-# Their slugs are the default fields' keys (tests check it) and "address", whose object holds
-# the country, postcode and city.
-TRAIT_WORDS: tuple[tuple[str, ...], ...] = (
-    ("email",),
-    ("e", "mail"),
-    ("phone",),
-    ("first", "name"),
-    ("last", "name"),
-    ("name",),
-    ("birthday",),
-    ("birth", "day"),
-    ("date", "of", "birth"),
-    ("birth", "date"),
-    ("dob",),
-    ("country",),
-    ("postal", "code"),
-    ("zip",),
-    ("zip", "code"),
-    ("postcode",),
-    ("post", "code"),
-    ("city",),
-    ("address",),
-)
-
-
-def _spellings(words: Sequence[str]) -> set[str]:
-    found = set()
-    for separator, case in product(("", "_", "-", " "), ("lower", "camel", "pascal", "upper")):
-        if case == "lower":
-            parts = list(words)
-        elif case == "upper":
-            parts = [w.upper() for w in words]
-        elif case == "camel":
-            parts = [words[0], *(w.capitalize() for w in words[1:])]
-        else:
-            parts = [w.capitalize() for w in words]
-        found.add(separator.join(parts))
-    return found
-
-
-TRAIT_KEYS: tuple[str, ...] = tuple(sorted(set().union(*(_spellings(w) for w in TRAIT_WORDS))))
+# The trait names the audit reads, as words (``quality.spellings``, shared with
+# de-duplication): every usual spelling of each is fetched ("first_name", "firstName",
+# "FirstName", "first-name", "First Name", "FIRST_NAME", ...). Their slugs are the default
+# fields' keys (tests check it) and "address", whose object holds the country, postcode and city.
+TRAIT_WORDS: tuple[tuple[str, ...], ...] = tuple(w for field in spellings.AUDIT for w in field)
+_spellings = spellings.written
+TRAIT_KEYS: tuple[str, ...] = spellings.trait_keys(spellings.AUDIT)
 
 
 @dataclass(frozen=True, slots=True)
