@@ -10,9 +10,15 @@ consent records appended through the real ledger for part of them. Then measures
   read with plain ``sqlite3`` cursors — the floor no policy can beat — and the ratio to it;
 - with ``--preference-center``, the page latency of ``GET /p/{token}`` under concurrent load.
 
-Prints the figures with the machine's core count and writes bench/results/consent.json.
+With ``--backend postgresql`` the same shop (the cached SQLite file's rows: profiles, country
+traits, consent states) is copied with ``COPY`` into a throwaway PostgreSQL server
+(``tests.support.postgres``) and measured there; the raw read then uses a plain psycopg cursor.
+
+Prints the figures with the machine's core count, load average and backend, and writes
+bench/results/consent.json (``consent_postgresql.json`` with ``--backend postgresql``).
 
     .venv/bin/python bench/consent.py [--subjects 1000000] [--repeat 3] [--preference-center]
+        [--backend sqlite|postgresql]
 """
 
 from __future__ import annotations
@@ -124,6 +130,59 @@ def build(path: Path, subjects: int, seed: int = 11) -> None:
                 append(session=session, workspace_id=WORKSPACE, entries=entries)
             progress.advance(task, min(chunk, subjects - start))
     db.dispose()
+
+
+# the tables a decision reads (and the workspace they belong to), copied in this order
+COPIED = ("workspaces", "profiles", "profile_traits", "consent_state")
+
+
+def copy_to_postgresql(path: Path, url: str) -> None:
+    """The SQLite shop's rows, copied with COPY into the (migrated) PostgreSQL store ``url``."""
+    import psycopg
+
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    lite = sqlite3.connect(path)
+    with psycopg.connect(dsn) as pg, pg.cursor() as cursor:
+        cursor.execute("SET TIME ZONE 'UTC'")  # SQLite's timestamps are naive UTC text
+        for table in COPIED:
+            columns = [
+                r[1] for r in lite.execute(f"PRAGMA table_info({table})")
+            ]  # the names are the schema's, not input
+            names = ", ".join(f'"{c}"' for c in columns)
+            rows = lite.execute(f"SELECT {names} FROM {table}")
+            with cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                while part := rows.fetchmany(50_000):
+                    for row in part:
+                        copy.write_row(row)
+        pg.commit()
+        pg.autocommit = True
+        cursor.execute("VACUUM ANALYZE")
+    lite.close()
+
+
+def raw_read_postgresql(url: str) -> float:
+    """Seconds to read what an audience decision needs, with a plain psycopg cursor."""
+    import psycopg
+
+    start = time.perf_counter()
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        owner = dict(
+            conn.execute(
+                "SELECT id, canonical_id FROM profiles WHERE workspace_id = %s", (WORKSPACE,)
+            ).fetchall()
+        )
+        states = conn.execute(
+            "SELECT profile_id, state, occurred_at, expires_at FROM consent_state "
+            "WHERE workspace_id = %s AND purpose = %s AND channel IN (%s, 'any')",
+            (WORKSPACE, PURPOSE, CHANNEL),
+        ).fetchall()
+        countries = conn.execute(
+            "SELECT canonical_id, value FROM profile_traits "
+            "WHERE workspace_id = %s AND key = 'country'",
+            (WORKSPACE,),
+        ).fetchall()
+    assert owner and states and countries
+    return time.perf_counter() - start
 
 
 def canonical_ids(path: Path) -> list[str]:
@@ -269,6 +328,7 @@ def main() -> None:
     parser.add_argument("--subjects", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--preference-center", action="store_true")
+    parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
     args = parser.parse_args()
     cache = ROOT / "bench/.cache"
     cache.mkdir(parents=True, exist_ok=True)
@@ -280,12 +340,57 @@ def main() -> None:
         build(partial, args.subjects)
         partial.rename(path)
     upgrade(f"sqlite:///{path}")  # a store cached by an older version gets the new indexes
-    db = open_database(Settings(environment="test", database_url=f"sqlite:///{path}"))
+    url = f"sqlite:///{path}"
+    postgres = None
+    if args.backend == "postgresql":
+        from tests.support.postgres import ThrowawayPostgres, find_bindir
+
+        bindir = find_bindir()
+        if bindir is None:
+            raise SystemExit("PostgreSQL binaries not found (make check-postgres)")
+        postgres = ThrowawayPostgres(bindir)
+        postgres.start()
+        url = postgres.create_database()
+        upgrade(url)
+        started = time.perf_counter()
+        copy_to_postgresql(path, url)
+        print(f"copied the shop into PostgreSQL in {time.perf_counter() - started:.0f} s")
+    try:
+        result = measure(path, url, args)
+    finally:
+        if postgres is not None:
+            postgres.stop()
+    suffix = "" if args.backend == "sqlite" else f"_{args.backend}"
+    out = ROOT / f"bench/results/consent{suffix}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(
+        f"cores={result['cores']} subjects={result['subjects']:,} backend={args.backend} "
+        f"load average {result['load_average']} (median of {args.repeat})"
+    )
+    print(f"can_use: {result['can_use_per_s']:,.0f} decisions/s (one subject at a time)")
+    print(
+        f"can_use_many: {result['can_use_many_seconds']:.2f} s for every subject "
+        f"({result['can_use_many_subjects_per_s']:,.0f}/s); raw read of the same rows "
+        f"{result['raw_read_seconds']:.2f} s; ratio {result['ratio_to_raw']:.1f}x; target < 5 s"
+    )
+    if "preference_center" in result:
+        p = result["preference_center"]
+        print(
+            f"preference center GET /p/{{token}}: p50 {p['p50_ms']:.1f} ms, "
+            f"p99 {p['p99_ms']:.1f} ms ({p['clients']} clients)"
+        )
+    print(f"written to {out.relative_to(ROOT)}")
+
+
+def measure(path: Path, url: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The figures on the store ``url`` (the shop at ``path``, or its copy)."""
+    db = open_database(Settings(environment="test", database_url=url))
     ids = canonical_ids(path)
     raw, batch, singles = [], [], []
     reasons: dict[str, int] = {}
     for i in range(args.repeat):
-        raw.append(raw_read(path))
+        raw.append(raw_read(path) if url.startswith("sqlite") else raw_read_postgresql(url))
         seconds, reasons = audience(db, ids)
         batch.append(seconds)
         singles.append(single_decisions(db, ids))
@@ -296,7 +401,9 @@ def main() -> None:
         )
     result: dict[str, Any] = {
         "benchmark": "consent",
+        "backend": args.backend,
         "cores": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "subjects": len(ids),
         "repeat": args.repeat,
         "can_use_per_s": statistics.median(singles),
@@ -308,24 +415,10 @@ def main() -> None:
     }
     db.dispose()
     if args.preference_center:
+        if args.backend != "sqlite":
+            raise SystemExit("--preference-center runs on the SQLite shop only")
         result["preference_center"] = preference_center(path)
-    out = ROOT / "bench/results/consent.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"cores={result['cores']} subjects={result['subjects']:,} (median of {args.repeat})")
-    print(f"can_use: {result['can_use_per_s']:,.0f} decisions/s (one subject at a time)")
-    print(
-        f"can_use_many: {result['can_use_many_seconds']:.2f} s for every subject "
-        f"({result['can_use_many_subjects_per_s']:,.0f}/s); raw sqlite3 read of the same rows "
-        f"{result['raw_read_seconds']:.2f} s; ratio {result['ratio_to_raw']:.1f}x; target < 5 s"
-    )
-    if "preference_center" in result:
-        p = result["preference_center"]
-        print(
-            f"preference center GET /p/{{token}}: p50 {p['p50_ms']:.1f} ms, "
-            f"p99 {p['p99_ms']:.1f} ms ({p['clients']} clients)"
-        )
-    print(f"written to {out.relative_to(ROOT)}")
+    return result
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ After a warm-up, each round asks in turn:
 - ``GET /v1/recommendations/item/{product}?count=10``.
 
 Wall-clock latency per request as the client sees it: p50 / p99 / mean per endpoint, with the
-machine's cores and load average. Target: p99 of the customer recommendations < 20 ms.
+machine's cores and load average. Target: p99 of the customer recommendations < 20 ms. Before
+the server starts, the statements one recommendation request sends are counted in process
+(``statements_per_request``).
 
     .venv/bin/python bench/recommend_serving.py [--customers 20000] [--rounds 2000]
         [--backend sqlite|postgresql]
@@ -35,6 +37,7 @@ import json
 import os
 import platform
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -45,6 +48,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+from sqlalchemy import event
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
@@ -138,6 +142,35 @@ def stats(values: list[float]) -> dict[str, float]:
         "mean_ms": round(float(ms.mean()), 3),
         "max_ms": round(float(ms.max()), 3),
     }
+
+
+def statements_per_request(db: Database, settings: Settings, people: list[str]) -> dict[str, Any]:
+    """The statements one ``GET /v1/recommendations/{profile}`` sends in its transaction (the
+    service call the route makes, counted with SQLAlchemy's ``before_cursor_execute``), median
+    per kind of answer; the server adds the token check (one more statement in a transaction
+    of its own), and on PostgreSQL each transaction's BEGIN and ROLLBACK."""
+    counted: list[int] = [0]
+
+    def count(*_args: Any) -> None:
+        counted[0] += 1
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    found: dict[str, list[int]] = {}
+    try:
+        rng = random.Random(3)
+        for _ in range(300):
+            with db.read() as session:
+                counted[0] = 0
+                answer = recommend.for_profile(
+                    session=session,
+                    workspace_id=WORKSPACE,
+                    profile_id=rng.choice(people),
+                    settings=settings.recommend,
+                )
+                found.setdefault(f"{answer['kind']}/{answer['reason']}", []).append(counted[0])
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    return {kind: statistics.median(n) for kind, n in sorted(found.items())}
 
 
 def measure(url: str, token: str, people: list[str], products: list[str], rounds: int) -> Any:
@@ -251,6 +284,8 @@ def run(url: str, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
                 )
             ]
             size = recommend.models(session=session, workspace_id=WORKSPACE)[0]["bytes"]
+        statements = statements_per_request(db, settings, people)
+        print(f"  statements per recommendation request (its own transaction): {statements}")
     finally:
         close_database(db)
     products = [p["product_id"] for items in catalogue().values() for p in items]
@@ -271,6 +306,7 @@ def run(url: str, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
         "rounds": args.rounds,
         "latency": latency,
         "kinds": kinds,
+        "statements_per_request": statements,
         "target_p99_ms": 20,
         "target_met": p99 < 20,
     }

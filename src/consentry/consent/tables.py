@@ -50,7 +50,21 @@ class ConsentStateRow(Base):
     """The latest record (by occurred_at) of each profile, purpose and channel."""
 
     __tablename__ = "consent_state"
-    __table_args__ = (Index("ix_consent_state_ws_purpose", "workspace_id", "purpose", "channel"),)
+    __table_args__ = (
+        # covering: consent.policy reads a purpose's states from the index alone (0026)
+        Index(
+            "ix_consent_state_policy",
+            "workspace_id",
+            "purpose",
+            "channel",
+            "profile_id",
+            "state",
+            "legal_basis",
+            "record_id",
+            "occurred_at",
+            "expires_at",
+        ),
+    )
 
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), primary_key=True)
     profile_id: Mapped[str] = mapped_column(String(36), primary_key=True)

@@ -7,13 +7,17 @@ read and filtered in memory.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, func, select
+import psycopg
+from sqlalchemy import ColumnElement, Select, Text, func, or_, select
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
+from consentry.platform.jsoncodec import json_loads
 from consentry.platform.vault import vault_of
 from consentry.profiles.models import trait_field
 from consentry.profiles.personal import personal_in
@@ -205,3 +209,186 @@ def members_many(
             else:
                 found.append(member)
     return out
+
+
+# --- whole-workspace reads for decisions over audiences of any size ------------------------------
+
+
+_cursor_numbers = itertools.count()  # server-side cursors need distinct names
+
+
+def raw_batches(
+    session: Session, statement: Select[*tuple[Any, ...]], batch: int = FETCH
+) -> Iterator[list[tuple[Any, ...]]]:
+    """The rows of ``statement`` as the driver returns them (no SQLAlchemy type processing: a
+    SQLite timestamp is its text, a JSON value its text), ``batch`` at a time, on the
+    session's connection and in its transaction: PostgreSQL streams them through a
+    server-side cursor, SQLite through its raw cursor. Bind only plain values (text, numbers,
+    lists of them): they reach the driver as given."""
+    connection = session.connection()
+    compiled = statement.compile(
+        dialect=connection.dialect, compile_kwargs={"render_postcompile": True}
+    )
+    raw = connection.connection.dbapi_connection
+    if raw is None:
+        raise RuntimeError("the session's connection is closed")
+    if connection.dialect.name == "postgresql":
+        pg = cast(psycopg.Connection[Any], raw)
+        with pg.cursor(name=f"consentry_raw_{next(_cursor_numbers)}") as cursor:
+            cursor.itersize = batch
+            cursor.execute(str(compiled), compiled.params)
+            while rows := cursor.fetchmany(batch):
+                yield cast(list[tuple[Any, ...]], rows)
+        return
+    lite = raw.cursor()
+    try:
+        names = compiled.positiontup or []
+        lite.execute(str(compiled), tuple(compiled.params[name] for name in names))
+        while part := lite.fetchmany(batch):
+            yield cast(list[tuple[Any, ...]], part)
+    finally:
+        lite.close()
+
+
+UNIFIED_PAGE = 250_000  # unified ids per page of :func:`unified_index`
+_SEPARATOR = "\x1f"  # joins ids in one text value (ids are UUIDs: never in them)
+
+
+def unified_index(*, session: Session, workspace_id: str) -> tuple[set[str], dict[str, str]]:
+    """Every unified profile id of the workspace, and the unified profile of every other profile
+    (a merged member), for deciding over audiences too large for ``IN`` lists. The store joins
+    the unified ids into one text value (one Python object instead of one row per id): SQLite
+    a page at a time along the covering index on ``(workspace_id, canonical_id, id)``
+    (``group_concat``); PostgreSQL in one ``string_agg`` over the workspace, as its planner
+    sorts each page of an ordered read instead of following the index (a text value holds up
+    to 1 GB: about 27 million ids)."""
+    unified = _unified_ids(session, workspace_id)
+    members: dict[str, str] = {}
+    for part in raw_batches(
+        session,
+        select(ProfileRow.id, ProfileRow.canonical_id).where(
+            ProfileRow.workspace_id == workspace_id, ProfileRow.id != ProfileRow.canonical_id
+        ),
+    ):
+        members.update(part)
+    return unified, members
+
+
+def _unified_ids(session: Session, workspace_id: str) -> set[str]:
+    is_unified = ProfileRow.id == ProfileRow.canonical_id
+    if session.get_bind().dialect.name == "postgresql":
+        every = select(func.string_agg(ProfileRow.id, _SEPARATOR)).where(
+            ProfileRow.workspace_id == workspace_id, is_unified
+        )
+        text = session.execute(every).scalar()
+        return set(text.split(_SEPARATOR)) if text else set()
+    unified: set[str] = set()
+    after = ""
+    while True:
+        page = (
+            select(ProfileRow.canonical_id.label("id"))
+            .where(
+                ProfileRow.workspace_id == workspace_id,
+                is_unified,
+                ProfileRow.canonical_id > after,
+            )
+            .order_by(ProfileRow.canonical_id)
+            .limit(UNIFIED_PAGE)
+            .subquery()
+        )
+        text = session.execute(select(func.group_concat(page.c.id, _SEPARATOR))).scalar()
+        if not text:
+            return unified
+        ids = text.split(_SEPARATOR)
+        unified.update(ids)
+        if len(ids) < UNIFIED_PAGE:
+            return unified
+        after = max(ids)
+
+
+def trait_values(*, session: Session, workspace_id: str, key: str) -> dict[Any, Any]:
+    """Each distinct current value of trait ``key`` in the workspace: its stored form (an opaque
+    code, as :func:`trait_code_holders` takes it) -> the value (personal values opened, ``None``
+    where the key was destroyed). One pass the store makes alone (``DISTINCT``); a value
+    shared by a million profiles is decoded once."""
+    t = CurrentTraitRow
+    stored = sql_cast(t.value, Text)
+    statement = select(stored).where(t.workspace_id == workspace_id, t.key == key).distinct()
+    codes = [code for part in raw_batches(session, statement) for (code,) in part]
+    decoded = [None if code is None else json_loads(code) for code in codes]
+    field = trait_field(key)
+    opened = vault_of(session).open_many(workspace_id, [(field, value) for value in decoded])
+    return dict(zip(codes, opened, strict=True))
+
+
+HOLDERS_IN_LIST = 1000  # codes asked for in the statement; beyond, every holder is read
+
+
+def trait_code_holders(
+    *, session: Session, workspace_id: str, key: str, codes: Collection[Any]
+) -> dict[str, Any]:
+    """The unified profiles whose trait ``key`` has one of these stored forms (codes of
+    :func:`trait_values`), each with its code: only the rows asked for cross into Python."""
+    t = CurrentTraitRow
+    stored = sql_cast(t.value, Text)
+    statement = select(t.canonical_id, stored).where(t.workspace_id == workspace_id, t.key == key)
+    wanted = set(codes)
+    out: dict[str, Any] = {}
+    if len(wanted) <= HOLDERS_IN_LIST:
+        asked = sorted(c for c in wanted if c is not None)
+        conditions = [stored.in_(asked)] if asked else []
+        if None in wanted:
+            conditions.append(t.value.is_(None))
+        if not conditions:
+            return out
+        for part in raw_batches(session, statement.where(or_(*conditions))):
+            out.update(part)
+        return out
+    for part in raw_batches(session, statement):
+        out.update((canonical, code) for canonical, code in part if code in wanted)
+    return out
+
+
+def person_select(
+    workspace_id: str | ColumnElement[str], profile_id: str | ColumnElement[str]
+) -> Select[str, str]:
+    """``(member id, canonical id)`` of every member of the unified profile ``profile_id``
+    belongs to (none when it is no profile of the workspace): one indexed look-up, as a
+    selectable that a single-subject query can join (consent.policy reads a person's consent
+    in one round trip). Either argument may be a bound parameter, so that the statement is
+    built once and executed many times."""
+    person = (
+        select(ProfileRow.canonical_id)
+        .where(ProfileRow.workspace_id == workspace_id, ProfileRow.id == profile_id)
+        .scalar_subquery()
+    )
+    return select(
+        ProfileRow.id.label("member_id"), ProfileRow.canonical_id.label("canonical_id")
+    ).where(ProfileRow.workspace_id == workspace_id, ProfileRow.canonical_id == person)
+
+
+def person_traits_select(
+    workspace_id: str | ColumnElement[str],
+    canonical_id: str | ColumnElement[str],
+    keys: Collection[str],
+) -> Select[str, Any]:
+    """``(key, value)`` of the current traits ``keys`` of one unified profile (values as stored:
+    a personal trait's value is a sealed token, see :func:`open_trait_values`). Read by the
+    primary key; the workspace predicate is kept off the indexes (``workspace_id || ''``),
+    as SQLite would otherwise scan the workspace's index on ``(workspace_id, key)``."""
+    t = CurrentTraitRow
+    return select(t.key.label("key"), t.value.label("value")).where(
+        t.canonical_id == canonical_id,
+        t.key.in_(sorted(keys)),
+        t.workspace_id.concat("") == workspace_id,
+    )
+
+
+def open_trait_values(
+    session: Session, workspace_id: str, items: Sequence[tuple[str, Any]]
+) -> list[Any]:
+    """The values of ``(key, stored value)`` pairs read through :func:`person_traits_select`:
+    sealed ones opened (``None`` where the key was destroyed), the others as they are."""
+    return vault_of(session).open_many(
+        workspace_id, [(trait_field(key), value) for key, value in items]
+    )
