@@ -118,7 +118,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from rich.progress import Progress  # noqa: E402
-from sqlalchemy import Table, event, insert, select  # noqa: E402
+from sqlalchemy import Table, event, insert, literal, select  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
 
 from consentry.commerce.tables import CartRow, OrderItemRow, OrderRow  # noqa: E402
@@ -152,7 +152,7 @@ from consentry.profiles.tables import (  # noqa: E402
     TraitHistoryRow,
 )
 from consentry.recommend import service as recommend  # noqa: E402
-from consentry.recommend.tables import RecommendModelRow  # noqa: E402
+from consentry.recommend.tables import RecommendModelBlockRow, RecommendModelRow  # noqa: E402
 from consentry.stores import open_database  # noqa: E402
 
 WORKSPACE = "bench-privacy"
@@ -697,6 +697,7 @@ def train_models(db: Database, trained_versions: int = MODEL_VERSIONS) -> dict[s
         assert last is not None
         for version in range(last.version + 1, MODEL_VERSIONS + 1):
             last.active = False
+            copied = last.id
             last = RecommendModelRow(
                 id=str(uuid.uuid4()),
                 workspace_id=WORKSPACE,
@@ -710,6 +711,15 @@ def train_models(db: Database, trained_versions: int = MODEL_VERSIONS) -> dict[s
             )
             session.add(last)
             session.flush()
+            b = RecommendModelBlockRow  # its member rows too (the arrays of a version)
+            session.execute(
+                insert(b).from_select(
+                    ["model_id", "member", "block", "workspace_id", "data"],
+                    select(literal(last.id), b.member, b.block, b.workspace_id, b.data).where(
+                        b.model_id == copied
+                    ),
+                )
+            )
     with db.read() as session:
         stored = recommend.models(session=session, workspace_id=WORKSPACE)
         manifest = session.scalar(

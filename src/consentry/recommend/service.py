@@ -11,7 +11,12 @@ customer's last order (fitted on what came before), beside the most-popular base
 
 Erasure (:func:`erase_subject`) removes a person from every stored artefact of the workspace:
 their id, list, segment and order count go, so nothing stored links them to a list any more;
-the artefact's revision is bumped so every server loads it again.
+the artefact's revision is bumped so every server loads it again. The versions holding a person,
+and their rows, are found in ``recommend_model_subjects`` (written in bulk at training) without
+unpacking any artefact. A version's arrays are stored as member rows (``recommend_model_blocks``,
+``recommend.container``: the per-customer arrays in blocks of 2,048 rows), so an erasure reads
+and rewrites only the rows of the blocks holding the person, and an access request reads only
+those: the work does not grow with the model's size.
 """
 
 from __future__ import annotations
@@ -19,23 +24,25 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+import pyarrow as pa
 from numpy.typing import NDArray
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy.orm import Session, defer
 
 from consentry.config import RecommendSettings
 from consentry.errors import Conflict, FieldError, NotFound
+from consentry.platform import columnar
 from consentry.platform.db import Database, lock_workspace, utcnow
 from consentry.platform.timing import StepClock, StepProgress
-from consentry.recommend import feed
+from consentry.recommend import container, feed
 from consentry.recommend._arrays import csr
-from consentry.recommend.artefact import ModelArtefact, neighbour_arrays, specs
+from consentry.recommend.artefact import ArtefactError, ModelArtefact, neighbour_arrays
 from consentry.recommend.hybrid import Hybrid
 from consentry.recommend.interactions import InteractionWeights, last_order_split
 from consentry.recommend.itemknn import ItemItem
@@ -53,10 +60,14 @@ from consentry.recommend.serving import (
     for_profile,
     forget,
     offers_for,
-    pack,
-    unpack,
 )
-from consentry.recommend.tables import RecommendModelRow
+from consentry.recommend.tables import (
+    RecommendModelBlockRow,
+    RecommendModelRow,
+    RecommendModelSubjectRow,
+    stored_arrays,
+    stored_members,
+)
 
 __all__ = [
     "CONTEXTS",
@@ -79,6 +90,8 @@ __all__ = [
 ]
 
 Progress = StepProgress
+SUBJECTS = cast(Table, RecommendModelSubjectRow.__table__)
+BLOCKS = cast(Table, RecommendModelBlockRow.__table__)
 STEPS = ("read", "evaluate", "fit", "store")
 K = 10
 
@@ -158,8 +171,10 @@ def _bought_once_matrix(hybrid: Hybrid, replenishable: NDArray[np.bool_]) -> Any
 
 def _build(
     data: feed.ShopData, settings: RecommendSettings, metrics: dict[str, float], at: datetime
-) -> tuple[dict[str, Any], bytes]:
-    """Fit, precompute, and pack: the manifest (JSON) and the artefact (npz bytes)."""
+) -> tuple[dict[str, Any], dict[container.Key, bytes]]:
+    """Fit, precompute, and pack: the manifest (JSON) and the artefact's members
+    (``container.pack``: zlib members, the per-customer arrays in blocks of rows; a fresh
+    ``artefact_id``)."""
     hybrid = _hybrid(settings).fit(
         data.purchases, browsing=data.browsing or None, segments=data.segments
     )
@@ -208,18 +223,21 @@ def _build(
         "viewed_items": viewed.items,
         "viewed_scores": viewed.scores,
     }
-    artefact_manifest = replace(built.manifest, arrays=specs(arrays))
+    artefact_manifest = replace(built.manifest, arrays=container.array_specs(arrays))
+    members, layout = container.pack({**arrays, **extra})
     manifest = {
         "artefact": json.loads(artefact_manifest.to_json()),
-        "extra": specs(extra),
+        "extra": container.array_specs(extra),
         "counts": {**data.counts, "replenishable": int(replenishable.sum())},
         "metrics": metrics,
         "parameters": {**hybrid.parameters(), "top_n": settings.top_n},
         "categories": data.category_names,
         "segments": data.segment_names,
         "erased": 0,
+        "artefact_id": str(uuid.uuid4()),
+        "layout": layout,
     }
-    return manifest, pack({**arrays, **extra})
+    return manifest, members
 
 
 def train(
@@ -252,7 +270,7 @@ def train(
         )
     report.metrics = _offline_metrics(data, settings) if settings.evaluate else {}
     clock.step("evaluate")
-    manifest, blob = _build(data, settings, report.metrics, as_of)
+    manifest, members = _build(data, settings, report.metrics, as_of)
     report.parameters = manifest["parameters"]
     clock.step("fit")
     with db.write() as session:
@@ -270,9 +288,10 @@ def train(
             .where(RecommendModelRow.workspace_id == workspace_id)
             .values(active=False)
         )
+        model_id = str(uuid.uuid4())
         session.add(
             RecommendModelRow(
-                id=str(uuid.uuid4()),
+                id=model_id,
                 workspace_id=workspace_id,
                 version=report.version,
                 revision=0,
@@ -280,10 +299,12 @@ def train(
                 as_of=as_of,
                 active=True,
                 manifest=manifest,
-                artefact=blob,
+                artefact=None,
             )
         )
         session.flush()
+        _store_members(session, workspace_id, model_id, members)
+        _index(session, workspace_id, manifest["artefact_id"], data.profile_ids)
         report.removed_versions = _prune(session, workspace_id, settings.keep_versions)
     forget(workspace_id)
     clock.step("store")
@@ -299,13 +320,70 @@ def _prune(session: Session, workspace_id: str, keep: int) -> list[int]:
     ).all()
     old = [v for i, (v, active) in enumerate(versions) if i >= keep and not active]
     if old:
+        r, b = RecommendModelRow, RecommendModelBlockRow
+        gone = select(r.id).where(r.workspace_id == workspace_id, r.version.in_(old))
+        session.execute(delete(b).where(b.workspace_id == workspace_id, b.model_id.in_(gone)))
         session.execute(
             delete(RecommendModelRow).where(
                 RecommendModelRow.workspace_id == workspace_id,
                 RecommendModelRow.version.in_(old),
             )
         )
+        kept = {
+            key
+            for manifest in session.scalars(
+                select(RecommendModelRow.manifest).where(
+                    RecommendModelRow.workspace_id == workspace_id
+                )
+            )
+            if (key := manifest.get("artefact_id")) is not None
+        }
+        s = RecommendModelSubjectRow
+        session.execute(delete(s).where(s.workspace_id == workspace_id, s.artefact_id.not_in(kept)))
     return sorted(old)
+
+
+def _store_members(
+    session: Session, workspace_id: str, model_id: str, members: container.Members
+) -> None:
+    """A version's member rows, in bulk (one executemany)."""
+    session.execute(
+        insert(BLOCKS),
+        [
+            {
+                "model_id": model_id,
+                "member": name,
+                "block": block,
+                "workspace_id": workspace_id,
+                "data": data,
+            }
+            for (name, block), data in members.items()
+        ],
+    )
+
+
+def _index(
+    session: Session, workspace_id: str, artefact_id: str, profile_ids: NDArray[Any]
+) -> None:
+    """The look-up entries of an artefact: each profile it holds (blanked rows left out) and
+    its row, in bulk (COPY on PostgreSQL, executemany on SQLite)."""
+    ids = np.asarray(profile_ids, dtype=np.str_)
+    rows = np.nonzero(ids != "")[0]
+    if rows.size == 0:
+        return
+    n = int(rows.size)
+    columnar.copy_table(
+        session,
+        SUBJECTS,
+        pa.table(
+            {
+                "artefact_id": pa.array([artefact_id] * n, pa.string()),
+                "row_index": pa.array(rows.astype(np.int64), pa.int64()),
+                "workspace_id": pa.array([workspace_id] * n, pa.string()),
+                "profile_id": pa.array(ids[rows].tolist(), pa.string()),
+            }
+        ),
+    )
 
 
 # --- versions ------------------------------------------------------------------------------------
@@ -344,7 +422,15 @@ def models(*, session: Session, workspace_id: str) -> list[dict[str, Any]]:
         .where(r.workspace_id == workspace_id)
         .order_by(r.version.desc())
     ).all()
-    return [_model_document(row, int(row[-1] or 0)) for row in rows]
+    return [
+        _model_document(
+            row,
+            container.stored_bytes(row.manifest)
+            if container.is_rows(row.manifest)
+            else int(row[-1] or 0),
+        )
+        for row in rows
+    ]
 
 
 def activate(*, session: Session, workspace_id: str, version: int) -> dict[str, Any]:
@@ -375,26 +461,60 @@ def activate(*, session: Session, workspace_id: str, version: int) -> dict[str, 
 
 def _versions_holding(
     session: Session, workspace_id: str, profile_ids: Collection[str]
-) -> Iterator[tuple[RecommendModelRow, NDArray[np.intp]]]:
-    """Each stored version (newest first) that holds any of these profiles, with their
-    positions in it. Only the profile ids are unpacked to look: a version that does not know
-    them is left compressed."""
-    wanted = np.asarray(sorted(set(profile_ids)), dtype=np.str_)
-    if wanted.size == 0:
-        return
-    rows = session.scalars(
-        select(RecommendModelRow)
-        .where(RecommendModelRow.workspace_id == workspace_id)
-        .order_by(RecommendModelRow.version.desc())
+) -> list[tuple[RecommendModelRow, NDArray[np.intp]]]:
+    """Each stored version (newest first) that holds any of these profiles, with their rows in
+    it (ascending), from the look-up entries: no artefact is read. A version stored without
+    entries (no ``artefact_id`` in its manifest: stored before migration 0027 and not
+    converted) is searched by unpacking its profile ids."""
+    wanted = sorted(set(profile_ids))
+    if not wanted:
+        return []
+    s, r = RecommendModelSubjectRow, RecommendModelRow
+    found: dict[str, set[int]] = {}
+    for artefact_id, row_index in session.execute(
+        select(s.artefact_id, s.row_index).where(
+            s.workspace_id == workspace_id, s.profile_id.in_(wanted)
+        )
+    ):
+        found.setdefault(artefact_id, set()).add(int(row_index))
+    versions = session.scalars(
+        select(r)
+        .options(defer(r.artefact))
+        .where(r.workspace_id == workspace_id)
+        .order_by(r.version.desc())
     ).all()
-    for row in rows:
-        ids = unpack(row.manifest, row.artefact, ("profile_ids",))["profile_ids"]
-        hit = np.nonzero(np.isin(ids, wanted))[0]
+    held: list[tuple[RecommendModelRow, NDArray[np.intp]]] = []
+    for row in versions:
+        key = row.manifest.get("artefact_id")
+        if key is None:
+            ids = stored_arrays(session, row, ("profile_ids",))["profile_ids"]
+            hit = np.nonzero(np.isin(ids, np.asarray(wanted, dtype=np.str_)))[0]
+        else:
+            hit = np.asarray(sorted(found.get(key, ())), dtype=np.intp)
         if hit.size:
-            yield row, hit
+            held.append((row, hit))
+    return held
 
 
 SUBJECT_ARRAYS = ("product_ids", "user_items", "user_segments", "user_orders")
+
+
+def _subject_arrays(
+    session: Session, row: RecommendModelRow, hit: NDArray[np.intp]
+) -> dict[str, NDArray[Any]]:
+    """The products and, for these rows (ascending), the lists, segments and order counts of
+    a stored version: only the member rows holding them are read (one query). A version still
+    stored in ``artefact`` (before migration 0027) is unpacked."""
+    manifest = row.manifest
+    rows = hit.tolist()
+    if not container.is_rows(manifest):
+        arrays = stored_arrays(session, row, SUBJECT_ARRAYS)
+        return {
+            name: array if name == "product_ids" else array[hit] for name, array in arrays.items()
+        }
+    wanted = container.members_for(manifest, SUBJECT_ARRAYS, rows)
+    members = stored_members(session, row, wanted)
+    return container.read_rows(manifest, members, SUBJECT_ARRAYS, rows)
 
 
 def subject_data(
@@ -404,10 +524,10 @@ def subject_data(
     version that knows them, the precomputed list, the segment and the orders it counted."""
     found: list[dict[str, Any]] = []
     for row, hit in _versions_holding(session, workspace_id, profile_ids):
-        arrays = unpack(row.manifest, row.artefact, SUBJECT_ARRAYS)
+        arrays = _subject_arrays(session, row, hit)
         products = arrays["product_ids"].tolist()
         segment_names = list(row.manifest.get("segments", []))
-        for i in hit.tolist():
+        for i in range(hit.size):
             segment = int(arrays["user_segments"][i])
             named = 0 <= segment < len(segment_names)
             found.append(
@@ -428,30 +548,65 @@ def subject_data(
 
 def erase_subject(*, session: Session, workspace_id: str, profile_ids: Collection[str]) -> int:
     """Remove these profiles from every stored artefact of the workspace (an erasure): their
-    id, precomputed list, segment and order count go; the artefact's revision is bumped so
-    servers load it again. How many (version, profile) entries went."""
+    id, precomputed list, scores, segment and order count are blanked in the blocks holding
+    them (only those member rows are read and written), and their look-up entries go; the
+    artefact's revision is bumped so servers load it again. A version still stored in
+    ``artefact`` (before migration 0027) is converted to member rows on the way, and one
+    stored without look-up entries gets them. How many (version, profile) entries went."""
     removed = 0
     for row, hit in _versions_holding(session, workspace_id, profile_ids):
-        arrays = unpack(row.manifest, row.artefact)
-        for name, blank in (
-            ("profile_ids", ""),
-            ("user_items", -1),
-            ("user_scores", -np.inf),
-            ("user_segments", -1),
-            ("user_orders", 0),
-        ):
-            changed = arrays[name].copy()
-            changed[hit] = blank
-            arrays[name] = changed
-        manifest = json.loads(json.dumps(row.manifest))
-        for section in (manifest["artefact"]["arrays"], manifest["extra"]):
-            section.update(specs({name: arrays[name] for name in section}))
+        rows = hit.tolist()
+        if container.is_rows(row.manifest):
+            wanted = container.blocked_members(row.manifest, rows)
+            manifest, changed = container.blank_rows(
+                row.manifest, stored_members(session, row, wanted), rows
+            )
+            _rewrite_members(session, workspace_id, row.id, changed)
+            members: container.Members = changed
+        else:
+            if row.artefact is None:
+                raise ArtefactError("the stored artefact is missing")
+            manifest, members = container.convert(row.manifest, row.artefact)
+            manifest, changed = container.blank_rows(manifest, members, rows)
+            members = {**members, **changed}
+            _store_members(session, workspace_id, row.id, members)
+            row.artefact = None
         manifest["erased"] = int(manifest.get("erased", 0)) + int(hit.size)
+        if manifest.get("artefact_id") is None:
+            manifest["artefact_id"] = str(uuid.uuid4())
+            ids = container.unpack_members(manifest, members, ("profile_ids",))["profile_ids"]
+            _index(session, workspace_id, manifest["artefact_id"], ids)
         row.manifest = manifest
-        row.artefact = pack(arrays)
         row.revision += 1
         removed += int(hit.size)
+    wanted_ids = sorted(set(profile_ids))
+    if wanted_ids:
+        s = RecommendModelSubjectRow
+        session.execute(
+            delete(s).where(s.workspace_id == workspace_id, s.profile_id.in_(wanted_ids))
+        )
     if removed:
         session.flush()
         forget(workspace_id)  # this process at once; the others see the revision
     return removed
+
+
+def _rewrite_members(
+    session: Session, workspace_id: str, model_id: str, changed: container.Members
+) -> None:
+    """New data for some member rows of a version (the blocks an erasure blanked)."""
+    b = BLOCKS.c
+    session.execute(
+        update(BLOCKS)
+        .where(
+            b.model_id == bindparam("m"),
+            b.member == bindparam("n"),
+            b.block == bindparam("k"),
+            b.workspace_id == bindparam("w"),
+        )
+        .values(data=bindparam("d")),
+        [
+            {"m": model_id, "n": name, "k": block, "w": workspace_id, "d": data}
+            for (name, block), data in changed.items()
+        ],
+    )

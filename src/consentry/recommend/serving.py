@@ -1,10 +1,11 @@
 """Serving recommendations: the stored form of a trained model, the per-process cache of the
 active one, and the answers (per customer, per product, next best offer).
 
-A stored artefact is one ``numpy.savez_compressed`` file holding the arrays of
-``recommend.artefact`` and those that map them to the workspace (profile and product ids, the
-products' categories, availability and replenishment, each customer's order count, the "also
-viewed" neighbours), each array's dtype, shape and SHA-256 in the manifest, checked on load.
+A stored artefact holds the arrays of ``recommend.artefact`` and those that map them to the
+workspace (profile and product ids, the products' categories, availability and replenishment,
+each customer's order count, the "also viewed" neighbours) as zlib members, the per-customer
+arrays in blocks of rows (``recommend.container``: older stores' npz files are read too); every
+array's dtype and shape and every member's SHA-256 are in the manifest, checked on load.
 
 The active artefact is loaded once per process (cache keyed by store and workspace, checked
 against the active row's id and revision: one indexed query, at most once a second, notices a
@@ -22,12 +23,11 @@ made since the training counts, and so does a fallback list).
 
 from __future__ import annotations
 
-import io
 import json
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from consentry.analytics import service as analytics
 from consentry.commerce import feed as commerce_feed
@@ -44,18 +44,11 @@ from consentry.config import RecommendSettings
 from consentry.consent import policy
 from consentry.consent.models import ANY_CHANNEL, CHANNELS
 from consentry.errors import Conflict, FieldError, Invalid, NotFound
-from consentry.profiles import service as profiles
-from consentry.recommend.artefact import (
-    ARRAY_SPECS,
-    ArtefactError,
-    Manifest,
-    ModelArtefact,
-    digest,
-)
+from consentry.recommend.artefact import ARRAY_SPECS, Manifest, ModelArtefact
 from consentry.recommend.logistic import ScoreCalibration
 from consentry.recommend.offers import Offer, rank_offers
 from consentry.recommend.rules import BusinessRules
-from consentry.recommend.tables import RecommendModelRow
+from consentry.recommend.tables import RecommendModelRow, stored_arrays
 
 PURPOSE = "personalize"
 CONTEXTS = tuple(c for c in CHANNELS if c != ANY_CHANNEL)
@@ -64,17 +57,6 @@ ITEM_KINDS = ("also_bought", "also_viewed")
 PERSONALIZED, NON_PERSONALIZED = "personalized", "non_personalized"
 CACHE_SIZE = 32
 HEAD_SECONDS = 1.0  # how stale another process's activation or erasure may be seen
-
-
-# --- the stored form -----------------------------------------------------------------------------
-
-
-def pack(arrays: Mapping[str, NDArray[Any]]) -> bytes:
-    """The arrays as one compressed npz file (no pickles), for the ``artefact`` column."""
-    buffer = io.BytesIO()
-    named: dict[str, Any] = dict(arrays)
-    np.savez_compressed(buffer, **named)
-    return buffer.getvalue()
 
 
 # --- the served model ----------------------------------------------------------------------------
@@ -112,32 +94,12 @@ class ServedModel:
         return {"version": self.version, "trained_at": self.trained_at, "as_of": self.as_of}
 
 
-def unpack(
-    manifest: Mapping[str, Any], blob: bytes, names: Collection[str] | None = None
-) -> dict[str, NDArray[Any]]:
-    """The arrays of a stored artefact (only ``names`` when given: the others stay compressed),
-    each checked against the manifest (type, shape, hash)."""
-    expected = {**manifest["artefact"]["arrays"], **manifest["extra"]}
-    if names is not None:
-        expected = {name: expected[name] for name in names}
-    try:
-        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files if names is None or name in names}
-    except (OSError, ValueError) as exc:
-        raise ArtefactError(f"the stored artefact cannot be read: {exc}") from exc
-    for name, spec in expected.items():
-        array = arrays.get(name)
-        if array is None:
-            raise ArtefactError(f"array {name} is missing")
-        if str(array.dtype) != spec["dtype"] or list(array.shape) != list(spec["shape"]):
-            raise ArtefactError(f"array {name} has the wrong type or shape")
-        if digest(array) != spec["sha256"]:
-            raise ArtefactError(f"array {name} does not match the manifest")
-    return arrays
-
-
 def _served(row: RecommendModelRow) -> ServedModel:
-    arrays = unpack(row.manifest, row.artefact)
+    # the arrays from the version's member rows (one query; older stores: the artefact column)
+    session = object_session(row)
+    if session is None:
+        raise Conflict("the active model changed; try again")
+    arrays = stored_arrays(session, row)
     artefact = ModelArtefact(
         Manifest.from_json(json.dumps(row.manifest["artefact"])),
         {name: arrays[name] for name in ARRAY_SPECS},
@@ -241,21 +203,16 @@ class _Customer:
 def _customer(
     session: Session, workspace_id: str, profile_id: str, context: str, model: ServedModel
 ) -> _Customer:
-    canonical = profiles.canonical_of(
-        session=session, workspace_id=workspace_id, profile_id=profile_id
-    )
-    members = profiles.member_ids(
-        session=session, workspace_id=workspace_id, canonical_id=canonical
-    )
-    decision = policy.can_use(
+    # the person and the consent decision in one round trip (404 for an unknown profile)
+    person = policy.decide_person(
         session=session,
         workspace_id=workspace_id,
-        profile_id=canonical,
-        members=members,
+        profile_id=profile_id,
         purpose=PURPOSE,
         channel=context,
         unconfigured="refuse",  # a workspace without "personalize": nobody agreed to it
     )
+    canonical, members, decision = person.profile_id, person.member_ids, person.decision
     consent = {
         "purpose": PURPOSE,
         "channel": context,
