@@ -17,7 +17,7 @@ from consentry.profiles import dedupe_records as dr
 from consentry.profiles import dedupe_service as dedupe
 from consentry.profiles import service as profiles
 from consentry.profiles.bulk import canonical_map_many
-from consentry.profiles.models import normalize_phone, trait_slug
+from consentry.profiles.models import is_personal_trait, normalize_phone, trait_slug
 from consentry.quality import default_fields, spellings
 from consentry.quality import service as audit_service
 from tests.support.segment import identify
@@ -246,3 +246,25 @@ def test_the_caps_count_the_identifiers_the_runs_merges_joined(
     with db.write() as session:
         dedupe._decide(session, workspace, pairs, report, cap=CAP, apply=True, progress=None)
     assert (report.auto_merged, report.refused, report.queued) == (1, 1, 1)
+
+
+def test_every_spelling_of_a_direct_identifier_is_stored_sealed() -> None:
+    """A name, email, phone, birth date, postcode or street under any spelling the audit or
+    de-duplication reads is a personal trait (sealed at rest, erased with the key); country
+    and city stay clear for segments and analysis."""
+    direct = (
+        spellings.EMAIL,
+        spellings.PHONE,
+        spellings.GIVEN_NAME,
+        spellings.SURNAME,
+        spellings.NAME,
+        spellings.BIRTHDAY,
+        spellings.POSTAL_CODE,
+        spellings.STREET,
+        spellings.ADDRESS,
+    )
+    for field in direct:
+        for words in field:
+            for name in spellings.written(words):
+                assert is_personal_trait(name), name
+    assert not is_personal_trait("country") and not is_personal_trait("city")

@@ -32,6 +32,22 @@ def test_migrated_schema_matches_the_models(db: Database) -> None:
     assert diff == []
 
 
+def _old_workspace_and_profile(conn: sa.Connection, now: datetime) -> None:
+    """Workspace ``ws-old`` with profile ``p-old``, written as an earlier release would."""
+    conn.execute(insert(WorkspaceRow).values(id="ws-old", name="old", created_at=now))
+    conn.execute(
+        insert(ProfileRow).values(
+            id="p-old",
+            workspace_id="ws-old",
+            canonical_id="p-old",
+            merged_into=None,
+            created_at=now,
+            first_seen=now,
+            last_seen=now,
+        )
+    )
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_migration_0010_seals_what_an_earlier_release_stored_in_clear(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path
@@ -51,18 +67,7 @@ def test_migration_0010_seals_what_an_earlier_release_stored_in_clear(
         "traits": {"email": "old.customer@example.com", "plan": "gold"},
     }
     with engine.begin() as conn:
-        conn.execute(insert(WorkspaceRow).values(id="ws-old", name="old", created_at=now))
-        conn.execute(
-            insert(ProfileRow).values(
-                id="p-old",
-                workspace_id="ws-old",
-                canonical_id="p-old",
-                merged_into=None,
-                created_at=now,
-                first_seen=now,
-                last_seen=now,
-            )
-        )
+        _old_workspace_and_profile(conn, now)
         for kind, value in (("user_id", "old-user-1"), ("email", "old.customer@example.com")):
             conn.execute(
                 sa.text(
@@ -155,3 +160,57 @@ def test_migration_0010_seals_what_an_earlier_release_stored_in_clear(
             )
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_migration_0028_seals_the_new_spellings_of_personal_traits(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Values of trait names an earlier release did not know were personal (``given_name``,
+    ``Zip-Code``) are sealed by the upgrade and read the same; other traits stay clear."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'old.db'}"
+    else:
+        url = request.getfixturevalue("postgres_server").create_database()
+    upgrade(url, "0027")
+    traits = {"given_name": "Ottilie", "Zip-Code": "10115", "dob": "1987-03-02", "plan": "gold"}
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    engine = create_db_engine(url)
+    with engine.begin() as conn:
+        _old_workspace_and_profile(conn, now)
+        for key, value in traits.items():
+            conn.execute(
+                insert(TraitHistoryRow).values(
+                    workspace_id="ws-old",
+                    profile_id="p-old",
+                    key=key,
+                    value=value,
+                    observed_at=now,
+                )
+            )
+            conn.execute(
+                insert(CurrentTraitRow).values(
+                    canonical_id="p-old",
+                    key=key,
+                    workspace_id="ws-old",
+                    value=value,
+                    observed_at=now,
+                )
+            )
+    engine.dispose()
+
+    upgrade(url)
+    db = open_database(Settings(environment="test", database_url=url))
+    try:
+        with db.read() as session:
+            for row_class in (TraitHistoryRow, CurrentTraitRow):
+                stored: dict[str, object] = dict(
+                    session.execute(select(row_class.key, row_class.value)).all()
+                )
+                assert stored["plan"] == "gold"
+                assert all(is_token(stored[k]) for k in ("given_name", "Zip-Code", "dob"))
+                assert "Ottilie" not in str(stored) and "10115" not in str(stored)
+            view = profiles.get_profile(session=session, workspace_id="ws-old", profile_id="p-old")
+            assert view.traits == traits
+    finally:
+        close_database(db)

@@ -132,7 +132,6 @@ def _resolve(vault: Vault, changes: list[tuple[str, dict[str, Any]]]) -> None:
 def seal_existing(connection: Connection, vault: Vault) -> int:
     """Seal every clear personal value in the store; returns how many rows were rewritten."""
     identifiers = _table(IdentifierRow)
-    history, current = _table(TraitHistoryRow), _table(CurrentTraitRow)
     events, records = _table(EventRow), _table(ConsentRecordRow)
 
     def identifier(row: Row[Any]) -> dict[str, Any] | None:
@@ -142,15 +141,6 @@ def seal_existing(connection: Connection, vault: Vault) -> int:
             "value": vault.index(row.workspace_id, row.type, row.value),
             "sealed": Seal(row.profile_id, f"identifier:{row.type}", row.value),
         }
-
-    def trait(subject: str) -> Change:
-        def change(row: Row[Any]) -> dict[str, Any] | None:
-            value = row.value
-            if value is None or is_token(value) or not is_personal_trait(str(row.key)):
-                return None
-            return {"value": Seal(getattr(row, subject), trait_field(row.key), value)}
-
-        return change
 
     def event(row: Row[Any]) -> dict[str, Any] | None:
         payload = row.payload
@@ -186,28 +176,45 @@ def seal_existing(connection: Connection, vault: Vault) -> int:
             ["workspace_id", "profile_id", "type", "value", "sealed"],
             identifier,
         )
-        + _rewrite(
-            connection,
-            vault,
-            history,
-            ["id"],
-            ["workspace_id", "profile_id", "key", "value"],
-            trait("profile_id"),
-        )
-        + _rewrite(
-            connection,
-            vault,
-            current,
-            ["canonical_id", "key"],
-            ["workspace_id", "value"],
-            trait("canonical_id"),
-        )
+        + seal_traits(connection, vault)
         + _rewrite(
             connection, vault, events, ["id"], ["workspace_id", "message_id", "payload"], event
         )
         + _rewrite(
             connection, vault, records, ["id"], ["workspace_id", "profile_id", "proof"], proof
         )
+    )
+
+
+def seal_traits(connection: Connection, vault: Vault) -> int:
+    """Seal every clear value of a personal trait (:func:`~consentry.profiles.models.
+    is_personal_trait`) in the history and the current values, under the profile that holds
+    it; how many rows were rewritten. Run again when a release adds names to the personal ones
+    (a value already sealed is left alone)."""
+
+    def trait(subject: str) -> Change:
+        def change(row: Row[Any]) -> dict[str, Any] | None:
+            value = row.value
+            if value is None or is_token(value) or not is_personal_trait(str(row.key)):
+                return None
+            return {"value": Seal(getattr(row, subject), trait_field(row.key), value)}
+
+        return change
+
+    return _rewrite(
+        connection,
+        vault,
+        _table(TraitHistoryRow),
+        ["id"],
+        ["workspace_id", "profile_id", "key", "value"],
+        trait("profile_id"),
+    ) + _rewrite(
+        connection,
+        vault,
+        _table(CurrentTraitRow),
+        ["canonical_id", "key"],
+        ["workspace_id", "value"],
+        trait("canonical_id"),
     )
 
 
