@@ -602,14 +602,8 @@ def can_use_many(
         else:
             states = _states_by_purpose(session, workspace_id, canonical, purpose, channel)
         regimes = _regimes(session, workspace_id, list(wanted), config.default_regime)
-        decided = _decide_all(
-            *_split(states),
-            regimes,
-            config.default_regime,
-            purpose,
-            channel,
-            when,
-            _raw_timestamps(session),
+        decided = _decide_states(
+            session, states, regimes, config.default_regime, purpose, channel, when
         )
         stateless = _stateless(when)
         out: dict[str, Decision] = {}
@@ -683,6 +677,21 @@ def _many_by_scan(
     )
     del single, several
     return _answers(ids, unified, members, decided, by_regime, default, at)
+
+
+def _decide_states(
+    session: Session,
+    states: Mapping[str, list[StateRow]],
+    regimes: Mapping[str, str],
+    default_regime: str,
+    purpose: str,
+    channel: str,
+    at: datetime,
+) -> dict[str, Decision]:
+    """:func:`_decide_all` over states grouped by unified profile (read through the ORM)."""
+    return _decide_all(
+        *_split(states), regimes, default_regime, purpose, channel, at, _raw_timestamps(session)
+    )
 
 
 def _answers(
@@ -893,14 +902,8 @@ def can_use_unified(
     )
     states = _states_of_members(session, workspace_id, members, purpose, channel)
     regimes = _regimes(session, workspace_id, list(members), config.default_regime)
-    decided = _decide_all(
-        *_split(states),
-        regimes,
-        config.default_regime,
-        purpose,
-        channel,
-        when,
-        _raw_timestamps(session),
+    decided = _decide_states(
+        session, states, regimes, config.default_regime, purpose, channel, when
     )
     stateless = _stateless(when)
     unknown = Decision(False, "unknown_profile", None, config.default_regime)
