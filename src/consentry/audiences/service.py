@@ -28,7 +28,6 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from itertools import islice
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, text
@@ -863,13 +862,8 @@ def catch_up(
     events = ingest_feed.events_after(
         session=session, workspace_id=workspace_id, after_id=cursor.last_event_id, limit=limit
     )
-    records = list(
-        islice(
-            consent_ledger.walk(
-                session=session, workspace_id=workspace_id, after=cursor.last_consent_seq
-            ),
-            limit,
-        )
+    records = consent_ledger.subjects_after(
+        session=session, workspace_id=workspace_id, after=cursor.last_consent_seq, limit=limit
     )
     looked = cursor.merges_seen_at or cursor.refreshed_at or cursor.updated_at
     merges = profile_merges.merges_changed_since(
@@ -880,7 +874,7 @@ def catch_up(
     )
     touched = {str(e[3]) for e in events if e[3] is not None}
     merged = {pid for pair in merges for pid in pair}
-    consented = {r.profile_id for r in records}
+    consented = {profile for _, profile in records}
     owners = profiles.canonical_map_many(
         session=session, workspace_id=workspace_id, profile_ids=touched | merged | consented
     )
@@ -911,7 +905,7 @@ def catch_up(
     if events:
         cursor.last_event_id = int(events[-1][0])  # type: ignore[call-overload]
     if records:
-        cursor.last_consent_seq = records[-1].seq
+        cursor.last_consent_seq = records[-1][0]
     cursor.merges_seen_at = now
     cursor.updated_at = now
     session.flush()

@@ -341,6 +341,21 @@ def walk(*, session: Session, workspace_id: str, after: int = 0) -> Iterator[Con
         after = rows[-1].seq
 
 
+def subjects_after(
+    *, session: Session, workspace_id: str, after: int, limit: int
+) -> list[tuple[int, str]]:
+    """``(seq, profile id)`` of up to ``limit`` records of the workspace after seq ``after``, in
+    seq order: who a record was about, for readers that follow the ledger (segments' catch-up)
+    without opening any proof."""
+    rows = session.execute(
+        select(ConsentRecordRow.seq, ConsentRecordRow.profile_id)
+        .where(ConsentRecordRow.workspace_id == workspace_id, ConsentRecordRow.seq > after)
+        .order_by(ConsentRecordRow.seq)
+        .limit(limit)
+    )
+    return [(int(seq), str(profile)) for seq, profile in rows]
+
+
 # --- verification -------------------------------------------------------------------------------
 
 
