@@ -77,6 +77,7 @@ from consentry.consent.models import (
 )
 from consentry.consent.tables import ConsentSettingsRow, ConsentStateRow
 from consentry.errors import FieldError, Invalid, NotFound
+from consentry.platform.columnar import raw_batches
 from consentry.platform.db import JSONType, UTCDateTime, utcnow
 from consentry.profiles import bulk
 from consentry.profiles import service as profiles
@@ -757,7 +758,7 @@ def _purpose_batches(
         s.purpose == purpose,
         s.channel.in_(_channels(channel)),
     )
-    return bulk.raw_batches(session, statement)
+    return raw_batches(session, statement)
 
 
 def _states_of_members(
@@ -782,7 +783,7 @@ def _states_of_members(
             s.purpose == purpose,
             s.channel.in_(_channels(channel)),
         )
-        for part in bulk.raw_batches(session, statement):
+        for part in raw_batches(session, statement):
             for row in part:
                 grouped.setdefault(owner[row[0]], []).append(row)
     return grouped

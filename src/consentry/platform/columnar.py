@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import gc
 import io
+import itertools
 import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -36,6 +38,7 @@ from sqlalchemy.orm import Session
 from consentry.platform.db import Database
 
 FETCH_BATCH = 100_000
+RAW_BATCH = 20_000  # rows a raw_batches scan fetches at a time
 
 
 def read_arrow(db: Database, statement: Select[*tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
@@ -152,5 +155,41 @@ def copy_table(session: Session, table: Table, data: pa.Table) -> None:
         for batch in data.to_batches(FETCH_BATCH):
             rows = zip(*(column.to_pylist() for column in batch.columns), strict=True)
             lite.executemany(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
+    finally:
+        lite.close()
+
+
+_cursor_numbers = itertools.count()  # server-side cursors need distinct names
+
+
+def raw_batches(
+    session: Session, statement: Select[*tuple[Any, ...]], batch: int = RAW_BATCH
+) -> Iterator[list[tuple[Any, ...]]]:
+    """The rows of ``statement`` as the driver returns them (no SQLAlchemy type processing: a
+    SQLite timestamp is its text, a JSON value its text), ``batch`` at a time, on the
+    session's connection and in its transaction: PostgreSQL streams them through a
+    server-side cursor, SQLite through its raw cursor. Bind only plain values (text, numbers,
+    lists of them): they reach the driver as given."""
+    connection = session.connection()
+    compiled = statement.compile(
+        dialect=connection.dialect, compile_kwargs={"render_postcompile": True}
+    )
+    raw = connection.connection.dbapi_connection
+    if raw is None:
+        raise RuntimeError("the session's connection is closed")
+    if connection.dialect.name == "postgresql":
+        pg = cast(psycopg.Connection[Any], raw)
+        with pg.cursor(name=f"consentry_raw_{next(_cursor_numbers)}") as cursor:
+            cursor.itersize = batch
+            cursor.execute(str(compiled), compiled.params)
+            while rows := cursor.fetchmany(batch):
+                yield cast(list[tuple[Any, ...]], rows)
+        return
+    lite = raw.cursor()
+    try:
+        names = compiled.positiontup or []
+        lite.execute(str(compiled), tuple(compiled.params[name] for name in names))
+        while part := lite.fetchmany(batch):
+            yield cast(list[tuple[Any, ...]], part)
     finally:
         lite.close()

@@ -7,16 +7,15 @@ read and filtered in memory.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-import psycopg
 from sqlalchemy import ColumnElement, Select, Text, func, or_, select
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
+from consentry.platform.columnar import raw_batches
 from consentry.platform.jsoncodec import json_loads
 from consentry.platform.vault import vault_of
 from consentry.profiles.models import trait_field
@@ -212,43 +211,6 @@ def members_many(
 
 
 # --- whole-workspace reads for decisions over audiences of any size ------------------------------
-
-
-_cursor_numbers = itertools.count()  # server-side cursors need distinct names
-
-
-def raw_batches(
-    session: Session, statement: Select[*tuple[Any, ...]], batch: int = FETCH
-) -> Iterator[list[tuple[Any, ...]]]:
-    """The rows of ``statement`` as the driver returns them (no SQLAlchemy type processing: a
-    SQLite timestamp is its text, a JSON value its text), ``batch`` at a time, on the
-    session's connection and in its transaction: PostgreSQL streams them through a
-    server-side cursor, SQLite through its raw cursor. Bind only plain values (text, numbers,
-    lists of them): they reach the driver as given."""
-    connection = session.connection()
-    compiled = statement.compile(
-        dialect=connection.dialect, compile_kwargs={"render_postcompile": True}
-    )
-    raw = connection.connection.dbapi_connection
-    if raw is None:
-        raise RuntimeError("the session's connection is closed")
-    if connection.dialect.name == "postgresql":
-        pg = cast(psycopg.Connection[Any], raw)
-        with pg.cursor(name=f"consentry_raw_{next(_cursor_numbers)}") as cursor:
-            cursor.itersize = batch
-            cursor.execute(str(compiled), compiled.params)
-            while rows := cursor.fetchmany(batch):
-                yield cast(list[tuple[Any, ...]], rows)
-        return
-    lite = raw.cursor()
-    try:
-        names = compiled.positiontup or []
-        lite.execute(str(compiled), tuple(compiled.params[name] for name in names))
-        while part := lite.fetchmany(batch):
-            yield cast(list[tuple[Any, ...]], part)
-    finally:
-        lite.close()
-
 
 UNIFIED_PAGE = 250_000  # unified ids per page of :func:`unified_index`
 _SEPARATOR = "\x1f"  # joins ids in one text value (ids are UUIDs: never in them)
