@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
 from consentry.commerce.tables import CartRow, OrderItemRow, OrderRow, ProductRow
-from consentry.platform.db import epoch_seconds, row_batches
+from consentry.platform.db import epoch_seconds, one_of, row_batches
 
 ORDER_COLUMNS = ("profile_id", "placed_at", "cents", "currency", "channel")
 CART_COLUMNS = ("created_at", "updated_at", "converted")
@@ -120,7 +120,7 @@ def product_details(
             ProductRow.in_stock,
         ).where(
             ProductRow.workspace_id == workspace_id,
-            ProductRow.product_id.in_(sorted(product_ids)),
+            one_of(session, ProductRow.product_id, sorted(product_ids)),
         )
     )
     return {r[0]: tuple(r) for r in rows}
@@ -137,7 +137,7 @@ def products_bought(
         .join(OrderRow, OrderItemRow.order_pk == OrderRow.id)
         .where(
             OrderRow.workspace_id == workspace_id,
-            OrderRow.profile_id.in_(sorted(profile_ids)),
+            one_of(session, OrderRow.profile_id, sorted(profile_ids)),
             OrderRow.status.not_in(NOT_PURCHASES),
         )
         .distinct()

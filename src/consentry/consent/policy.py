@@ -78,7 +78,7 @@ from consentry.consent.models import (
 from consentry.consent.tables import ConsentSettingsRow, ConsentStateRow
 from consentry.errors import FieldError, Invalid, NotFound
 from consentry.platform.columnar import raw_batches
-from consentry.platform.db import JSONType, UTCDateTime, utcnow
+from consentry.platform.db import JSONType, UTCDateTime, one_of, utcnow
 from consentry.profiles import bulk
 from consentry.profiles import service as profiles
 
@@ -418,14 +418,6 @@ def _subject_statement(postgres: bool, members_given: bool) -> CompoundSelect[*t
         ).where(c.workspace_id == workspace_id)
     )
     return union_all(states, *parts)
-
-
-def _among(session: Session, column: Any, ids: list[str]) -> ColumnElement[bool]:
-    """``column`` is one of ``ids``: one array parameter on PostgreSQL (the statement's text is
-    the same whatever the count, so the server reuses its plan), an ``IN`` list on SQLite."""
-    if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam("ids", ids, type_=ARRAY(String)))  # type: ignore[no-any-return]
-    return column.in_(ids)  # type: ignore[no-any-return]
 
 
 def _decide_subject(
@@ -779,7 +771,7 @@ def _states_of_members(
     for start in range(0, len(wanted), step):
         statement = _state_columns().where(
             s.workspace_id == workspace_id,
-            _among(session, s.profile_id, wanted[start : start + step]),
+            one_of(session, s.profile_id, wanted[start : start + step]),
             s.purpose == purpose,
             s.channel.in_(_channels(channel)),
         )

@@ -27,9 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import String, Table, and_, any_, insert, select, update
-from sqlalchemy import cast as cast_
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Table, and_, insert, select, update
 from sqlalchemy.orm import Session
 
 from consentry.config import JourneySettings
@@ -43,7 +41,7 @@ from consentry.journeys.models import (
     zone_of,
 )
 from consentry.journeys.tables import EnrollmentRow, TriggerCursorRow
-from consentry.platform.db import Bulk
+from consentry.platform.db import Bulk, one_of
 from consentry.profiles import bulk as profiles_bulk
 
 ENROLLMENTS = cast(Table, EnrollmentRow.__table__)
@@ -416,11 +414,7 @@ def _history(
     chunk = 5000 if postgres else CHUNK
     for start in range(0, len(members), chunk):
         part = list(members[start : start + chunk])
-        # PostgreSQL: one array parameter, so the plan it caches for the prepared statement
-        # still looks the ids up in the index (a long IN list's generic plan scans the journey)
-        among = (
-            e.profile_id == any_(cast_(part, ARRAY(String))) if postgres else e.profile_id.in_(part)
-        )
+        among = one_of(session, e.profile_id, part)
         rows = session.execute(
             select(e.profile_id, e.open_profile_id, e.entered_at, e.end_reason).where(
                 and_(e.journey_id == journey_id, among)
