@@ -160,55 +160,40 @@ def copy_to_postgresql(path: Path, url: str) -> None:
     lite.close()
 
 
-def raw_read_postgresql(url: str) -> float:
-    """Seconds to read what an audience decision needs, with a plain psycopg cursor."""
-    import psycopg
-
-    start = time.perf_counter()
-    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
-        owner = dict(
-            conn.execute(
-                "SELECT id, canonical_id FROM profiles WHERE workspace_id = %s", (WORKSPACE,)
-            ).fetchall()
-        )
-        states = conn.execute(
-            "SELECT profile_id, state, occurred_at, expires_at FROM consent_state "
-            "WHERE workspace_id = %s AND purpose = %s AND channel IN (%s, 'any')",
-            (WORKSPACE, PURPOSE, CHANNEL),
-        ).fetchall()
-        countries = conn.execute(
-            "SELECT canonical_id, value FROM profile_traits "
-            "WHERE workspace_id = %s AND key = 'country'",
-            (WORKSPACE,),
-        ).fetchall()
-    assert owner and states and countries
-    return time.perf_counter() - start
-
-
 def canonical_ids(path: Path) -> list[str]:
     with sqlite3.connect(path) as conn:
         return [r[0] for r in conn.execute("SELECT id FROM profiles WHERE id = canonical_id")]
 
 
-def raw_read(path: Path) -> float:
-    """Seconds to read what an audience decision needs, with plain sqlite3 cursors."""
+def raw_read(path: Path, url: str) -> float:
+    """Seconds to read what an audience decision needs with the plain driver: ``sqlite3`` on
+    the shop at ``path``, or psycopg on the PostgreSQL store ``url``."""
     start = time.perf_counter()
-    conn = sqlite3.connect(path)
-    owner = dict(
-        conn.execute(
-            "SELECT id, canonical_id FROM profiles WHERE workspace_id = ?", (WORKSPACE,)
+    conn: Any
+    if url.startswith("sqlite"):
+        conn, mark = sqlite3.connect(path), "?"
+    else:
+        import psycopg
+
+        conn, mark = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")), "%s"
+    try:
+        owner = dict(
+            conn.execute(
+                f"SELECT id, canonical_id FROM profiles WHERE workspace_id = {mark}", (WORKSPACE,)
+            ).fetchall()
+        )
+        states = conn.execute(
+            "SELECT profile_id, state, occurred_at, expires_at FROM consent_state "
+            f"WHERE workspace_id = {mark} AND purpose = {mark} AND channel IN ({mark}, 'any')",
+            (WORKSPACE, PURPOSE, CHANNEL),
         ).fetchall()
-    )
-    states = conn.execute(
-        "SELECT profile_id, state, occurred_at, expires_at FROM consent_state "
-        "WHERE workspace_id = ? AND purpose = ? AND channel IN (?, 'any')",
-        (WORKSPACE, PURPOSE, CHANNEL),
-    ).fetchall()
-    countries = conn.execute(
-        "SELECT canonical_id, value FROM profile_traits WHERE workspace_id = ? AND key = 'country'",
-        (WORKSPACE,),
-    ).fetchall()
-    conn.close()
+        countries = conn.execute(
+            "SELECT canonical_id, value FROM profile_traits "
+            f"WHERE workspace_id = {mark} AND key = 'country'",
+            (WORKSPACE,),
+        ).fetchall()
+    finally:
+        conn.close()
     assert owner and states and countries
     return time.perf_counter() - start
 
@@ -330,6 +315,8 @@ def main() -> None:
     parser.add_argument("--preference-center", action="store_true")
     parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
     args = parser.parse_args()
+    if args.preference_center and args.backend != "sqlite":  # before minutes of measuring
+        parser.error("--preference-center runs on the SQLite shop only")
     cache = ROOT / "bench/.cache"
     cache.mkdir(parents=True, exist_ok=True)
     path = cache / f"consent-{args.subjects}.db"
@@ -390,7 +377,7 @@ def measure(path: Path, url: str, args: argparse.Namespace) -> dict[str, Any]:
     raw, batch, singles = [], [], []
     reasons: dict[str, int] = {}
     for i in range(args.repeat):
-        raw.append(raw_read(path) if url.startswith("sqlite") else raw_read_postgresql(url))
+        raw.append(raw_read(path, url))
         seconds, reasons = audience(db, ids)
         batch.append(seconds)
         singles.append(single_decisions(db, ids))
@@ -415,8 +402,6 @@ def measure(path: Path, url: str, args: argparse.Namespace) -> dict[str, Any]:
     }
     db.dispose()
     if args.preference_center:
-        if args.backend != "sqlite":
-            raise SystemExit("--preference-center runs on the SQLite shop only")
         result["preference_center"] = preference_center(path)
     return result
 

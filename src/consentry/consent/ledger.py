@@ -10,7 +10,7 @@ reordered record breaks the chain where it happened. Appends of one workspace ar
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime
 from typing import Any
@@ -59,8 +59,14 @@ def get_config(*, session: Session, workspace_id: str) -> ConsentConfig:
     row = session.get(ConsentSettingsRow, workspace_id)
     if row is None:
         return ConsentConfig()
-    purposes = tuple(Purpose(**p) for p in row.purposes)
-    return ConsentConfig(purposes=purposes, default_regime=row.default_regime)
+    return config_of(row.default_regime, row.purposes)
+
+
+def config_of(default_regime: str, purposes: Iterable[Mapping[str, Any]]) -> ConsentConfig:
+    """The configuration a settings row holds (its purposes as stored: JSON objects)."""
+    return ConsentConfig(
+        purposes=tuple(Purpose(**p) for p in purposes), default_regime=default_regime
+    )
 
 
 def configure(

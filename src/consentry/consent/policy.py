@@ -58,7 +58,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from consentry.consent.ledger import get_config, states_of
+from consentry.consent.ledger import config_of, get_config, states_of
 from consentry.consent.models import (
     ANY_CHANNEL,
     CHANNELS,
@@ -71,7 +71,6 @@ from consentry.consent.models import (
     ConsentConfig,
     CurrentState,
     Decision,
-    Purpose,
     country_of,
     regime_for,
 )
@@ -84,7 +83,6 @@ from consentry.profiles import service as profiles
 
 SMALL_AUDIENCE = 1000  # up to this many unified profiles, read members; beyond, scan the purpose
 COUNTRY_TRAITS = ("country", "address", "address.country")
-CHUNK = 500  # ids per ``IN`` list (SQLite); PostgreSQL takes one array
 
 # --- the rules (pure) ---------------------------------------------------------------------------
 
@@ -260,14 +258,21 @@ def _stateless(at: datetime) -> dict[str, Decision]:
     return {regime: decide(None, regime, at) for regime in REGIMES}
 
 
-def _config(row: tuple[str, Any] | None) -> ConsentConfig:
-    """The workspace's consent configuration from its settings row (as ``ledger.get_config``)."""
-    if row is None:
-        return ConsentConfig()
-    default_regime, purposes = row
-    return ConsentConfig(
-        purposes=tuple(Purpose(**p) for p in purposes), default_regime=default_regime
-    )
+def _decide_each(
+    canonical_ids: Iterable[str],
+    states: Mapping[str, list[StateRow]],
+    regimes: Mapping[str, str],
+    default_regime: str,
+    purpose: str,
+    channel: str,
+    at: datetime,
+    timestamp: Timestamp,
+) -> dict[str, Decision]:
+    """The decision of each of ``canonical_ids`` from its ``states`` (grouped by unified
+    profile) through :func:`_decide_all`; one without a state gets its regime's shared one."""
+    decided = _decide_all(*_split(states), regimes, default_regime, purpose, channel, at, timestamp)
+    stateless = _stateless(at)
+    return {c: decided.get(c) or stateless[regimes.get(c, default_regime)] for c in canonical_ids}
 
 
 # --- one subject --------------------------------------------------------------------------------
@@ -325,7 +330,7 @@ def _read_subject(
         else:
             settings = (a, v)
     return _Subject(
-        config=_config(settings),
+        config=ConsentConfig() if settings is None else config_of(*settings),
         canonical=unified,
         members=list(members) if members is not None else sorted(found_members),
         states=found_states,
@@ -434,10 +439,10 @@ def _decide_subject(
     values = bulk.open_trait_values(session, workspace_id, subject.country_traits)
     traits = {key: value for (key, _), value in zip(subject.country_traits, values, strict=True)}
     regime = regime_for(country_of(traits), default)
+    canonical = subject.canonical
+    states = {canonical: subject.states} if subject.states else {}
     when = at or utcnow()
-    single, several = _split({subject.canonical: subject.states} if subject.states else {})
-    decided = _decide_all(single, several, {}, regime, purpose, channel, when, _as_is)
-    return decided.get(subject.canonical) or _stateless(when)[regime]
+    return _decide_each([canonical], states, {}, regime, purpose, channel, when, _as_is)[canonical]
 
 
 def can_use(
@@ -459,6 +464,22 @@ def can_use(
     that asks for its own purpose, not the client's), a refusal: nobody agreed to it.
     One round trip to the store."""
     subject = _read_subject(session, workspace_id, profile_id, purpose, channel, members)
+    return _decision(session, workspace_id, profile_id, subject, purpose, channel, at, unconfigured)
+
+
+def _decision(
+    session: Session,
+    workspace_id: str,
+    profile_id: str,
+    subject: _Subject,
+    purpose: str,
+    channel: str,
+    at: datetime | None,
+    unconfigured: Literal["invalid", "refuse"],
+) -> Decision:
+    """:func:`can_use`'s answer on what :func:`_read_subject` read: an unconfigured purpose
+    refused (``unconfigured="refuse"``) or invalid, an unknown channel invalid, an unknown
+    profile not found, else the decision."""
     config = subject.config
     if unconfigured == "refuse" and purpose not in config.purpose_keys:
         if channel not in CHANNELS:  # a bad channel is still the caller's error
@@ -495,14 +516,9 @@ def decide_person(
     subject = _read_subject(session, workspace_id, profile_id, purpose, channel, None)
     if subject.canonical is None:
         raise NotFound(f"no profile {profile_id!r} in this workspace")
-    config = subject.config
-    if unconfigured == "refuse" and purpose not in config.purpose_keys:
-        if channel not in CHANNELS:
-            check_use(config, purpose, channel)
-        decision = Decision(False, PURPOSE_NOT_CONFIGURED, None, config.default_regime)
-    else:
-        check_use(config, purpose, channel)
-        decision = _decide_subject(session, workspace_id, subject, purpose, channel, at)
+    decision = _decision(
+        session, workspace_id, profile_id, subject, purpose, channel, at, unconfigured
+    )
     return PersonDecision(subject.canonical, subject.members, decision)
 
 
@@ -594,19 +610,10 @@ def can_use_many(
             states = _states_of_members(session, workspace_id, members, purpose, channel)
         else:
             states = _states_by_purpose(session, workspace_id, canonical, purpose, channel)
-        regimes = _regimes(session, workspace_id, list(wanted), config.default_regime)
-        decided = _decide_states(
-            session, states, regimes, config.default_regime, purpose, channel, when
+        decided = _decide_audience(
+            session, workspace_id, wanted, states, config, purpose, channel, when
         )
-        stateless = _stateless(when)
-        out: dict[str, Decision] = {}
-        for pid in ids:
-            c = canonical.get(pid)
-            if c is None:
-                out[pid] = unknown
-            else:
-                out[pid] = decided.get(c) or stateless[regimes.get(c, config.default_regime)]
-        return out
+        return {pid: unknown if (c := canonical.get(pid)) is None else decided[c] for pid in ids}
 
 
 @contextmanager
@@ -672,18 +679,23 @@ def _many_by_scan(
     return _answers(ids, unified, members, decided, by_regime, default, at)
 
 
-def _decide_states(
+def _decide_audience(
     session: Session,
+    workspace_id: str,
+    canonical_ids: Collection[str],
     states: Mapping[str, list[StateRow]],
-    regimes: Mapping[str, str],
-    default_regime: str,
+    config: ConsentConfig,
     purpose: str,
     channel: str,
     at: datetime,
 ) -> dict[str, Decision]:
-    """:func:`_decide_all` over states grouped by unified profile (read through the ORM)."""
-    return _decide_all(
-        *_split(states), regimes, default_regime, purpose, channel, at, _raw_timestamps(session)
+    """The decision of each of ``canonical_ids`` (unified profiles of the workspace) from its
+    states read raw (:func:`_states_of_members`, :func:`_states_by_purpose`), under the regime
+    its country traits pick."""
+    default = config.default_regime
+    regimes = _regimes(session, workspace_id, list(canonical_ids), default)
+    return _decide_each(
+        canonical_ids, states, regimes, default, purpose, channel, at, _raw_timestamps(session)
     )
 
 
@@ -766,7 +778,7 @@ def _states_of_members(
     s = ConsentStateRow
     wanted = sorted(owner)
     postgres = session.get_bind().dialect.name == "postgresql"
-    step = bulk.FETCH if postgres else CHUNK
+    step = bulk.FETCH if postgres else bulk.CHUNK  # PostgreSQL: one array parameter
     grouped: dict[str, list[StateRow]] = {}
     for start in range(0, len(wanted), step):
         statement = _state_columns().where(
@@ -894,14 +906,8 @@ def can_use_unified(
         session=session, workspace_id=workspace_id, canonical_ids=canonical_ids
     )
     states = _states_of_members(session, workspace_id, members, purpose, channel)
-    regimes = _regimes(session, workspace_id, list(members), config.default_regime)
-    decided = _decide_states(
-        session, states, regimes, config.default_regime, purpose, channel, when
+    decided = _decide_audience(
+        session, workspace_id, members.keys(), states, config, purpose, channel, when
     )
-    stateless = _stateless(when)
     unknown = Decision(False, "unknown_profile", None, config.default_regime)
-    return {
-        cid: decided.get(cid)
-        or (stateless[regimes.get(cid, config.default_regime)] if cid in members else unknown)
-        for cid in canonical_ids
-    }
+    return {cid: decided.get(cid, unknown) for cid in canonical_ids}

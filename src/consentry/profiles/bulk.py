@@ -70,8 +70,8 @@ def current_traits_many(
     is_personal = personal_in(session, workspace_id)
     if any(is_personal(k) for k in keys):  # one pass over every sealed value
         slots = [(traits, key) for traits in out.values() for key in traits]
-        opened = vault_of(session).open_many(
-            workspace_id, [(trait_field(key), traits[key]) for traits, key in slots]
+        opened = open_trait_values(
+            session, workspace_id, [(key, traits[key]) for traits, key in slots]
         )
         for (traits, key), value in zip(slots, opened, strict=True):
             traits[key] = value
@@ -277,10 +277,8 @@ def trait_values(*, session: Session, workspace_id: str, key: str) -> dict[Any, 
     stored = sql_cast(t.value, Text)
     statement = select(stored).where(t.workspace_id == workspace_id, t.key == key).distinct()
     codes = [code for part in raw_batches(session, statement) for (code,) in part]
-    decoded = [None if code is None else json_loads(code) for code in codes]
-    field = trait_field(key)
-    opened = vault_of(session).open_many(workspace_id, [(field, value) for value in decoded])
-    return dict(zip(codes, opened, strict=True))
+    decoded = [(key, None if code is None else json_loads(code)) for code in codes]
+    return dict(zip(codes, open_trait_values(session, workspace_id, decoded), strict=True))
 
 
 HOLDERS_IN_LIST = 1000  # codes asked for in the statement; beyond, every holder is read
@@ -349,8 +347,8 @@ def person_traits_select(
 def open_trait_values(
     session: Session, workspace_id: str, items: Sequence[tuple[str, Any]]
 ) -> list[Any]:
-    """The values of ``(key, stored value)`` pairs read through :func:`person_traits_select`:
-    sealed ones opened (``None`` where the key was destroyed), the others as they are."""
+    """The values of ``(key, stored value)`` pairs (read through :func:`person_traits_select`,
+    say): sealed ones opened (``None`` where the key was destroyed), the others as they are."""
     return vault_of(session).open_many(
         workspace_id, [(trait_field(key), value) for key, value in items]
     )
