@@ -707,7 +707,7 @@ def train_models(db: Database, trained_versions: int = MODEL_VERSIONS) -> dict[s
                 as_of=last.as_of + timedelta(days=1),
                 active=True,
                 manifest={**last.manifest, "version": version},
-                artefact=last.artefact,
+                artefact=None,  # its arrays: the member rows copied below
             )
             session.add(last)
             session.flush()

@@ -30,7 +30,7 @@ import hashlib
 import io
 import math
 import zlib
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -56,7 +56,6 @@ BLOCKED = tuple(BLANKS)
 
 Key = tuple[str, int]  # a member: (array name, block number; 0 for an array stored whole)
 Members = Mapping[Key, bytes]
-Fetch = Callable[[str, int], bytes | memoryview]  # a member's stored (compressed) bytes
 
 
 # --- writing -------------------------------------------------------------------------------------
@@ -137,23 +136,20 @@ def stored_bytes(manifest: Mapping[str, Any]) -> int:
 
 
 class _Layout:
-    """A manifest's layout (either block format), checked against its array specs."""
+    """A manifest's layout of member rows, checked against its array specs."""
 
     def __init__(self, manifest: Mapping[str, Any]) -> None:
         try:
             layout = manifest["layout"]
-            self.format = layout["format"]
-            if self.format not in (LAYOUT, LEGACY_LAYOUT):
-                raise ArtefactError(f"unsupported artefact layout {self.format!r}")
+            if layout["format"] != LAYOUT:
+                raise ArtefactError(
+                    f"the manifest's artefact is not stored as member rows ({layout['format']!r})"
+                )
             self.block_rows = int(layout["block_rows"])
             self.blocked = frozenset(str(n) for n in layout["blocked"])
-            legacy = self.format == LEGACY_LAYOUT
-            # each member: (offset in the legacy blob or -1, compressed length, SHA-256)
-            self.members: dict[str, list[tuple[int, int, str]]] = {
-                str(name): [
-                    (int(e[0]), int(e[1]), str(e[2])) if legacy else (-1, int(e[0]), str(e[1]))
-                    for e in listed
-                ]
+            # each member: (compressed length, SHA-256)
+            self.members: dict[str, list[tuple[int, str]]] = {
+                str(name): [(int(e[0]), str(e[1])) for e in listed]
                 for name, listed in layout["members"].items()
             }
             self.specs: dict[str, Mapping[str, Any]] = {
@@ -180,20 +176,43 @@ class _Layout:
             if name in self.blocked:
                 if not shape or len(listed) != math.ceil(shape[0] / self.block_rows):
                     raise ArtefactError(f"array {name} has the wrong type or shape")
-            elif len(listed) != 1 or listed[0][2] != self.specs[name].get("sha256"):
+            elif len(listed) != 1 or listed[0][1] != self.specs[name].get("sha256"):
                 raise ArtefactError(f"array {name} does not match the manifest")
+
+    def named(self, names: Collection[str] | None) -> list[str]:
+        """``names`` (every array when None), each one the manifest has."""
+        wanted = list(self.specs) if names is None else list(names)
+        for name in wanted:
+            if name not in self.specs:
+                raise ArtefactError(f"array {name} is missing")
+        return wanted
 
     def keys(self, name: str) -> list[Key]:
         return [(name, block) for block in range(len(self.members[name]))]
 
-    def rows_of(self, name: str, block: int) -> int:
-        """How many rows block ``block`` of a blocked array holds."""
-        total = self.shapes[name][0]
-        return min(self.block_rows, total - block * self.block_rows)
+    def rows(self, rows: Sequence[int]) -> NDArray[np.intp]:
+        """``rows`` sorted, without repeats, each checked against the per-customer arrays."""
+        found = np.asarray(sorted(set(rows)), dtype=np.intp)
+        for name in self.blocked:
+            if found.size and (found[0] < 0 or found[-1] >= self.shapes[name][0]):
+                raise ArtefactError(f"row out of range of {name}")
+        return found
+
+    def blocks_holding(self, found: NDArray[np.intp]) -> list[int]:
+        return sorted({int(r) // self.block_rows for r in found.tolist()})
+
+    def members_for(self, names: Collection[str], found: NDArray[np.intp]) -> list[Key]:
+        blocks = self.blocks_holding(found)
+        return [
+            (name, block)
+            for name in self.named(names)
+            for block in (blocks if name in self.blocked else [0])
+        ]
 
     def block_shape(self, name: str, block: int) -> tuple[int, ...]:
         if name in self.blocked:
-            return (self.rows_of(name, block), *self.shapes[name][1:])
+            rows = min(self.block_rows, self.shapes[name][0] - block * self.block_rows)
+            return (rows, *self.shapes[name][1:])
         return self.shapes[name]
 
     def decode(self, name: str, block: int, data: bytes | memoryview | None) -> NDArray[Any]:
@@ -201,7 +220,7 @@ class _Layout:
         its dtype and shape give, to the digest the layout records."""
         if data is None:
             raise ArtefactError(f"array {name} is missing a block")
-        _offset, _length, sha = self.members[name][block]
+        _length, sha = self.members[name][block]
         shape = self.block_shape(name, block)
         dtype = self.dtypes[name]
         size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
@@ -216,45 +235,55 @@ class _Layout:
             raise ArtefactError(f"array {name} does not match the manifest")
         return np.frombuffer(raw, dtype=dtype).reshape(shape)
 
-    def read(self, name: str, fetch: Fetch) -> NDArray[Any]:
-        """A whole array, each of its members fetched and checked."""
+    def read(self, name: str, members: Members) -> NDArray[Any]:
+        """A whole array, each of its members checked."""
         if name not in self.blocked:
-            return self.decode(name, 0, fetch(name, 0))
+            return self.decode(name, 0, members.get((name, 0)))
         whole = np.empty(self.shapes[name], dtype=self.dtypes[name])
         for block in range(len(self.members[name])):
             start = block * self.block_rows
-            part = self.decode(name, block, fetch(name, block))
+            part = self.decode(name, block, members.get((name, block)))
             whole[start : start + part.shape[0]] = part
         return whole
 
+    def rows_in(
+        self, name: str, found: NDArray[np.intp], members: Members
+    ) -> Iterator[tuple[int, NDArray[Any], NDArray[np.intp]]]:
+        """Each block of a per-customer array holding some of ``found`` (checked rows): its
+        number, its array (read only) and where those rows are in it."""
+        for block in self.blocks_holding(found):
+            start = block * self.block_rows
+            data = self.decode(name, block, members.get((name, block)))
+            yield block, data, found[(found >= start) & (found < start + data.shape[0])] - start
 
-def _legacy_fetch(layout: _Layout, blob: bytes | memoryview) -> Fetch:
+
+def _split_legacy(
+    manifest: Mapping[str, Any], blob: bytes | memoryview
+) -> tuple[dict[str, Any], dict[Key, bytes]]:
+    """A blob of the legacy one-blob layout as the members it holds, as they are (each is
+    checked when it is decoded), and the manifest with the layout of member rows."""
     view = memoryview(blob)
-
-    def fetch(name: str, block: int) -> memoryview:
-        offset, length, _ = layout.members[name][block]
-        if offset < len(MAGIC) or length < 0 or offset + length > len(view):
-            raise ArtefactError("the stored artefact is truncated or its layout is wrong")
-        return view[offset : offset + length]
-
-    return fetch
-
-
-def _from(members: Members) -> Fetch:
-    def fetch(name: str, block: int) -> bytes | memoryview:
-        found = members.get((name, block))
-        if found is None:
-            raise ArtefactError(f"array {name} is missing a block")
-        return found
-
-    return fetch
-
-
-def _rows_layout(manifest: Mapping[str, Any]) -> _Layout:
-    layout = _Layout(manifest)
-    if layout.format != LAYOUT:
-        raise ArtefactError("the manifest's artefact is not stored as member rows")
-    return layout
+    members: dict[Key, bytes] = {}
+    listed: dict[str, list[list[Any]]] = {}
+    try:
+        layout = manifest["layout"]
+        if layout["format"] != LEGACY_LAYOUT:
+            raise ArtefactError("the stored artefact does not match its manifest's layout")
+        for name, entries in layout["members"].items():
+            listed[str(name)] = []
+            for block, (offset, length, sha) in enumerate(entries):
+                start, end = int(offset), int(offset) + int(length)
+                if start < len(MAGIC) or end < start or end > len(view):
+                    raise ArtefactError("the stored artefact is truncated or its layout is wrong")
+                members[(str(name), block)] = bytes(view[start:end])
+                listed[str(name)].append([int(length), str(sha)])
+    except ArtefactError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ArtefactError(f"invalid artefact layout: {exc}") from exc
+    out = copy.deepcopy(dict(manifest))
+    out["layout"] = {**out["layout"], "format": LAYOUT, "members": listed}
+    return out, members
 
 
 def unpack_members(
@@ -262,13 +291,8 @@ def unpack_members(
 ) -> dict[str, NDArray[Any]]:
     """The arrays of an artefact stored as member rows (only ``names`` when given), each
     member checked against the layout, each array against the manifest (type, shape)."""
-    layout = _rows_layout(manifest)
-    fetch = _from(members)
-    wanted = list(layout.specs) if names is None else list(names)
-    for name in wanted:
-        if name not in layout.specs:
-            raise ArtefactError(f"array {name} is missing")
-    return {name: layout.read(name, fetch) for name in wanted}
+    layout = _Layout(manifest)
+    return {name: layout.read(name, members) for name in layout.named(names)}
 
 
 def unpack(
@@ -278,15 +302,7 @@ def unpack(
     or an npz file; only ``names`` when given: the others stay compressed), each checked
     against the manifest (type, shape, hash)."""
     if is_blocks(blob):
-        layout = _Layout(manifest)
-        if layout.format != LEGACY_LAYOUT:
-            raise ArtefactError("the stored artefact does not match its manifest's layout")
-        fetch = _legacy_fetch(layout, blob)
-        wanted = list(layout.specs) if names is None else list(names)
-        for name in wanted:
-            if name not in layout.specs:
-                raise ArtefactError(f"array {name} is missing")
-        return {name: layout.read(name, fetch) for name in wanted}
+        return unpack_members(*_split_legacy(manifest, blob), names)
     if "layout" in manifest:
         raise ArtefactError("the stored artefact does not match its manifest's layout")
     return _unpack_npz(manifest, blob, names)
@@ -317,43 +333,19 @@ def _unpack_npz(
     return arrays
 
 
-def _blocks_of(layout: _Layout, rows: NDArray[np.intp]) -> list[int]:
-    return sorted({int(r) // layout.block_rows for r in rows.tolist()})
-
-
-def _check_rows(layout: _Layout, rows: Sequence[int]) -> NDArray[np.intp]:
-    found = np.asarray(sorted(set(rows)), dtype=np.intp)
-    for name in layout.blocked:
-        if found.size and (found[0] < 0 or found[-1] >= layout.shapes[name][0]):
-            raise ArtefactError(f"row out of range of {name}")
-    return found
-
-
 def members_for(
     manifest: Mapping[str, Any], names: Collection[str], rows: Sequence[int]
 ) -> list[Key]:
     """The members :func:`read_rows` reads for these rows of these arrays (so that a caller
     fetches just those rows of the store): the blocks holding the rows, the others whole."""
-    layout = _rows_layout(manifest)
-    found = _check_rows(layout, rows)
-    out: list[Key] = []
-    for name in names:
-        if name not in layout.specs:
-            raise ArtefactError(f"array {name} is missing")
-        picked = _blocks_of(layout, found) if name in layout.blocked else [0]
-        out.extend((name, block) for block in picked)
-    return out
+    layout = _Layout(manifest)
+    return layout.members_for(names, layout.rows(rows))
 
 
 def members_of(manifest: Mapping[str, Any], names: Collection[str]) -> list[Key]:
     """Every member of these arrays (what reading them whole fetches)."""
-    layout = _rows_layout(manifest)
-    out: list[Key] = []
-    for name in names:
-        if name not in layout.specs:
-            raise ArtefactError(f"array {name} is missing")
-        out.extend(layout.keys(name))
-    return out
+    layout = _Layout(manifest)
+    return [key for name in layout.named(names) for key in layout.keys(name)]
 
 
 def read_rows(
@@ -361,22 +353,14 @@ def read_rows(
 ) -> dict[str, NDArray[Any]]:
     """Some rows of the blocked arrays (in ascending order of ``rows``) and the other named
     arrays whole, from the members :func:`members_for` names; each member checked."""
-    layout = _rows_layout(manifest)
-    found = _check_rows(layout, rows)
-    fetch = _from(members)
+    layout = _Layout(manifest)
+    found = layout.rows(rows)
     out: dict[str, NDArray[Any]] = {}
-    for name in names:
-        if name not in layout.specs:
-            raise ArtefactError(f"array {name} is missing")
+    for name in layout.named(names):
         if name not in layout.blocked:
-            out[name] = layout.decode(name, 0, fetch(name, 0))
+            out[name] = layout.read(name, members)
             continue
-        parts = []
-        for block in _blocks_of(layout, found):
-            start = block * layout.block_rows
-            data = layout.decode(name, block, fetch(name, block))
-            mine = found[(found >= start) & (found < start + data.shape[0])] - start
-            parts.append(data[mine])
+        parts = [data[mine] for _, data, mine in layout.rows_in(name, found, members)]
         out[name] = (
             np.concatenate(parts)
             if parts
@@ -394,19 +378,16 @@ def blank_rows(
     """These rows blanked in every per-customer array (``BLANKS``): the manifest with the new
     lengths and digests of the blocks holding them, and those blocks' new data (the only
     members to write). ``members`` needs to hold only the blocks of :func:`blocked_members`."""
-    layout = _rows_layout(manifest)
-    found = _check_rows(layout, rows)
-    fetch = _from(members)
+    layout = _Layout(manifest)
+    found = layout.rows(rows)
     out = copy.deepcopy(dict(manifest))
     entries = out["layout"]["members"]
     changed: dict[Key, bytes] = {}
     for name in sorted(layout.blocked):
-        for block in _blocks_of(layout, found):
-            start = block * layout.block_rows
-            data = layout.decode(name, block, fetch(name, block)).copy()
-            mine = found[(found >= start) & (found < start + data.shape[0])] - start
-            data[mine] = BLANKS[name]
-            raw = data.tobytes()
+        for block, data, mine in layout.rows_in(name, found, members):
+            blanked = data.copy()
+            blanked[mine] = BLANKS[name]
+            raw = blanked.tobytes()
             packed = changed[(name, block)] = zlib.compress(raw, ERASE_LEVEL)
             entries[name][block] = [len(packed), hashlib.sha256(raw).hexdigest()]
     return out, changed
@@ -414,8 +395,8 @@ def blank_rows(
 
 def blocked_members(manifest: Mapping[str, Any], rows: Sequence[int]) -> list[Key]:
     """The members :func:`blank_rows` reads and rewrites for these rows."""
-    layout = _rows_layout(manifest)
-    return members_for(manifest, sorted(layout.blocked), rows)
+    layout = _Layout(manifest)
+    return layout.members_for(sorted(layout.blocked), layout.rows(rows))
 
 
 def convert(manifest: Mapping[str, Any], blob: bytes) -> tuple[dict[str, Any], dict[Key, bytes]]:
@@ -423,21 +404,11 @@ def convert(manifest: Mapping[str, Any], blob: bytes) -> tuple[dict[str, Any], d
     of blocks is split into its members as they are (each checked against its digest), an
     npz file is cut into members; the manifest's specs and layout are written for them."""
     if is_blocks(blob):
-        layout = _Layout(manifest)
-        if layout.format != LEGACY_LAYOUT:
-            raise ArtefactError("the stored artefact does not match its manifest's layout")
-        fetch = _legacy_fetch(layout, blob)
-        members: dict[Key, bytes] = {}
-        listed: dict[str, list[list[Any]]] = {}
+        out, members = _split_legacy(manifest, blob)
+        layout = _Layout(out)
         for name in layout.specs:
-            entries = listed[name] = []
             for key in layout.keys(name):
-                data = bytes(fetch(*key))
-                layout.decode(*key, data)
-                members[key] = data
-                entries.append([len(data), layout.members[name][key[1]][2]])
-        out = copy.deepcopy(dict(manifest))
-        out["layout"] = {**out["layout"], "format": LAYOUT, "members": listed}
+                layout.decode(*key, members.get(key))
         return out, members
     arrays = _unpack_npz(manifest, blob, None)
     members, rows_layout = pack(arrays)

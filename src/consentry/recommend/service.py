@@ -562,8 +562,7 @@ def erase_subject(*, session: Session, workspace_id: str, profile_ids: Collectio
                 row.manifest, stored_members(session, row, wanted), rows
             )
             _rewrite_members(session, workspace_id, row.id, changed)
-            members: container.Members = changed
-        else:
+        else:  # stored before migration 0027: converted, and given its entries if it has none
             if row.artefact is None:
                 raise ArtefactError("the stored artefact is missing")
             manifest, members = container.convert(row.manifest, row.artefact)
@@ -571,11 +570,11 @@ def erase_subject(*, session: Session, workspace_id: str, profile_ids: Collectio
             members = {**members, **changed}
             _store_members(session, workspace_id, row.id, members)
             row.artefact = None
+            if manifest.get("artefact_id") is None:
+                manifest["artefact_id"] = str(uuid.uuid4())
+                ids = container.unpack_members(manifest, members, ("profile_ids",))
+                _index(session, workspace_id, manifest["artefact_id"], ids["profile_ids"])
         manifest["erased"] = int(manifest.get("erased", 0)) + int(hit.size)
-        if manifest.get("artefact_id") is None:
-            manifest["artefact_id"] = str(uuid.uuid4())
-            ids = container.unpack_members(manifest, members, ("profile_ids",))["profile_ids"]
-            _index(session, workspace_id, manifest["artefact_id"], ids)
         row.manifest = manifest
         row.revision += 1
         removed += int(hit.size)

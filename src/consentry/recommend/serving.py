@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm import Session
 
 from consentry.analytics import service as analytics
 from consentry.commerce import feed as commerce_feed
@@ -94,11 +94,8 @@ class ServedModel:
         return {"version": self.version, "trained_at": self.trained_at, "as_of": self.as_of}
 
 
-def _served(row: RecommendModelRow) -> ServedModel:
+def _served(session: Session, row: RecommendModelRow) -> ServedModel:
     # the arrays from the version's member rows (one query; older stores: the artefact column)
-    session = object_session(row)
-    if session is None:
-        raise Conflict("the active model changed; try again")
     arrays = stored_arrays(session, row)
     artefact = ModelArtefact(
         Manifest.from_json(json.dumps(row.manifest["artefact"])),
@@ -166,7 +163,7 @@ def active_model(*, session: Session, workspace_id: str) -> ServedModel:
             row = session.get(r, head[0])
             if row is None:  # replaced meanwhile: the next request loads the new one
                 raise Conflict("the active model changed; try again")
-            found = _served(row)
+            found = _served(session, row)
             _cache[key] = found
         _checked[key] = time.monotonic()
         _cache.move_to_end(key)
