@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -35,19 +34,6 @@ from tests.privacy.requests_support import (
 from tests.support.segment import basic, identify
 
 ADA = "ada.dsr@example.com"
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer(free_port())
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def shop(database_url: str, db: Database, smtp: SmtpServer) -> Iterator[TestClient]:
-    yield from client_for(database_url, db, smtp.port)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,20 +31,11 @@ from tests.privacy.requests_support import (
     app_settings,
     client_for,
     file,
-    free_port,
     last_mail,
 )
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 CLIENT = "203.0.113.9"  # the test client's address (requests_support.client_for)
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer(free_port())
-    server.start()
-    yield server
-    server.stop()
 
 
 def requests_of(db: Database, workspace: str) -> int:

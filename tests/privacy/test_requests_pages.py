@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 
-import pytest
 from fastapi.testclient import TestClient
 
 from consentry.platform import tenancy
@@ -17,8 +15,6 @@ from consentry.platform.db import Database, utcnow
 from tests.privacy.requests_support import (
     SmtpServer,
     auth,
-    client_for,
-    free_port,
     last_mail,
     made_at,
     token,
@@ -27,19 +23,6 @@ from tests.support.segment import basic, identify
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 _ACTION = re.compile(r'<form method="post" action="([^"]+)"')
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer(free_port())
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def shop(database_url: str, db: Database, smtp: SmtpServer) -> Iterator[TestClient]:
-    yield from client_for(database_url, db, smtp.port)
 
 
 def form_token(page_text: str) -> str:

@@ -50,6 +50,23 @@ class Open:
 Change = Callable[[Row[Any]], dict[str, Any] | None]
 
 
+def with_store_vault(rewrite: Callable[[Connection, Vault], int]) -> int:
+    """Run ``rewrite`` in the running migration (its connection) with the vault of the store
+    it migrates: the keys of the settings (``CONSENTRY_CRYPTO__*``) and the key store beside
+    the store; the vault is closed again after. Returns what ``rewrite`` returns."""
+    from alembic import context, op
+
+    from consentry.config import get_settings
+    from consentry.stores import vault_for
+
+    url = context.config.get_main_option("sqlalchemy.url") or ""
+    vault = vault_for(get_settings().model_copy(update={"database_url": url}))
+    try:
+        return rewrite(op.get_bind(), vault)
+    finally:
+        vault.close()
+
+
 def _table(row_class: Any) -> Table:
     table: Table = row_class.__table__
     return table

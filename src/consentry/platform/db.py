@@ -315,10 +315,13 @@ class Database:
         self.engine.dispose()
 
 
-def lock_workspace(session: Session, workspace_id: str) -> None:
-    """Serialise writers of one workspace on PostgreSQL (SQLite already has one writer)."""
+def lock_workspace(session: Session, workspace_id: str, scope: str | None = None) -> None:
+    """Serialise writers of one workspace on PostgreSQL until the transaction ends (SQLite
+    already has one writer): all of them, or with ``scope`` only those of that scope (one
+    segment refresh at a time, say), which leaves the workspace's other writers alone."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:w))"), {"w": workspace_id})
+        key = workspace_id if scope is None else f"{scope}:{workspace_id}"
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:w))"), {"w": key})
 
 
 @dataclass(frozen=True, slots=True)

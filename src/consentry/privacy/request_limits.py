@@ -27,10 +27,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from consentry.errors import FieldError
+from consentry.platform.db import lock_workspace
 from consentry.privacy import requests as rq
 from consentry.privacy.request_tables import RequestAttemptRow
 
@@ -55,11 +55,7 @@ class Check:
 def _lock(session: Session, workspace_id: str) -> None:
     """Serialise the counting of a workspace's attempts on PostgreSQL (SQLite has one
     writer already)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
-            {"k": f"dsr-limits:{workspace_id}"},
-        )
+    lock_workspace(session, workspace_id, scope="dsr-limits")
 
 
 def _recent(session: Session, workspace_id: str, check: Check, now: datetime) -> list[datetime]:
@@ -102,10 +98,7 @@ def take(
     if over:
         raise rq.RateLimited(
             "too many requests: try again later",
-            [
-                FieldError(rq.LIMITED_FIELDS[c.kind], rq.limit_reason(c.kind, c.limit))
-                for c, _ in over
-            ],
+            [rq.limit_error(c.kind, c.limit) for c, _ in over],
             max(wait for _, wait in over),
         )
     session.execute(

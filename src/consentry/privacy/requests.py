@@ -519,11 +519,12 @@ BY_EMAIL = "email"  # a request filed for the address (its blind index)
 BY_NETWORK = "network"  # a request filed or a new code asked for, from the client's network
 BY_REQUEST = "resend"  # a new code asked for the request (its id)
 BY_CODE_NETWORK = "code"  # a code tried, from the client's network
-LIMITED_FIELDS = {
-    BY_EMAIL: "email",
-    BY_NETWORK: "client",
-    BY_REQUEST: "request",
-    BY_CODE_NETWORK: "code",
+# Each kind's field in a refusal, and what its limit counts.
+_LIMITED = {
+    BY_EMAIL: ("email", "requests for this email address"),
+    BY_NETWORK: ("client", "requests and new codes from your network"),
+    BY_REQUEST: ("request", "new codes for this request"),
+    BY_CODE_NETWORK: ("code", "codes tried from your network"),
 }
 UNKNOWN_CLIENT = "unknown"
 
@@ -586,16 +587,10 @@ def wait_text(seconds: int) -> str:
     return f"about {round(minutes / 60)} hours"
 
 
-def limit_reason(kind: str, limit: Limit) -> str:
-    """What a limit allows, for the error naming it."""
-    span = window_text(limit.window)
-    what = {
-        BY_EMAIL: "requests for this email address",
-        BY_NETWORK: "requests and new codes from your network",
-        BY_REQUEST: "new codes for this request",
-        BY_CODE_NETWORK: "codes tried from your network",
-    }[kind]
-    return f"at most {limit.count} {what} in {span}"
+def limit_error(kind: str, limit: Limit) -> FieldError:
+    """The error naming a limit of ``kind``: its field and what the limit allows."""
+    field, what = _LIMITED[kind]
+    return FieldError(field, f"at most {limit.count} {what} in {window_text(limit.window)}")
 
 
 # --- a request as read --------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from alembic import context, op
+from alembic import op
 
 if TYPE_CHECKING:
     from consentry.platform.vault import Vault
@@ -46,18 +46,11 @@ def downgrade() -> None:
 
 def _with_vault(rewrite: Callable[[sa.Connection, Vault], int]) -> None:
     """Run ``rewrite`` with the vault of this store, if the store holds any personal rows."""
-    bind = op.get_bind()
-    if not _has_rows(bind):
+    if not _has_rows(op.get_bind()):
         return
-    from consentry.config import get_settings
-    from consentry.stores import vault_for
+    from consentry.migrations.sealing import with_store_vault
 
-    url = context.config.get_main_option("sqlalchemy.url") or ""
-    vault = vault_for(get_settings().model_copy(update={"database_url": url}))
-    try:
-        rewrite(bind, vault)
-    finally:
-        vault.close()
+    with_store_vault(rewrite)
 
 
 def _has_rows(bind: sa.Connection) -> bool:

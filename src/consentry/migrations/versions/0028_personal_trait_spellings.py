@@ -17,7 +17,7 @@ Revises: 0027
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import context, op
+from alembic import op
 
 revision = "0028"
 down_revision = "0027"
@@ -26,19 +26,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    bind = op.get_bind()
-    if bind.execute(sa.text("SELECT 1 FROM trait_history LIMIT 1")).first() is None:
+    if op.get_bind().execute(sa.text("SELECT 1 FROM trait_history LIMIT 1")).first() is None:
         return  # a new or empty store: nothing stored, no key store needed
-    from consentry.config import get_settings
-    from consentry.migrations.sealing import seal_traits
-    from consentry.stores import vault_for
+    from consentry.migrations.sealing import seal_traits, with_store_vault
 
-    url = context.config.get_main_option("sqlalchemy.url") or ""
-    vault = vault_for(get_settings().model_copy(update={"database_url": url}))
-    try:
-        seal_traits(bind, vault)
-    finally:
-        vault.close()
+    with_store_vault(seal_traits)
 
 
 def downgrade() -> None:
