@@ -143,6 +143,16 @@ RULE: dict[str, Any] = {
 }
 TRIGGER_EVENT = "Checkout Started"
 PLACEHOLDER = '"pv1:00000000-0000-4000-8000-000000000000:' + "A" * 56 + '"'
+EVENT_COLUMNS = (  # the events' columns the bench writes (the rest take their defaults)
+    "workspace_id",
+    "message_id",
+    "type",
+    "event",
+    "profile_id",
+    "received_at",
+    "timestamp",
+    "payload",
+)
 BIG_PLACEHOLDER = '"pv1:00000000-0000-4000-8000-000000000000:' + "A" * 1500 + '"'
 
 
@@ -451,16 +461,7 @@ def build(url: str, profiles: int, events: int, subjects: int) -> dict[str, Any]
     for rows in shop.event_rows(pg):
         raw.insert(
             "events",
-            (
-                "workspace_id",
-                "message_id",
-                "type",
-                "event",
-                "profile_id",
-                "received_at",
-                "timestamp",
-                "payload",
-            ),
+            EVENT_COLUMNS,
             [(ws, m, k, e, p, t, t, PLACEHOLDER) for m, k, e, p, t in rows],
         )
         raw.commit()
@@ -572,16 +573,18 @@ def _entry(cls: Any, profile: str, purpose: str, channel: str, state: str, at: d
     )
 
 
-def cached_sqlite(profiles: int, events: int, subjects: int) -> tuple[str, dict[str, Any]]:
-    """The cached SQLite store of this size (built when missing) and its description."""
-    path = store_path(profiles, events, subjects)
+def cached_build(path: Path, build_into: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+    """The description of the cached SQLite store at ``path`` (with its key store beside it),
+    built first by ``build_into(url)`` into a partial file when missing, then renamed, so an
+    interrupted build is never taken for a store; migrated to the newest schema each time (a
+    store cached by an older version gets the new tables and indexes)."""
     meta_path = path.with_suffix(".json")
     if not (path.exists() and keys_path(path).exists() and meta_path.exists()):
         CACHE.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.stem + "-partial.db")
         for leftover in CACHE.glob(partial.stem + "*"):
             leftover.unlink()
-        meta = build(f"sqlite:///{partial}", profiles, events, subjects)
+        meta = build_into(f"sqlite:///{partial}")
         partial.rename(path)
         keys_path(partial).rename(keys_path(path))
         for leftover in CACHE.glob(partial.stem + "*"):
@@ -589,8 +592,16 @@ def cached_sqlite(profiles: int, events: int, subjects: int) -> tuple[str, dict[
         meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     from consentry.migrations import upgrade
 
-    upgrade(f"sqlite:///{path}")  # a store cached by an older version gets the new indexes
-    return f"sqlite:///{path}", json.loads(meta_path.read_text())
+    upgrade(f"sqlite:///{path}")
+    loaded: dict[str, Any] = json.loads(meta_path.read_text())
+    return loaded
+
+
+def cached_sqlite(profiles: int, events: int, subjects: int) -> tuple[str, dict[str, Any]]:
+    """The cached SQLite store of this size (built when missing) and its description."""
+    path = store_path(profiles, events, subjects)
+    meta = cached_build(path, lambda url: build(url, profiles, events, subjects))
+    return f"sqlite:///{path}", meta
 
 
 # --- baselines (the raw store) --------------------------------------------------------------------
@@ -896,16 +907,7 @@ def work_triggers(url: str, n: int, batch: int, profile: bool) -> dict[str, Any]
         for lo in range(0, n, 20_000):
             raw.insert(
                 "events",
-                (
-                    "workspace_id",
-                    "message_id",
-                    "type",
-                    "event",
-                    "profile_id",
-                    "received_at",
-                    "timestamp",
-                    "payload",
-                ),
+                EVENT_COLUMNS,
                 rows[lo : lo + 20_000],
             )
         last = raw.one("SELECT max(id) FROM events WHERE workspace_id = ?", (WORKSPACE,))

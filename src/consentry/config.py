@@ -316,7 +316,7 @@ class QualitySettings(BaseModel):
 
 class AudienceSettings(BaseModel):
     """Segment membership kept current (docs/segments.md): the incremental catch-up after new
-    events, and the full refresh that follows sliding windows, consent and imports."""
+    events, consent records and merges, and the full refresh that follows sliding windows."""
 
     scheduled: bool = Field(True, description="The server keeps segment membership current.")
     catch_up_seconds: float = Field(

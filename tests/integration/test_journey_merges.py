@@ -4,7 +4,7 @@ the rule applied at send time, frequency caps counted per person across merged m
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from consentry.config import IdentitySettings, JourneySettings
 from consentry.journeys.engine import TickReport
@@ -46,14 +46,19 @@ def unmerge(db: Database, workspace: str, merge_id: str) -> None:
         )
 
 
-def test_two_enrollments_merged_into_one_person_send_the_step_once(
-    db: Database, workspace: str
-) -> None:
+def two_shoppers(db: Database, workspace: str) -> tuple[str, datetime, str, str, str]:
+    """A shop with the abandoned-cart journey active from a minute before ``t0``, and two
+    shoppers, ann and tab: (destination, t0, journey, ann, tab)."""
     dest = setup_shop(db, workspace)
     t0 = utcnow()
     journey = start(db, workspace, abandoned_cart(dest), t0 - timedelta(minutes=1))
-    ann = shopper(db, workspace, "ann")
-    tab = shopper(db, workspace, "tab")
+    return dest, t0, journey, shopper(db, workspace, "ann"), shopper(db, workspace, "tab")
+
+
+def test_two_enrollments_merged_into_one_person_send_the_step_once(
+    db: Database, workspace: str
+) -> None:
+    _, t0, journey, ann, tab = two_shoppers(db, workspace)
     checkout(db, workspace, "ann", t0)
     checkout(db, workspace, "tab", t0)
     assert run(db, workspace, noon(), NO_CAPS).triggers.enrolled == 2
@@ -78,11 +83,7 @@ def test_two_enrollments_merged_into_one_person_send_the_step_once(
 def test_an_enrollment_under_a_merged_member_keeps_the_person_from_entering_twice(
     db: Database, workspace: str
 ) -> None:
-    dest = setup_shop(db, workspace)
-    t0 = utcnow()
-    journey = start(db, workspace, abandoned_cart(dest), t0 - timedelta(minutes=1))
-    ann = shopper(db, workspace, "ann")
-    tab = shopper(db, workspace, "tab")
+    _, t0, journey, ann, tab = two_shoppers(db, workspace)
     checkout(db, workspace, "tab", t0)
     assert run(db, workspace, noon(), NO_CAPS).triggers.enrolled == 1
     merge(db, workspace, ann, tab)
@@ -106,11 +107,7 @@ def test_an_enrollment_under_a_merged_member_keeps_the_person_from_entering_twic
 def test_an_exit_on_event_of_the_merged_person_ends_the_members_enrollment(
     db: Database, workspace: str
 ) -> None:
-    dest = setup_shop(db, workspace)
-    t0 = utcnow()
-    journey = start(db, workspace, abandoned_cart(dest), t0 - timedelta(minutes=1))
-    ann = shopper(db, workspace, "ann")
-    tab = shopper(db, workspace, "tab")
+    _, t0, journey, ann, tab = two_shoppers(db, workspace)
     checkout(db, workspace, "tab", t0)
     assert run(db, workspace, noon(), NO_CAPS).triggers.enrolled == 1
     merge(db, workspace, ann, tab)
@@ -124,11 +121,7 @@ def test_an_exit_on_event_of_the_merged_person_ends_the_members_enrollment(
 def test_after_an_unmerge_the_separated_person_can_enter_again(
     db: Database, workspace: str
 ) -> None:
-    dest = setup_shop(db, workspace)
-    t0 = utcnow()
-    journey = start(db, workspace, abandoned_cart(dest), t0 - timedelta(minutes=1))
-    ann = shopper(db, workspace, "ann")
-    tab = shopper(db, workspace, "tab")
+    _, t0, journey, ann, tab = two_shoppers(db, workspace)
     checkout(db, workspace, "ann", t0)
     checkout(db, workspace, "tab", t0)
     assert run(db, workspace, noon(), NO_CAPS).triggers.enrolled == 2
@@ -150,11 +143,7 @@ def test_after_an_unmerge_the_separated_person_can_enter_again(
 
 
 def test_two_enrollments_left_apart_by_an_unmerge_both_go_on(db: Database, workspace: str) -> None:
-    dest = setup_shop(db, workspace)
-    t0 = utcnow()
-    start(db, workspace, abandoned_cart(dest), t0 - timedelta(minutes=1))
-    ann = shopper(db, workspace, "ann")
-    tab = shopper(db, workspace, "tab")
+    _, t0, _, ann, tab = two_shoppers(db, workspace)
     checkout(db, workspace, "ann", t0)
     checkout(db, workspace, "tab", t0)
     assert run(db, workspace, noon(), NO_CAPS).triggers.enrolled == 2
@@ -168,11 +157,7 @@ def test_two_enrollments_left_apart_by_an_unmerge_both_go_on(db: Database, works
 def test_frequency_caps_count_the_persons_messages_across_merged_members(
     db: Database, workspace: str
 ) -> None:
-    dest = setup_shop(db, workspace)
-    t0 = utcnow()
-    journey = start(db, workspace, abandoned_cart(dest), t0 - timedelta(minutes=1))
-    ann = shopper(db, workspace, "ann")
-    tab = shopper(db, workspace, "tab")
+    dest, t0, journey, ann, tab = two_shoppers(db, workspace)
     # a message to the second profile while it was a person of its own
     assert mail(db, workspace, dest, "earlier", to="tab@example.com", subject_id=tab)
     merge(db, workspace, ann, tab)

@@ -8,10 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from consentry.audiences import service as segments
-from consentry.config import IdentitySettings
 from consentry.consent import service as consent
 from consentry.platform.db import Database
-from consentry.profiles import service as profiles
+from tests.integration.test_journey_merges import merge, unmerge
 from tests.integration.test_segments_membership import (
     EMAIL,
     ago,
@@ -87,18 +86,6 @@ def test_the_consent_catch_up_reads_at_most_its_limit_a_round(db: Database, work
     assert members(db, workspace, made.id) == set(people)
 
 
-def merge(db: Database, workspace: str, first: str, second: str) -> profiles.MergeRecord:
-    with db.write() as session:
-        return profiles.merge_profiles(
-            session=session,
-            workspace_id=workspace,
-            first=first,
-            second=second,
-            actor="test:agent",
-            cap=IdentitySettings(max_user_ids=2).cap,
-        )
-
-
 def test_a_merge_by_hand_makes_one_member_at_the_next_catch_up_and_an_unmerge_two(
     db: Database, workspace: str
 ) -> None:
@@ -124,10 +111,7 @@ def test_a_merge_by_hand_makes_one_member_at_the_next_catch_up_and_an_unmerge_tw
         (mailable.id, tab, False),
     ]
 
-    with db.write() as session:
-        profiles.unmerge(
-            session=session, workspace_id=workspace, merge_id=record_.id, actor="test:agent"
-        )
+    unmerge(db, workspace, record_.id)
     catch_up(db, workspace)
     assert members(db, workspace, gold.id) == {ann, tab}  # two people again
     assert count_of(db, workspace, gold.id) == 2

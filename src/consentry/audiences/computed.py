@@ -292,16 +292,7 @@ def value_changes(
     goes). :func:`apply_values` writes a part of it."""
     row = _row(session, workspace_id, trait_id)
     fresh = _values(session, workspace_id, row, now, None)
-    v = ComputedValueRow
-    stored: dict[str, Any] = dict(
-        session.connection()
-        .execute(
-            select(v.profile_id, v.value).where(
-                v.workspace_id == workspace_id, v.trait_id == trait_id
-            )
-        )
-        .all()
-    )
+    stored = _stored(session, workspace_id, trait_id, None)
     changes: dict[str, Any] = {pid: None for pid in stored if pid not in fresh}
     changes.update(
         {pid: value for pid, value in fresh.items() if pid not in stored or stored[pid] != value}
@@ -464,6 +455,25 @@ def aggregate(op: str, seen: list[tuple[datetime, Any]]) -> Any:
     return best[1]
 
 
+def _stored(
+    session: Session, workspace_id: str, trait_id: str, scope: Collection[str] | None
+) -> dict[str, Any]:
+    """The computed trait's stored values (of the profiles in ``scope`` only, when given)."""
+    v = ComputedValueRow
+    query = select(v.profile_id, v.value).where(
+        v.workspace_id == workspace_id, v.trait_id == trait_id
+    )
+    if scope is None:
+        return dict(session.connection().execute(query).all())
+    stored: dict[str, Any] = {}
+    ids = sorted(scope)
+    for start in range(0, len(ids), CHUNK):
+        stored.update(
+            session.execute(query.where(v.profile_id.in_(ids[start : start + CHUNK]))).all()
+        )
+    return stored
+
+
 def _store(
     session: Session,
     workspace_id: str,
@@ -474,19 +484,8 @@ def _store(
     """Write the differences between ``fresh`` and what is stored (of the restricted profiles,
     when ``members`` restricts)."""
     v = ComputedValueRow
-    stored: dict[str, Any] = {}
-    query = select(v.profile_id, v.value).where(
-        v.workspace_id == workspace_id, v.trait_id == trait_id
-    )
-    if members is None:
-        stored.update(session.execute(query).all())
-        scope: Collection[str] | None = None
-    else:
-        scope = sorted(set(members) | set(members.values()))
-        for start in range(0, len(scope), CHUNK):
-            stored.update(
-                session.execute(query.where(v.profile_id.in_(scope[start : start + CHUNK]))).all()
-            )
+    scope = None if members is None else set(members) | set(members.values())
+    stored = _stored(session, workspace_id, trait_id, scope)
     gone = [pid for pid in stored if pid not in fresh]
     new = [
         {"trait_id": trait_id, "profile_id": pid, "workspace_id": workspace_id, "value": value}

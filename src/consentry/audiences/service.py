@@ -24,13 +24,13 @@ from __future__ import annotations
 import heapq
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from consentry.audiences import compiler, computed, rules
@@ -46,7 +46,7 @@ from consentry.consent import service as consent
 from consentry.consent.models import CHANNELS
 from consentry.errors import Conflict, FieldError, Invalid, NotFound
 from consentry.ingest import feed as ingest_feed
-from consentry.platform.db import Database, utcnow
+from consentry.platform.db import Database, lock_workspace, utcnow
 from consentry.profiles import merging as profile_merges
 from consentry.profiles import service as profiles
 
@@ -562,10 +562,7 @@ def delete_computed_trait(
 
 def _lock(session: Session, workspace_id: str) -> None:
     """One refresh of a workspace at a time (SQLite has one writer already)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"audiences:{workspace_id}"}
-        )
+    lock_workspace(session, workspace_id, scope="audiences")
 
 
 def _ensure_cursor(session: Session, workspace_id: str) -> AudienceCursorRow:
@@ -582,9 +579,10 @@ def _ensure_cursor(session: Session, workspace_id: str) -> AudienceCursorRow:
     return cursor
 
 
-def _ordered(rows: Iterable[SegmentRow]) -> list[SegmentRow]:
-    """Segments with those they read first (cycles are refused when saved; any left over
-    come last)."""
+def _ordered(session: Session, workspace_id: str) -> list[SegmentRow]:
+    """The workspace's segments, those they read first (cycles are refused when saved; any
+    left over come last)."""
+    rows = session.scalars(select(SegmentRow).where(SegmentRow.workspace_id == workspace_id))
     pending = {row.id: row for row in sorted(rows, key=lambda row: row.created_at)}
     done: list[SegmentRow] = []
     placed: set[str] = set()
@@ -618,16 +616,7 @@ def _apply(
     member count is set (whole workspace), moved by the difference (``by_delta``) or counted
     again."""
     m = SegmentMemberRow
-    query = select(m.profile_id).where(m.segment_id == row.id)
-    stored: set[str] = set()
-    if scope is None:
-        stored.update(session.connection().execute(query).scalars())
-    else:
-        ids = sorted(scope)
-        for start in range(0, len(ids), CHUNK):
-            stored.update(
-                session.execute(query.where(m.profile_id.in_(ids[start : start + CHUNK]))).scalars()
-            )
+    stored = _stored_members(session, row.id, scope)
     entered = sorted(found - stored)
     exited = sorted(stored - found)
     for start in range(0, len(exited), CHUNK):
@@ -662,6 +651,30 @@ def _apply(
     return len(entered), len(exited)
 
 
+def _stored_members(session: Session, segment_id: str, scope: Collection[str] | None) -> set[str]:
+    """The segment's stored members (of ``scope`` only, when given)."""
+    m = SegmentMemberRow
+    query = select(m.profile_id).where(m.segment_id == segment_id)
+    if scope is None:
+        return set(session.connection().execute(query).scalars())
+    stored: set[str] = set()
+    ids = sorted(scope)
+    for start in range(0, len(ids), CHUNK):
+        stored.update(
+            session.execute(query.where(m.profile_id.in_(ids[start : start + CHUNK]))).scalars()
+        )
+    return stored
+
+
+def _tally(report: RefreshReport, segment_id: str, entered: int, exited: int) -> None:
+    """Count one segment's evaluation, and who entered and left it, into ``report``."""
+    report.segments += 1
+    report.entered += entered
+    report.exited += exited
+    if entered or exited:
+        report.per_segment[segment_id] = {"entered": entered, "exited": exited}
+
+
 def _count_members(session: Session, segment_id: str) -> int:
     m = SegmentMemberRow
     return int(
@@ -683,11 +696,7 @@ def _evaluate_into(
     entered, exited = _apply(ctx.session, ctx.workspace_id, row, found, scope, ctx.now)
     if scope is None:
         row.refreshed_at = ctx.now
-    report.segments += 1
-    report.entered += entered
-    report.exited += exited
-    if entered or exited:
-        report.per_segment[row.id] = {"entered": entered, "exited": exited}
+    _tally(report, row.id, entered, exited)
 
 
 def refresh_segment(
@@ -717,8 +726,7 @@ def refresh(*, session: Session, workspace_id: str, now: datetime | None = None)
     report = RefreshReport("full")
     report.values = computed.refresh_values(session=session, workspace_id=workspace_id, now=now)
     ctx = _context(session, workspace_id, now)
-    rows = session.scalars(select(SegmentRow).where(SegmentRow.workspace_id == workspace_id))
-    for row in _ordered(rows):
+    for row in _ordered(session, workspace_id):
         _evaluate_into(report, ctx, row, None)
     cursor.last_event_id = max(cursor.last_event_id, through)
     cursor.refreshed_at = cursor.updated_at = now
@@ -791,12 +799,7 @@ def refresh_in_steps(
         except NotFound:  # deleted meanwhile
             continue
     with db.read() as session:
-        order = [
-            (row.id, row.updated_at)
-            for row in _ordered(
-                session.scalars(select(SegmentRow).where(SegmentRow.workspace_id == workspace_id))
-            )
-        ]
+        order = [(row.id, row.updated_at) for row in _ordered(session, workspace_id)]
     for segment_id, version in order:
         with db.read() as session:
             row = session.get(SegmentRow, segment_id)
@@ -808,12 +811,7 @@ def refresh_in_steps(
                 )
             except LookupError:  # a computed trait deleted under it: members kept as they are
                 continue
-            m = SegmentMemberRow
-            stored = set(
-                session.connection()
-                .execute(select(m.profile_id).where(m.segment_id == segment_id))
-                .scalars()
-            )
+            stored = _stored_members(session, segment_id, None)
         diff = sorted(found ^ stored)
         entered = exited = 0
         for lo in range(0, len(diff) or 1, step):
@@ -829,11 +827,7 @@ def refresh_in_steps(
                 entered, exited = entered + e, exited + x
                 if lo + step >= len(diff):
                     current.refreshed_at = now
-        report.segments += 1
-        report.entered += entered
-        report.exited += exited
-        if entered or exited:
-            report.per_segment[segment_id] = {"entered": entered, "exited": exited}
+        _tally(report, segment_id, entered, exited)
     with write("cursor") as session:
         cursor = _ensure_cursor(session, workspace_id)
         # back to the events applied at the start (not past what a catch-up read meanwhile):
@@ -896,9 +890,8 @@ def catch_up(
         # merged person's facts and consent are their members' together)
         kinds = (set(INCREMENTAL) if changed else set()) | ({"consent"} if records else set())
         ctx = _context(session, workspace_id, now)
-        rows = session.scalars(select(SegmentRow).where(SegmentRow.workspace_id == workspace_id))
         redone: set[str] = set()
-        for row in _ordered(rows):
+        for row in _ordered(session, workspace_id):
             if merged or kinds & set(row.kinds) or redone & set(row.reads_segments):
                 _evaluate_into(report, ctx, row, scope)
                 redone.add(row.id)

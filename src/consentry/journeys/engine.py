@@ -70,6 +70,7 @@ from consentry.journeys.tables import (
     StepRunRow,
 )
 from consentry.journeys.triggers import (
+    CHUNK,
     ActiveJourney,
     TriggerReport,
     exit_values,
@@ -303,26 +304,25 @@ def _one_per_person(
     suspects = [d for d in due if len(members.get(owner.get(d.profile_id, ""), ())) > 1]
     if not suspects:
         return due
-    person_of = {m: p for p, found in members.items() for m in found}
     wanted = sorted({m for d in suspects for m in members[owner[d.profile_id]]})
     e = ENROLLMENTS.c
+    active = select(e.id, e.journey_id, e.profile_id, e.entered_at).where(
+        e.workspace_id == sending.workspace_id,
+        e.status == ACTIVE,
+        e.journey_id.in_(sorted({d.journey_id for d in suspects})),
+    )
     groups: dict[tuple[str, str], list[tuple[datetime, int]]] = {}
-    for start in range(0, len(wanted), 500):
+    for start in range(0, len(wanted), CHUNK):
+        part = wanted[start : start + CHUNK]
         for eid, journey_id, profile_id, entered in session.execute(
-            select(e.id, e.journey_id, e.profile_id, e.entered_at).where(
-                e.workspace_id == sending.workspace_id,
-                e.status == ACTIVE,
-                e.journey_id.in_(sorted({d.journey_id for d in suspects})),
-                e.profile_id.in_(wanted[start : start + 500]),
-            )
+            active.where(e.profile_id.in_(part))
         ):
-            key = (journey_id, person_of[profile_id])
-            groups.setdefault(key, []).append((entered, eid))
+            groups.setdefault((journey_id, owner[profile_id]), []).append((entered, eid))
     ended = sorted(eid for found in groups.values() for _, eid in sorted(found)[1:])
-    for start in range(0, len(ended), 500):
+    for start in range(0, len(ended), CHUNK):
         session.execute(
             update(ENROLLMENTS)
-            .where(e.id.in_(ended[start : start + 500]), e.status == ACTIVE)
+            .where(e.id.in_(ended[start : start + CHUNK]), e.status == ACTIVE)
             .values(exit_values(sending.now, MERGED))
         )
     report.merged += len(ended)

@@ -414,7 +414,7 @@ def journey_stats(*, session: Session, workspace_id: str, journey_id: str) -> di
     """Counts of a journey: enrollments by status, and per step what it did (sent, skipped by
     reason, deferred, branched by arm, updated, held out)."""
     row = _row(session, workspace_id, journey_id)
-    return journeys_stats(session=session, workspace_id=workspace_id, journey_ids=[row.id])[row.id]
+    return _stats(session, workspace_id, [row])[row.id]
 
 
 def journeys_stats(
@@ -426,7 +426,13 @@ def journeys_stats(
     query = select(JourneyRow).where(JourneyRow.workspace_id == workspace_id)
     if journey_ids is not None:
         query = query.where(JourneyRow.id.in_(list(journey_ids)))
-    rows = list(session.scalars(query))
+    return _stats(session, workspace_id, list(session.scalars(query)))
+
+
+def _stats(
+    session: Session, workspace_id: str, rows: Sequence[JourneyRow]
+) -> dict[str, dict[str, Any]]:
+    """:func:`journeys_stats` of these journeys (rows of the workspace)."""
     if not rows:
         return {}
     ids = [row.id for row in rows]
