@@ -743,26 +743,15 @@ def build_store(url: str, n: int) -> dict[str, Any]:
 
 def cached_store(n: int) -> tuple[Path, dict[str, Any]]:
     """The cached SQLite store of ``n`` people (built when missing) and its description."""
-    from bench.activation import keys_path
+    from bench.activation import cached_build
 
     path = store_path(n)
-    meta_path = path.with_suffix(".json")
-    if not (path.exists() and keys_path(path).exists() and meta_path.exists()):
-        CACHE.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.stem + "-partial.db")
-        for leftover in CACHE.glob(partial.stem + "*"):
-            leftover.unlink()
-        print(f"building the store of {n:,} people (once; cached in bench/.cache/)", flush=True)
-        meta = build_store(f"sqlite:///{partial}", n)
-        partial.rename(path)
-        keys_path(partial).rename(keys_path(path))
-        for leftover in CACHE.glob(partial.stem + "*"):
-            leftover.unlink()
-        meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-    from consentry.migrations import upgrade
 
-    upgrade(f"sqlite:///{path}")  # a store cached by an older version gets the new tables
-    return path, json.loads(meta_path.read_text())
+    def build_into(url: str) -> dict[str, Any]:
+        print(f"building the store of {n:,} people (once; cached in bench/.cache/)", flush=True)
+        return build_store(url, n)
+
+    return path, cached_build(path, build_into)
 
 
 def _loadavg() -> list[float]:
@@ -787,32 +776,26 @@ def store_pairs(path: Path) -> list[tuple[str, str, str]]:
         )
 
 
-def _clustered_pairs(pairs: list[tuple[int, int]]) -> set[tuple[int, int]]:
-    """Every pair within the groups the given pairs join (what the merges made one profile)."""
-    parent: dict[int, int] = {}
+def _clustered_pairs(pairs: list[tuple[int, int]], n: int) -> set[tuple[int, int]]:
+    """Every pair within the groups the given pairs of the ``n`` records join (what the merges
+    made one profile)."""
+    import numpy as np
 
-    def root(x: int) -> int:
-        while parent.get(x, x) != x:
-            parent[x] = parent.get(parent[x], parent[x])
-            x = parent[x]
-        return x
+    from consentry.matching.dedupe import connected_components
 
-    for a, b in pairs:
-        ra, rb = root(a), root(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
+    if not pairs:
+        return set()
+    ends = np.array(pairs, dtype=np.int32)
+    labels = connected_components(n, ends[:, 0], ends[:, 1])
     groups: dict[int, list[int]] = {}
-    for x in {x for pair in pairs for x in pair}:
-        groups.setdefault(root(x), []).append(x)
-    out = set()
-    for members in groups.values():
-        members.sort()
-        out.update(
-            (members[j], members[k])
-            for j in range(len(members))
-            for k in range(j + 1, len(members))
-        )
-    return out
+    for x in sorted({x for pair in pairs for x in pair}):
+        groups.setdefault(int(labels[x]), []).append(x)
+    return {
+        (members[j], members[k])
+        for members in groups.values()
+        for j in range(len(members))
+        for k in range(j + 1, len(members))
+    }
 
 
 def run_store(n: int, *, dry_run: bool = False) -> dict[str, Any]:
@@ -886,7 +869,7 @@ def run_store(n: int, *, dry_run: bool = False) -> dict[str, Any]:
 
         result["merged_and_queued"] = judged(found)
         result["merged"] = judged(merged)
-        result["merged_and_queued_clustered"] = judged(_clustered_pairs(found))
+        result["merged_and_queued_clustered"] = judged(_clustered_pairs(found, n))
     for leftover in CACHE.glob(work.stem + "*"):
         leftover.unlink()
     return result

@@ -20,6 +20,7 @@ from consentry.profiles.bulk import canonical_map_many
 from consentry.profiles.models import is_personal_trait, normalize_phone, trait_slug
 from consentry.quality import default_fields, spellings
 from consentry.quality import service as audit_service
+from tests.identity.test_dedupe_service import profile_of_user
 from tests.support.segment import identify
 from tests.support.store import send
 
@@ -175,27 +176,9 @@ def test_a_known_number_is_used_only_when_the_digits_are_it() -> None:
 # --- the run's merges keep what the store says in step ----------------------------------------
 
 
-def _person(db: Database, workspace: str, user: str) -> str:
-    with db.read() as session:
-        (found,) = profiles.search_identifiers(
-            session=session, workspace_id=workspace, user_id=user
-        ) or profiles.search_identifiers(session=session, workspace_id=workspace, anonymous_id=user)
-    return found
-
-
-def test_a_block_an_unmerge_left_holds_after_the_runs_own_merges(
-    db: Database, workspace: str
-) -> None:
-    for user in ("u-a", "u-b", "u-c"):  # anonymous: no cap stands in the way
-        send(db, workspace, identify(anonymousId=user, traits={"plan": "free"}))
-    a, b, c = (_person(db, workspace, u) for u in ("u-a", "u-b", "u-c"))
-    with db.write() as session:  # b and c were joined by hand, then separated: blocked
-        record = profiles.merge_profiles(
-            session=session, workspace_id=workspace, first=b, second=c, actor="test", cap=CAP
-        )
-        profiles.unmerge(session=session, workspace_id=workspace, merge_id=record.id, actor="t")
-    report = dedupe.RunReport(
-        id="run-1",
+def _report(run_id: str, workspace: str) -> dedupe.RunReport:
+    return dedupe.RunReport(
+        id=run_id,
         workspace_id=workspace,
         mode="batch",
         dry_run=False,
@@ -203,6 +186,20 @@ def test_a_block_an_unmerge_left_holds_after_the_runs_own_merges(
         auto_merge_threshold=0.95,
         review_threshold=0.5,
     )
+
+
+def test_a_block_an_unmerge_left_holds_after_the_runs_own_merges(
+    db: Database, workspace: str
+) -> None:
+    for user in ("u-a", "u-b", "u-c"):  # anonymous: no cap stands in the way
+        send(db, workspace, identify(anonymousId=user, traits={"plan": "free"}))
+    a, b, c = (profile_of_user(db, workspace, u) for u in ("u-a", "u-b", "u-c"))
+    with db.write() as session:  # b and c were joined by hand, then separated: blocked
+        record = profiles.merge_profiles(
+            session=session, workspace_id=workspace, first=b, second=c, actor="test", cap=CAP
+        )
+        profiles.unmerge(session=session, workspace_id=workspace, merge_id=record.id, actor="t")
+    report = _report("run-1", workspace)
     pairs = [
         # a (the oldest) wins, b's block from c is now a's: neither pair with c merges
         dedupe.ScoredPair(a, b, 12.0, 0.9998, True, {"fields": []}),
@@ -228,17 +225,9 @@ def test_the_caps_count_the_identifiers_the_runs_merges_joined(
     send(db, workspace, identify(userId="u-a", traits={"plan": "free"}))
     send(db, workspace, identify(anonymousId="anon-b", traits={"plan": "free"}))
     send(db, workspace, identify(userId="u-c", traits={"plan": "free"}))
-    a, c = _person(db, workspace, "u-a"), _person(db, workspace, "u-c")
-    b = _person(db, workspace, "anon-b")
-    report = dedupe.RunReport(
-        id="run-2",
-        workspace_id=workspace,
-        mode="batch",
-        dry_run=False,
-        started_at=utcnow(),
-        auto_merge_threshold=0.95,
-        review_threshold=0.5,
-    )
+    a, c = profile_of_user(db, workspace, "u-a"), profile_of_user(db, workspace, "u-c")
+    b = profile_of_user(db, workspace, "anon-b")
+    report = _report("run-2", workspace)
     pairs = [
         dedupe.ScoredPair(a, b, 12.0, 0.9998, True, {"fields": []}),
         dedupe.ScoredPair(b, c, 11.0, 0.9995, True, {"fields": []}),

@@ -14,7 +14,7 @@ from consentry.errors import NotFound
 from consentry.platform.db import Database, utcnow
 from consentry.privacy import erasure_service
 from consentry.profiles.models import is_personal_trait, trait_slug
-from consentry.quality import service
+from consentry.quality import service, spellings
 from consentry.quality.audit import default_fields
 from tests.conftest import new_workspace
 from tests.quality.planted import (
@@ -166,4 +166,4 @@ def test_the_trait_names_read_cover_every_field() -> None:
         service.TRAIT_KEYS
     )
     for words in service.TRAIT_WORDS:
-        assert {trait_slug(k) for k in service._spellings(words)} == {"".join(words)}
+        assert {trait_slug(k) for k in spellings.written(words)} == {"".join(words)}

@@ -38,7 +38,6 @@ from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-import phonenumbers
 
 from consentry.errors import Invalid
 from consentry.matching import records as rf
@@ -52,10 +51,12 @@ from consentry.matching.model import (
     explain_pairs,
 )
 from consentry.matching.records import RecordBatch
-from consentry.profiles.models import COUNTRY_CODE_ALIASES, normalize_text, trait_slug
+from consentry.profiles.models import normalize_text, trait_slug
 from consentry.quality import (
     Normalised,
+    Problem,
     clean_text,
+    dialling_region,
     fold,
     validate_birth_date,
     validate_country,
@@ -193,19 +194,6 @@ def email_keys(value: Any) -> tuple[str | None, str | None]:
 _PHONE_MARKS = re.compile(r"[\s().\-/]+")
 
 
-@lru_cache(maxsize=512)
-def _region_usable(country: str | None) -> bool:
-    """Whether :func:`~consentry.quality.validate_phone` accepts ``country`` as the region to
-    read a number in (its own checks, before it parses)."""
-    region = (country or "").strip().upper()
-    region = COUNTRY_CODE_ALIASES.get(region, region)
-    if not region:
-        return True
-    if len(region) != 2 or not region.isascii() or not region.isalpha():
-        return False
-    return phonenumbers.country_code_for_region(region) != 0
-
-
 def international_digits(value: Any) -> str | None:
     """``+`` and the digits of a number written in international form with only spaces,
     dashes, dots, slashes and brackets between them ("+49 (151) 123-45678", "0049 151 ..."),
@@ -230,7 +218,11 @@ def phone_key(value: Any, country: str | None, known: Collection[str] = ()) -> s
     (parsing costs about a hundred microseconds a number)."""
     if known:
         digits = international_digits(value)
-        if digits is not None and digits in known and _region_usable(country):
+        if (
+            digits is not None
+            and digits in known
+            and not isinstance(dialling_region(country), Problem)
+        ):
             return digits
     outcome = validate_phone(value, country)
     if not isinstance(outcome, Normalised):

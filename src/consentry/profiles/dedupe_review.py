@@ -43,23 +43,18 @@ def merge_pair(
     reason: str,
     actor: str,
     cap: CapFn,
-    clear_blocks: bool,
 ) -> tuple[str, str | None]:
-    """Merge two profiles like ``merging.merge_profiles`` with a reason of our own.
+    """Merge two profiles like ``merging.merge_profiles`` with a reason of our own: an explicit
+    merge, so the unmerge blocks between them are cleared. (A run's merges keep the blocks and
+    answer these checks from memory: ``dedupe_service._Merger``.)
 
-    Returns ``("merged", merge id)``, ``("unified", None)`` when they are one already,
-    ``("blocked", None)`` when an unmerge separated them (and ``clear_blocks`` is off), or
+    Returns ``("merged", merge id)``, ``("unified", None)`` when they are one already, or
     ``("refused", reason)`` when the union would break an identifier cap.
     """
     a = canonical_of(session=session, workspace_id=workspace_id, profile_id=first)
     b = canonical_of(session=session, workspace_id=workspace_id, profile_id=second)
     if a == b:
         return UNIFIED, None
-    between = blocks_between(members_query(workspace_id, a), members_query(workspace_id, b))
-    if not clear_blocks and session.scalar(
-        select(MergeBlockRow.id).where(MergeBlockRow.workspace_id == workspace_id, between).limit(1)
-    ):
-        return "blocked", None
     refused = merge_allowed(
         identifier_counts(session, workspace_id, a),
         identifier_counts(session, workspace_id, b),
@@ -67,10 +62,10 @@ def merge_pair(
     )
     if refused is not None:
         return "refused", refused
-    if clear_blocks:
-        session.execute(
-            delete(MergeBlockRow).where(MergeBlockRow.workspace_id == workspace_id, between)
-        )
+    between = blocks_between(members_query(workspace_id, a), members_query(workspace_id, b))
+    session.execute(
+        delete(MergeBlockRow).where(MergeBlockRow.workspace_id == workspace_id, between)
+    )
     record = merge_canonicals(session, workspace_id, a, b, reason, actor, None)
     return MERGED, record.id
 
@@ -195,7 +190,6 @@ def approve(
             reason=f"match approved in review (candidate {row.id})",
             actor=actor,
             cap=cap,
-            clear_blocks=True,
         )
     except NotFound as exc:  # a side was erased since
         raise Conflict("a profile of this pair no longer exists") from exc

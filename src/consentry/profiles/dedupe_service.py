@@ -681,8 +681,9 @@ class _Merger:
     reversible merge of deterministic resolution), with what ``dedupe_review.merge_pair`` asks
     the store before each merge kept in memory instead: the unified profile of each id of the
     chunk (``canon``), the unmerge blocks between them (``blocked``) and their identifier
-    counts (for the caps), each brought up to date after every merge. The same decisions as
-    ``merge_pair``, without five queries a merge."""
+    counts (for the caps), each brought up to date after every merge. ``_decide`` skips a pair
+    that is one profile or blocked by the same ``canon`` and ``blocked``; the caps are
+    checked here. The same decisions as ``merge_pair``, without five queries a merge."""
 
     canon: dict[str, str]
     blocked: set[tuple[str, str]]
@@ -699,11 +700,8 @@ class _Merger:
         actor: str,
         cap: CapFn,
     ) -> tuple[str, str | None]:
-        """Like ``merge_pair`` for the unified profiles ``a`` and ``b`` (blocks not cleared)."""
-        if a == b:
-            return UNIFIED, None
-        if _ordered(a, b) in self.blocked:
-            return "blocked", None
+        """Merge the unified profiles ``a`` and ``b`` (two, not blocked): ``("merged", merge
+        id)``, or ``("refused", reason)`` when the union would break an identifier cap."""
         empty: Counter[str] = Counter()
         refused = merge_allowed(self.counts.get(a, empty), self.counts.get(b, empty), cap)
         if refused is not None:
@@ -783,12 +781,6 @@ def _decide(
                     actor=actor,
                     cap=cap,
                 )
-            if outcome == UNIFIED:
-                report.skip("unified")
-                continue
-            if outcome == "blocked":
-                report.skip("unmerged")
-                continue
         if not apply:
             if pair.merge:
                 report.auto_merged += 1

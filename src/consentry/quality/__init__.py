@@ -21,7 +21,7 @@ from consentry.quality.audit import (
 from consentry.quality.countries import validate_country
 from consentry.quality.dates import age_on, parse_date, validate_birth_date
 from consentry.quality.emails import is_disposable_domain, suggest_domain, validate_email
-from consentry.quality.phones import Phone, validate_phone
+from consentry.quality.phones import Phone, dialling_region, validate_phone
 from consentry.quality.postcodes import RULES as POSTCODE_RULES
 from consentry.quality.postcodes import validate_postcode
 from consentry.quality.problems import Normalised, Outcome, Problem, Severity
@@ -47,6 +47,7 @@ __all__ = [
     "audit",
     "clean_text",
     "default_fields",
+    "dialling_region",
     "fold",
     "is_disposable_domain",
     "parse_date",

@@ -105,10 +105,20 @@ def validate_phone(value: Any, country: str | None = None) -> Outcome[Phone]:
         return _p("empty", "The number is empty.")
     if len(text) > MAX_INPUT:
         return _p("too_long", "The number is too long.")
+    region = dialling_region(country)
+    if isinstance(region, Problem):
+        return region
+    return _validate(text, region)
+
+
+def dialling_region(country: str | None) -> str | Problem:
+    """The region :func:`validate_phone` reads a national number in: ``country`` as an alpha-2
+    code (any case; UK and EL read as GB and GR), "" without one, or ``phone.bad_country``
+    when it is no alpha-2 code or has no numbering plan."""
     region = (country or "").strip().upper()
     region = COUNTRY_CODE_ALIASES.get(region, region)  # UK is GB, as identity reads it
     if region and (len(region) != 2 or not region.isascii() or not region.isalpha()):
         return _p("bad_country", "The country given for the number is not an alpha-2 code.")
     if region and phonenumbers.country_code_for_region(region) == 0:
         return _p("bad_country", "The country given for the number has no numbering plan.")
-    return _validate(text, region)
+    return region

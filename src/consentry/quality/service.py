@@ -48,7 +48,6 @@ EVERY_PROFILE = datetime(9999, 12, 31, tzinfo=UTC)  # a cut-off no profile is ac
 # "FirstName", "first-name", "First Name", "FIRST_NAME", ...). Their slugs are the default
 # fields' keys (tests check it) and "address", whose object holds the country, postcode and city.
 TRAIT_WORDS: tuple[tuple[str, ...], ...] = tuple(w for field in spellings.AUDIT for w in field)
-_spellings = spellings.written
 TRAIT_KEYS: tuple[str, ...] = spellings.trait_keys(spellings.AUDIT)
 
 
