@@ -78,7 +78,12 @@ class MergeRow(Base):
     """One merge of ``loser_id`` into ``winner_id``; ``undone_at`` is set by an unmerge."""
 
     __tablename__ = "profile_merges"
-    __table_args__ = (Index("ix_profile_merges_ws_winner", "workspace_id", "winner_id"),)
+    __table_args__ = (
+        Index("ix_profile_merges_ws_winner", "workspace_id", "winner_id"),
+        # what changed since a time (segments' catch-up, every few seconds)
+        Index("ix_profile_merges_ws_created", "workspace_id", "created_at"),
+        Index("ix_profile_merges_ws_undone", "workspace_id", "undone_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
