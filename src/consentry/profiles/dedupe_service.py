@@ -9,7 +9,7 @@ pairs and stores the trained parameters in ``dedupe_runs.model``. Then, pair by 
 most probable down:
 
 - at or above ``auto_merge_threshold`` the two profiles merge through the reversible merge of
-  deterministic resolution (``merging.merge_canonicals``: reason and actor name the run, so the
+  deterministic resolution (``merging.MergePlan``: reason and actor name the run, so the
   profile's merge history shows it and ``unmerge`` undoes it); a merge the identifier caps
   refuse goes to review instead, with the reason (the checks of ``dedupe_review.merge_pair``,
   answered from memory for a chunk of pairs: :class:`_Merger`);
@@ -67,7 +67,7 @@ from consentry.profiles.dedupe_review import (  # the review queue: re-exported 
 from consentry.profiles.dedupe_tables import DedupeRunRow, MatchCandidateRow
 from consentry.profiles.erasure import has_suppressions
 from consentry.profiles.graph import identifier_counts_many
-from consentry.profiles.merging import CapFn, merge_canonicals
+from consentry.profiles.merging import CapFn, MergePlan
 from consentry.profiles.models import PHONE, merge_allowed, trait_slug
 from consentry.profiles.tables import (
     IdentifierRow,
@@ -677,41 +677,38 @@ def _known(session: Session, workspace_id: str, canonical_ids: Iterable[str]) ->
 
 @dataclass(slots=True)
 class _Merger:
-    """The run's merges within one transaction, through ``merging.merge_canonicals`` (the
-    reversible merge of deterministic resolution), with what ``dedupe_review.merge_pair`` asks
-    the store before each merge kept in memory instead: the unified profile of each id of the
-    chunk (``canon``), the unmerge blocks between them (``blocked``) and their identifier
-    counts (for the caps), each brought up to date after every merge. ``_decide`` skips a pair
-    that is one profile or blocked by the same ``canon`` and ``blocked``; the caps are
-    checked here. The same decisions as ``merge_pair``, without five queries a merge."""
+    """The run's merges within one transaction, planned one by one in memory and written
+    together (``merging.MergePlan``: the reversible merge of deterministic resolution), with
+    what ``dedupe_review.merge_pair`` asks the store before each merge kept in memory instead:
+    the unified profile of each id of the chunk (``canon``, followed through the plan by
+    :meth:`unified`), the unmerge blocks between them (``blocked``) and their identifier counts
+    (for the caps), each brought up to date after every merge. ``_decide`` skips a pair that
+    is one profile or blocked by the same ``canon`` and ``blocked``; the caps are checked
+    here. The same decisions as ``merge_pair``, without five queries a merge."""
 
     canon: dict[str, str]
     blocked: set[tuple[str, str]]
     counts: dict[str, Counter[str]]
+    plan: MergePlan | None  # None: nothing is written (a dry run)
+
+    def unified(self, profile_id: str) -> str | None:
+        """The unified profile ``profile_id`` belongs to now, merges of this chunk included."""
+        found = self.canon.get(profile_id)
+        return found if found is None or self.plan is None else self.plan.root_of(found)
 
     def merge(
-        self,
-        session: Session,
-        workspace_id: str,
-        a: str,
-        b: str,
-        *,
-        reason: str,
-        actor: str,
-        cap: CapFn,
+        self, a: str, b: str, *, reason: str, actor: str, cap: CapFn
     ) -> tuple[str, str | None]:
         """Merge the unified profiles ``a`` and ``b`` (two, not blocked): ``("merged", merge
         id)``, or ``("refused", reason)`` when the union would break an identifier cap."""
+        assert self.plan is not None
         empty: Counter[str] = Counter()
         refused = merge_allowed(self.counts.get(a, empty), self.counts.get(b, empty), cap)
         if refused is not None:
             return "refused", refused
-        record = merge_canonicals(session, workspace_id, a, b, reason, actor, None)
+        record = self.plan.merge(a, b, reason=reason, actor=actor)
         winner, loser = record.winner_id, record.loser_id
         self.counts[winner] = self.counts.pop(a, Counter()) + self.counts.pop(b, Counter())
-        for pid, c in self.canon.items():
-            if c == loser:
-                self.canon[pid] = winner
         moved = [pair for pair in self.blocked if loser in pair]
         for pair in moved:
             self.blocked.discard(pair)
@@ -741,6 +738,7 @@ def _decide(
         canon,
         known.blocked,
         identifier_counts_many(session, workspace_id, canon.values()) if apply else {},
+        MergePlan(session, workspace_id, canon.values()) if apply else None,
     )
     actor = f"dedupe:{report.id}"
     now = utcnow()
@@ -748,7 +746,7 @@ def _decide(
         for done_row in known.joined:  # merged some other way: nothing left to decide
             done_row.status, done_row.decided_at, done_row.decided_by = UNIFIED, now, actor
     for pair in pairs:
-        a, b = canon.get(pair.first), canon.get(pair.second)
+        a, b = merger.unified(pair.first), merger.unified(pair.second)
         if a is None or b is None:
             report.skip("gone")  # erased meanwhile
             continue
@@ -773,8 +771,6 @@ def _decide(
         if pair.merge:
             if apply:
                 outcome, detail = merger.merge(
-                    session,
-                    workspace_id,
                     a,
                     b,
                     reason=f"probabilistic match p={pair.probability:.4f} (dedupe run {report.id})",
@@ -820,6 +816,8 @@ def _decide(
         row.note = note
         if status == MERGED:
             row.decided_at, row.decided_by = now, actor
+    if merger.plan is not None:
+        merger.plan.apply()
     session.flush()
     if progress and apply:
         progress("write", done + len(pairs), max(total, done + len(pairs)))

@@ -4,15 +4,16 @@ automatic resolution does not join the two again (an explicit merge by hand may)
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import Table, bindparam, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from consentry.errors import Conflict, NotFound
-from consentry.platform.db import utcnow
+from consentry.platform.db import Bulk, utcnow
 from consentry.profiles.graph import (
     blocks_between,
     canonical_of,
@@ -30,6 +31,22 @@ from consentry.profiles.tables import (
 from consentry.profiles.traits import rebuild_traits
 
 CapFn = Callable[[str], int]
+
+_P = cast(Table, ProfileRow.__table__)
+_MOVE_MEMBERS = Bulk(
+    update(_P)
+    .where(_P.c.workspace_id == bindparam("ws"), _P.c.canonical_id == bindparam("old"))
+    .values(canonical_id=bindparam("root"))
+)
+_SET_PARENT = Bulk(
+    update(_P).where(_P.c.id == bindparam("pid")).values(merged_into=bindparam("parent"))
+)
+_SET_SEEN = Bulk(
+    update(_P)
+    .where(_P.c.id == bindparam("pid"))
+    .values(first_seen=bindparam("first"), last_seen=bindparam("last"))
+)
+_INSERT_MERGES = Bulk(insert(cast(Table, MergeRow.__table__)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,32 +70,144 @@ def merge_canonicals(
     actor: str,
     message_id: str | None,
 ) -> MergeRecord:
-    a, b = session.get(ProfileRow, first), session.get(ProfileRow, second)
-    assert a is not None and b is not None  # both are canonical ids found in this workspace
-    winner, loser = (a, b) if (a.created_at, a.id) <= (b.created_at, b.id) else (b, a)
-    session.execute(
-        update(ProfileRow)
-        .where(ProfileRow.workspace_id == workspace_id, ProfileRow.canonical_id == loser.id)
-        .values(canonical_id=winner.id)
-    )
-    session.refresh(loser)
-    loser.merged_into = winner.id
-    winner.first_seen = min(winner.first_seen, loser.first_seen)
-    winner.last_seen = max(winner.last_seen, loser.last_seen)
-    row = MergeRow(
-        id=str(uuid.uuid4()),
-        workspace_id=workspace_id,
-        winner_id=winner.id,
-        loser_id=loser.id,
-        reason=reason,
-        source_message_id=message_id,
-        actor=actor,
-        created_at=utcnow(),
-    )
-    session.add(row)
-    session.flush()
-    rebuild_traits(session, workspace_id, [winner.id, loser.id])
-    return merge_record(row)
+    """Merge two unified profiles (the earlier created wins) and record it."""
+    plan = MergePlan(session, workspace_id, [first, second])
+    record = plan.merge(first, second, reason=reason, actor=actor, message_id=message_id)
+    plan.apply()
+    return record
+
+
+@dataclass(slots=True)
+class _Head:
+    """A unified profile as a plan sees it."""
+
+    created_at: datetime
+    first_seen: datetime
+    last_seen: datetime
+    seen_changed: bool = False
+
+
+class MergePlan:
+    """Merges of unified profiles decided one after the other in memory and written together.
+
+    Each :meth:`merge` names two profiles that are unified *at that point of the plan* (after
+    the merges before it), picks the winner as :func:`merge_canonicals` does (the earlier
+    created, then the smaller id) and returns the merge's record at once; :meth:`apply` then
+    writes every merge with a handful of statements whatever their number: the members of
+    each loser move to the root they end under, each loser's ``merged_into`` names its own
+    winner (so an unmerge restores the same subtrees as one merge at a time would), first and
+    last seen are widened, the merge rows are inserted, and the current traits of the roots
+    are rebuilt from their members' history in one pass. The result is the same as calling
+    :func:`merge_canonicals` for each merge in turn.
+    """
+
+    def __init__(self, session: Session, workspace_id: str, canonical_ids: Iterable[str]) -> None:
+        self.session = session
+        self.workspace_id = workspace_id
+        self._heads: dict[str, _Head] = {}
+        self._root: dict[str, str] = {}  # loser -> the profile it was merged into
+        self._rows: list[dict[str, object]] = []
+        self._load(canonical_ids)
+
+    def _load(self, canonical_ids: Iterable[str]) -> None:
+        wanted = sorted({c for c in canonical_ids if c not in self._heads})
+        for start in range(0, len(wanted), 500):
+            rows = self.session.connection().execute(
+                select(_P.c.id, _P.c.created_at, _P.c.first_seen, _P.c.last_seen).where(
+                    _P.c.workspace_id == self.workspace_id,
+                    _P.c.id.in_(wanted[start : start + 500]),
+                )
+            )
+            for pid, created_at, first_seen, last_seen in rows:
+                self._heads[pid] = _Head(created_at, first_seen, last_seen)
+
+    def merge(
+        self, first: str, second: str, *, reason: str, actor: str, message_id: str | None = None
+    ) -> MergeRecord:
+        """Plan the merge of the unified profiles ``first`` and ``second`` (two, not merged
+        away earlier in the plan)."""
+        if first not in self._heads or second not in self._heads:
+            self._load([first, second])
+        a, b = self._heads.get(first), self._heads.get(second)
+        if a is None or b is None or first == second:
+            raise NotFound("a merge needs two unified profiles of this workspace")
+        if first in self._root or second in self._root:
+            raise Conflict("a profile was merged away earlier in the plan")
+        if (a.created_at, first) <= (b.created_at, second):
+            winner_id, winner, loser_id, loser = first, a, second, b
+        else:
+            winner_id, winner, loser_id, loser = second, b, first, a
+        winner.first_seen = min(winner.first_seen, loser.first_seen)
+        winner.last_seen = max(winner.last_seen, loser.last_seen)
+        winner.seen_changed = True
+        self._root[loser_id] = winner_id
+        record = MergeRecord(
+            id=str(uuid.uuid4()),
+            winner_id=winner_id,
+            loser_id=loser_id,
+            reason=reason,
+            actor=actor,
+            created_at=utcnow(),
+            undone_at=None,
+            undone_by=None,
+        )
+        self._rows.append(
+            {
+                "id": record.id,
+                "workspace_id": self.workspace_id,
+                "winner_id": winner_id,
+                "loser_id": loser_id,
+                "reason": reason,
+                "source_message_id": message_id,
+                "actor": actor,
+                "created_at": record.created_at,
+                "undone_at": None,
+                "undone_by": None,
+            }
+        )
+        return record
+
+    def root_of(self, profile_id: str) -> str:
+        """The unified profile ``profile_id`` ends under once the plan is applied."""
+        while profile_id in self._root:
+            profile_id = self._root[profile_id]
+        return profile_id
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def apply(self) -> None:
+        """Write every planned merge (then the plan is empty again)."""
+        if not self._rows:
+            return
+        session, ws = self.session, self.workspace_id
+        session.flush()  # ORM changes first: the statements below go around the ORM
+        connection = session.connection()
+        losers = list(self._root)
+        _MOVE_MEMBERS.run(
+            connection, [{"ws": ws, "old": pid, "root": self.root_of(pid)} for pid in losers]
+        )
+        _SET_PARENT.run(connection, [{"pid": pid, "parent": self._root[pid]} for pid in losers])
+        _SET_SEEN.run(  # winners, including those merged away later in the plan
+            connection,
+            [
+                {"pid": pid, "first": head.first_seen, "last": head.last_seen}
+                for pid, head in self._heads.items()
+                if head.seen_changed
+            ],
+        )
+        _INSERT_MERGES.run(connection, self._rows)
+        roots = sorted({self.root_of(pid) for pid in losers})
+        rebuild_traits(session, ws, roots + losers)
+        for held in list(session.identity_map.values()):  # stale after the statements above
+            if isinstance(held, ProfileRow):
+                session.expire(held)
+        for head in self._heads.values():
+            head.seen_changed = False
+        for pid in losers:
+            self._heads.pop(pid, None)
+        self._root.clear()
+        self._rows = []
 
 
 def merge_profiles(

@@ -15,11 +15,12 @@ from sqlalchemy.orm import Session
 
 from consentry.platform.db import Bulk, utcnow
 from consentry.platform.vault import is_token, vault_of
-from consentry.profiles.graph import canonical_of, core_members_query, members_query
+from consentry.profiles.graph import canonical_of, members_query
 from consentry.profiles.models import latest_traits, trait_field
 from consentry.profiles.personal import personal_in
 from consentry.profiles.tables import (
     CurrentTraitRow,
+    ProfileRow,
     TraitHistoryRow,
 )
 
@@ -194,6 +195,7 @@ def open_traits(session: Session, workspace_id: str, traits: Mapping[str, Any]) 
 
 _HISTORY = cast(Table, TraitHistoryRow.__table__)
 _CURRENT = cast(Table, CurrentTraitRow.__table__)
+_P = cast(Table, ProfileRow.__table__)
 _INSERT_HISTORY = Bulk(insert(_HISTORY))
 _INSERT_CURRENT = Bulk(insert(_CURRENT))
 _REPLACE_CURRENT = Bulk(
@@ -204,27 +206,38 @@ _REPLACE_CURRENT = Bulk(
 
 
 def rebuild_traits(session: Session, workspace_id: str, canonical_ids: Iterable[str]) -> None:
+    """Recompute the current traits of unified profiles from their members' history (a
+    profile no longer unified, merged away, is left with none): one read per 500 profiles."""
     ids = list(dict.fromkeys(canonical_ids))
-    session.execute(delete(CurrentTraitRow).where(CurrentTraitRow.canonical_id.in_(ids)))
-    for canonical_id in ids:
-        history = session.connection().execute(
-            select(_HISTORY.c.key, _HISTORY.c.value, _HISTORY.c.observed_at, _HISTORY.c.id).where(
-                _HISTORY.c.profile_id.in_(core_members_query(workspace_id, canonical_id))
-            )
-        )
-        for key, (value, observed_at) in latest_traits(
-            (k, v, o, i) for k, v, o, i in history
-        ).items():
-            session.add(
-                CurrentTraitRow(
-                    canonical_id=canonical_id,
-                    key=key,
-                    workspace_id=workspace_id,
-                    value=value,
-                    observed_at=observed_at,
-                )
-            )
     session.flush()
+    connection = session.connection()
+    rows: list[dict[str, Any]] = []
+    for start in range(0, len(ids), 500):
+        part = ids[start : start + 500]
+        connection.execute(delete(_CURRENT).where(_CURRENT.c.canonical_id.in_(part)))
+        history: dict[str, list[tuple[str, Any, Any, int]]] = {}
+        for canonical_id, key, value, observed_at, seq in connection.execute(
+            select(_P.c.canonical_id, _HISTORY.c.key, _HISTORY.c.value, _HISTORY.c.observed_at)
+            .add_columns(_HISTORY.c.id)
+            .join_from(_HISTORY, _P, _P.c.id == _HISTORY.c.profile_id)
+            .where(_P.c.workspace_id == workspace_id, _P.c.canonical_id.in_(part))
+        ):
+            history.setdefault(canonical_id, []).append((key, value, observed_at, seq))
+        rows.extend(
+            {
+                "canonical_id": canonical_id,
+                "key": key,
+                "workspace_id": workspace_id,
+                "value": value,
+                "observed_at": observed_at,
+            }
+            for canonical_id, observed in history.items()
+            for key, (value, observed_at) in latest_traits(observed).items()
+        )
+    _INSERT_CURRENT.run(connection, rows)
+    for held in list(session.identity_map.values()):  # stale after the statements above
+        if isinstance(held, CurrentTraitRow):
+            session.expire(held)
 
 
 def trait_history(
