@@ -394,6 +394,7 @@ def _dedupe_round(store: Database, settings: Settings) -> None:
             cap=settings.identity.cap,
             default_region=settings.default_phone_region,
             mode="incremental",
+            open_store=partial(open_database, settings),
         )
         return (
             f"{report.scored} profiles scored, {report.auto_merged} merged, {report.queued} queued"

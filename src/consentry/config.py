@@ -7,6 +7,7 @@ arguments. Sections are nested models; a nested value is set with a double under
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from functools import lru_cache
 from typing import Literal
@@ -61,6 +62,20 @@ class DedupeSettings(BaseModel):
         le=20_000,  # profiles.bulk reads past 20,000 ids by scanning the whole workspace
         description="Profiles read from the store at a time.",
     )
+    read_workers: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description=(
+            "Processes that read, open and key the profiles of a run over 50,000 profiles"
+            " (0: one per core; 1: read in the running process)."
+        ),
+    )
+
+    def reader_processes(self) -> int:
+        """How many processes read a large run's profiles."""
+        return self.read_workers or os.cpu_count() or 1
+
     scheduled: bool = Field(
         True,
         description="The server runs an incremental dedupe of each workspace that had a batch run.",

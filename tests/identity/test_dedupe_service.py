@@ -4,12 +4,13 @@ incremental runs with the stored model, erasure and workspace isolation."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
-from consentry.config import DedupeSettings, IdentitySettings
+from consentry.config import DedupeSettings, IdentitySettings, Settings
 from consentry.errors import Conflict, Invalid, NotFound
 from consentry.platform.db import Database
 from consentry.privacy import erasure_service
@@ -17,6 +18,7 @@ from consentry.profiles import dedupe_review
 from consentry.profiles import dedupe_service as dedupe
 from consentry.profiles import service as profiles
 from consentry.profiles.dedupe_tables import DedupeRunRow, MatchCandidateRow
+from consentry.stores import open_database
 from tests.conftest import new_workspace
 from tests.identity.people import Shop, shop
 from tests.support.segment import identify
@@ -109,6 +111,40 @@ def test_a_batch_run_merges_the_clear_duplicates_and_queues_the_grey_ones(
         latest = dedupe.latest_run(session=session, workspace_id=workspace)
     assert latest is not None and latest["id"] == report.id
     assert latest["model"]["fields"] and latest["auto_merged"] == report.auto_merged
+
+
+def test_worker_processes_read_the_same_keys_in_the_same_order(
+    db: Database, database_url: str, workspace: str, planted: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large workspace is read by worker processes, range by range: the keys must be those
+    of reading it in the running process, in the same order."""
+
+    def read(readers: dedupe.KeyReaders | None, progress: list[int]) -> Any:
+        with db.read() as session:
+            keys = dedupe.read_keys(
+                session=session,
+                workspace_id=workspace,
+                batch_size=50,  # ranges of 390 // 7 = 55 profiles: 8 ranges
+                default_region="US",
+                readers=readers,
+                progress=lambda _stage, done, _total: progress.append(done),
+            )
+        return keys, progress
+
+    alone, alone_progress = read(None, [])
+    monkeypatch.setattr(dedupe, "PARALLEL_FROM", 0)
+    monkeypatch.setattr(dedupe, "_RANGES", 7)
+    opener = partial(open_database, Settings(environment="test", database_url=database_url))
+    shared, shared_progress = read(dedupe.KeyReaders(opener, 2), [])
+    assert len(alone) == 390 and alone.ids == sorted(alone.ids)
+    assert shared.ids == alone.ids and shared.columns == alone.columns
+    assert len(shared_progress) >= 7 and shared_progress == sorted(shared_progress)
+    # a run given a way to open the store reads through workers and finds the same pairs
+    report = run(db, workspace, dry_run=True, open_store=opener)
+    assert (
+        report.profiles == 390
+        and report.auto_merged == run(db, workspace, dry_run=True).auto_merged
+    )
 
 
 def test_an_auto_merge_names_the_run_and_unmerge_undoes_it_for_good(

@@ -7,6 +7,7 @@ batch run before an incremental one, too few profiles); the message says which.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
 import typer
@@ -22,6 +23,7 @@ from consentry.cli_options import (
     workspace_store,
 )
 from consentry.profiles import dedupe_service as service
+from consentry.stores import open_database
 
 identity_app = typer.Typer(
     help="Identity resolution: probabilistic de-duplication of profiles and its review queue.",
@@ -85,6 +87,7 @@ def dedupe(
             dry_run=dry_run,
             auto_merge_threshold=threshold,
             progress=step,
+            open_store=partial(open_database, settings),
         )
     if as_json:
         echo_json(report.document())

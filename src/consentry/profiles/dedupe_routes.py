@@ -7,6 +7,7 @@ profiles' ids (never a value). A decision on a pair already decided is a 409.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -25,6 +26,7 @@ from consentry.platform.db import Database
 from consentry.platform.tenancy import Principal
 from consentry.profiles import dedupe_service as service
 from consentry.profiles.dedupe_service import Candidate
+from consentry.stores import open_database
 
 router = APIRouter(prefix="/v1/identity", tags=["identity"])
 
@@ -92,6 +94,7 @@ def run(
         default_region=settings.default_phone_region,
         mode=body.mode,
         dry_run=body.dry_run,
+        open_store=partial(open_database, settings),
     )
     return report.document()
 

@@ -30,12 +30,14 @@ decision. Erasure deletes the person's candidate pairs with the rest of their id
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -177,67 +179,185 @@ def read_keys(
     default_region: str,
     progress: Progress | None = None,
     seconds: dict[str, float] | None = None,
+    readers: KeyReaders | None = None,
 ) -> dr.KeyColumns:
     """Every unified, unsuppressed profile's comparison keys, read ``batch_size`` at a time
     (ids in order, keyset paging: memory holds the keys, not the rows). ``seconds`` gathers
     the time spent reading and opening the traits (``read_traits``) and making the keys
-    (``keys``)."""
+    (``keys``). With ``readers`` and at least :data:`PARALLEL_FROM` profiles, ranges of ids
+    are read by worker processes, each in a read transaction of its own (see
+    :class:`KeyReaders`); the keys come back in the same order."""
     today = utcnow().date()
     total = count_unified(session=session, workspace_id=workspace_id)
-    excluded = _suppressed_canonicals(session, workspace_id)
-    names = stored_trait_keys(session=session, workspace_id=workspace_id)
+    part = _KeyPart(
+        workspace_id=workspace_id,
+        names=stored_trait_keys(session=session, workspace_id=workspace_id),
+        excluded=frozenset(_suppressed_canonicals(session, workspace_id)),
+        batch_size=batch_size,
+        today=today,
+        default_region=default_region,
+    )
     timer = {"read_traits": 0.0, "keys": 0.0} if seconds is None else seconds
     timer.setdefault("read_traits", 0.0)
     timer.setdefault("keys", 0.0)
-    out = dr.KeyColumns()
-    after = ""
+    if readers is not None and readers.workers > 1 and total >= PARALLEL_FROM:
+        bounds = _range_bounds(session, workspace_id, max(batch_size, total // _RANGES))
+        return readers.read(part, bounds, total, progress, timer)
     done = 0
-    while True:
-        ids = list(
-            session.scalars(
-                select(ProfileRow.id)
-                .where(
-                    ProfileRow.workspace_id == workspace_id,
-                    ProfileRow.merged_into.is_(None),
-                    ProfileRow.id > after,
-                )
-                .order_by(ProfileRow.id)
-                .limit(batch_size)
-            )
-        )
-        if not ids:
-            break
-        after = ids[-1]
-        clock = time.perf_counter()
-        traits = (
-            current_traits_many(
-                session=session, workspace_id=workspace_id, canonical_ids=ids, keys=names
-            )
-            if names
-            else {}
-        )
-        phones = phone_identifiers_many(
-            session=session, workspace_id=workspace_id, canonical_ids=ids
-        )
-        timer["read_traits"] += time.perf_counter() - clock
-        clock = time.perf_counter()
-        no_phones: set[str] = set()
-        for pid in ids:
-            if pid not in excluded:
-                out.add(
-                    pid,
-                    dr.comparison_keys(
-                        traits.get(pid, {}),
-                        today=today,
-                        default_region=default_region,
-                        phones=phones.get(pid, no_phones),
-                    ),
-                )
-        timer["keys"] += time.perf_counter() - clock
-        done += len(ids)
+
+    def read(ids: int) -> None:
+        nonlocal done
+        done += ids
         if progress:
             progress("read", done, max(total, done))
-    return out
+
+    return part.read(session, after="", upto=None, timer=timer, on_batch=read)
+
+
+PARALLEL_FROM = 50_000  # unified profiles from which worker processes read (when given)
+_RANGES = 40  # id ranges a parallel read is cut into (progress moves range by range)
+
+
+@dataclass(frozen=True, slots=True)
+class _KeyPart:
+    """What reading a range of unified profiles' keys needs (picklable, for a worker)."""
+
+    workspace_id: str
+    names: list[str]  # the stored spellings of the traits de-duplication reads
+    excluded: frozenset[str]  # unified profiles with a suppressed identifier
+    batch_size: int
+    today: date
+    default_region: str
+
+    def read(
+        self,
+        session: Session,
+        *,
+        after: str,
+        upto: str | None,
+        timer: dict[str, float],
+        on_batch: Callable[[int], None] | None = None,
+    ) -> dr.KeyColumns:
+        """The keys of the unified profiles with ids in ``(after, upto]`` (``upto`` None: to
+        the end), in id order."""
+        out = dr.KeyColumns()
+        while True:
+            query = select(ProfileRow.id).where(
+                ProfileRow.workspace_id == self.workspace_id,
+                ProfileRow.merged_into.is_(None),
+                ProfileRow.id > after,
+            )
+            if upto is not None:
+                query = query.where(ProfileRow.id <= upto)
+            ids = list(session.scalars(query.order_by(ProfileRow.id).limit(self.batch_size)))
+            if not ids:
+                return out
+            after = ids[-1]
+            clock = time.perf_counter()
+            traits = (
+                current_traits_many(
+                    session=session,
+                    workspace_id=self.workspace_id,
+                    canonical_ids=ids,
+                    keys=self.names,
+                )
+                if self.names
+                else {}
+            )
+            phones = phone_identifiers_many(
+                session=session, workspace_id=self.workspace_id, canonical_ids=ids
+            )
+            timer["read_traits"] += time.perf_counter() - clock
+            clock = time.perf_counter()
+            no_phones: set[str] = set()
+            for pid in ids:
+                if pid not in self.excluded:
+                    out.add(
+                        pid,
+                        dr.comparison_keys(
+                            traits.get(pid, {}),
+                            today=self.today,
+                            default_region=self.default_region,
+                            phones=phones.get(pid, no_phones),
+                        ),
+                    )
+            timer["keys"] += time.perf_counter() - clock
+            if on_batch is not None:
+                on_batch(len(ids))
+
+
+def _range_bounds(session: Session, workspace_id: str, size: int) -> list[tuple[str, str | None]]:
+    """The workspace's unified profile ids cut into ranges ``(after, upto]`` of about ``size``
+    (the last open-ended), from one pass over the ids (an index scan, no row read)."""
+    ids = session.connection().execute(
+        select(ProfileRow.id)
+        .where(ProfileRow.workspace_id == workspace_id, ProfileRow.merged_into.is_(None))
+        .order_by(ProfileRow.id)
+    )
+    cuts = [pid for n, (pid,) in enumerate(ids, start=1) if n % size == 0]
+    starts = ["", *cuts]
+    return [(after, upto) for after, upto in zip(starts, [*cuts, None], strict=True)]
+
+
+OpenStore = Callable[[], Database]  # opens the store again (picklable: run in a worker)
+
+_worker_store: Database | None = None  # a reader process's own store
+
+
+def _open_worker(open_store: OpenStore) -> None:
+    global _worker_store
+    _worker_store = open_store()
+
+
+def _read_range(
+    part: _KeyPart, after: str, upto: str | None
+) -> tuple[list[str], dict[str, list[str | None]], dict[str, float]]:
+    assert _worker_store is not None  # set by the pool's initializer
+    timer = {"read_traits": 0.0, "keys": 0.0}
+    with _worker_store.read() as session:
+        keys = part.read(session, after=after, upto=upto, timer=timer)
+    return keys.ids, keys.columns, timer
+
+
+@dataclass(frozen=True, slots=True)
+class KeyReaders:
+    """Worker processes for reading a large workspace's keys: each opens the store again
+    (``open_store``) and reads whole id ranges (traits read, opened and keyed where they are
+    read: the work that dominates a batch run). ``workers``: processes, at most one per core
+    is useful. Each range is read in its own transaction, so a profile merged meanwhile may
+    be read on both sides of the merge; the write stage checks every pair against the store
+    again before acting on it."""
+
+    open_store: OpenStore
+    workers: int
+
+    def read(
+        self,
+        part: _KeyPart,
+        bounds: list[tuple[str, str | None]],
+        total: int,
+        progress: Progress | None,
+        timer: dict[str, float],
+    ) -> dr.KeyColumns:
+        out = dr.KeyColumns()
+        context = multiprocessing.get_context("spawn")  # no inherited connections or locks
+        with ProcessPoolExecutor(
+            max_workers=min(self.workers, len(bounds)),
+            mp_context=context,
+            initializer=_open_worker,
+            initargs=(self.open_store,),
+        ) as pool:
+            futures = [pool.submit(_read_range, part, after, upto) for after, upto in bounds]
+            for future in futures:  # in id order
+                ids, columns, spent = future.result()
+                out.ids.extend(ids)
+                for name, column in columns.items():
+                    out.columns[name].extend(column)
+                for name, value in spent.items():
+                    timer[name] += value
+                if progress:
+                    progress("read", min(len(out), total), max(total, len(out)))
+        return out
 
 
 def _history_mark(session: Session, workspace_id: str) -> int:
@@ -374,10 +494,13 @@ def run(
     dry_run: bool = False,
     auto_merge_threshold: float | None = None,
     progress: Progress | None = None,
+    open_store: OpenStore | None = None,
 ) -> RunReport:
     """Run a batch or incremental de-duplication of the workspace (see the module's text).
 
     A dry run scores and decides but writes nothing (no merge, no queue, no run row).
+    ``open_store`` opens the same store again: given, a large workspace's keys are read by
+    ``settings.reader_processes()`` worker processes (see :func:`read_keys`).
     """
     if mode not in MODES:
         raise Invalid("unknown mode", [FieldError("mode", "batch or incremental")])
@@ -402,6 +525,7 @@ def run(
         review_threshold=settings.review_threshold,
     )
     clock = time.perf_counter()
+    workers = settings.reader_processes()
     # the latest run: its id, start, trait history mark and model
     previous: tuple[str, datetime, int, dict[str, Any]] | None = None
     with db.read() as session:
@@ -419,6 +543,7 @@ def run(
             default_region=default_region,
             progress=progress,
             seconds=report.reading,
+            readers=None if open_store is None else KeyReaders(open_store, workers),
         )
         changed: set[str] | None = None
         if previous is not None and mode == "incremental":
