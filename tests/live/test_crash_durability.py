@@ -1,7 +1,7 @@
 """An acknowledged batch survives a crash, and retrying every batch stores each message once.
 
-Four client threads send 300 batches of 20 track events with fixed messageIds to a live
-``consentry serve``. The server is SIGKILLed right after the 100th acknowledgement, with requests
+Four client threads send 200 batches of 20 track events with fixed messageIds to a live
+``consentry serve``. The server is SIGKILLed right after the 60th acknowledgement, with requests
 still in flight, and restarted on the same store. Then:
 
 - every message of every acknowledged batch is in the store (a 200 means committed);
@@ -31,10 +31,10 @@ from tests.support.server import Credentials, LiveServer, credentials_via_cli
 
 pytestmark = pytest.mark.slow
 
-BATCHES = 300
+BATCHES = 200
 PER_BATCH = 20
 THREADS = 4
-KILL_AFTER_ACKS = 100
+KILL_AFTER_ACKS = 60
 PHASE_TIMEOUT = 120.0  # seconds for one phase of sending, whatever happens
 RETRY_ATTEMPTS = 5  # transport failures tolerated per batch in the retry phase
 USERS = 37  # userIds the events are spread over: one profile each
