@@ -590,23 +590,10 @@ def cached_build(path: Path, build_into: Callable[[str], dict[str, Any]]) -> dic
         for leftover in CACHE.glob(partial.stem + "*"):
             leftover.unlink()
         meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-    from consentry.config import get_settings
     from consentry.migrations import upgrade
 
-    # a migration that seals or opens values uses the settings' keys: the bench's own
-    wanted = {"CONSENTRY_ENVIRONMENT": "test", "CONSENTRY_SECRET_KEY": SECRET}
-    saved = {name: os.environ.get(name) for name in wanted}
-    os.environ.update(wanted)
-    get_settings.cache_clear()
-    try:
-        upgrade(f"sqlite:///{path}")
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        get_settings.cache_clear()
+    url = f"sqlite:///{path}"
+    upgrade(url, settings=settings(url))  # a sealing migration uses the bench's own keys
     loaded: dict[str, Any] = json.loads(meta_path.read_text())
     return loaded
 

@@ -771,7 +771,8 @@ def cached_store(
         for leftover in cache.glob(f"{stem}.partial*"):
             leftover.unlink()
         meta_path.write_text(json.dumps(meta) + "\n")
-    upgrade(f"sqlite:///{path}")  # a store cached by an older version gets the new indexes
+    # a store cached by an older version gets the new indexes (sealing with the bench's keys)
+    upgrade(f"sqlite:///{path}", settings=settings(f"sqlite:///{path}"))
     # the planner's statistics, as the server refreshes them at start and every six hours
     # (and the demo after seeding): Database.optimize()
     store = Database.from_url(f"sqlite:///{path}")

@@ -94,7 +94,7 @@ def settings_for(database_url: str | None) -> Settings:
 def open_store(settings: Settings, *, migrate: bool = True) -> Database:
     """Open the store, bringing its schema up to date first."""
     if migrate:
-        upgrade_store(settings.database_url)
+        upgrade_store(settings.database_url, settings=settings)
     return open_database(settings)
 
 
@@ -123,7 +123,7 @@ def serve(
     from consentry.api import create_app
 
     settings = settings_for(database_url)
-    upgrade_store(settings.database_url)
+    upgrade_store(settings.database_url, settings=settings)
     if workers > 1:
         import os
 
@@ -147,7 +147,7 @@ def db_upgrade(
 ) -> None:
     """Apply the migrations up to REVISION (default: the newest)."""
     settings = settings_for(database_url)
-    upgrade_store(settings.database_url, revision)
+    upgrade_store(settings.database_url, revision, settings=settings)
     console.print(f"store at revision [bold]{current_revision(settings.database_url)}[/]")
 
 

@@ -162,12 +162,14 @@ def test_migration_0010_seals_what_an_earlier_release_stored_in_clear(
         engine.dispose()
 
 
+@pytest.mark.parametrize("own_keys", [False, True], ids=["process-keys", "given-keys"])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_migration_0028_seals_the_new_spellings_of_personal_traits(
-    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+    backend: str, own_keys: bool, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     """Values of trait names an earlier release did not know were personal (``given_name``,
-    ``Zip-Code``) are sealed by the upgrade and read the same; other traits stay clear."""
+    ``Zip-Code``) are sealed by the upgrade and read the same; other traits stay clear. An
+    upgrade given settings seals with their keys, not the process's."""
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'old.db'}"
     else:
@@ -199,8 +201,13 @@ def test_migration_0028_seals_the_new_spellings_of_personal_traits(
             )
     engine.dispose()
 
-    upgrade(url)
-    db = open_database(Settings(environment="test", database_url=url))
+    keys = Settings(environment="test", database_url=url)
+    if own_keys:
+        keys = keys.model_copy(update={"secret_key": "a-store-of-its-own-" + "k" * 24})
+        upgrade(url, settings=keys)
+    else:
+        upgrade(url)
+    db = open_database(keys)
     try:
         with db.read() as session:
             for row_class in (TraitHistoryRow, CurrentTraitRow):

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import MetaData
+
+if TYPE_CHECKING:
+    from consentry.config import Settings
 
 HERE = Path(__file__).parent
 
@@ -34,17 +38,20 @@ def metadata() -> MetaData:
     return Base.metadata
 
 
-def alembic_config(url: str) -> Config:
-    """An Alembic config pointing at these migrations and the store at ``url``."""
+def alembic_config(url: str, settings: Settings | None = None) -> Config:
+    """An Alembic config pointing at these migrations and the store at ``url``; a migration
+    that seals or opens values uses the keys of ``settings`` (else the process's settings)."""
     config = Config()
     config.set_main_option("script_location", str(HERE))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    if settings is not None:
+        config.attributes["settings"] = settings
     return config
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the store at ``url`` to ``revision``."""
-    command.upgrade(alembic_config(url), revision)
+def upgrade(url: str, revision: str = "head", *, settings: Settings | None = None) -> None:
+    """Bring the store at ``url`` to ``revision`` (``settings``: see :func:`alembic_config`)."""
+    command.upgrade(alembic_config(url, settings), revision)
 
 
 def current(url: str) -> str | None:

@@ -52,15 +52,18 @@ Change = Callable[[Row[Any]], dict[str, Any] | None]
 
 def with_store_vault(rewrite: Callable[[Connection, Vault], int]) -> int:
     """Run ``rewrite`` in the running migration (its connection) with the vault of the store
-    it migrates: the keys of the settings (``CONSENTRY_CRYPTO__*``) and the key store beside
-    the store; the vault is closed again after. Returns what ``rewrite`` returns."""
+    it migrates: the keys of the settings the migration was given (``migrations.upgrade``),
+    else of the process's (``CONSENTRY_CRYPTO__*``), and the key store beside the store; the
+    vault is closed again after. Returns what ``rewrite`` returns."""
     from alembic import context, op
 
-    from consentry.config import get_settings
+    from consentry.config import Settings, get_settings
     from consentry.stores import vault_for
 
     url = context.config.get_main_option("sqlalchemy.url") or ""
-    vault = vault_for(get_settings().model_copy(update={"database_url": url}))
+    given = context.config.attributes.get("settings")
+    settings = given if isinstance(given, Settings) else get_settings()
+    vault = vault_for(settings.model_copy(update={"database_url": url}))
     try:
         return rewrite(op.get_bind(), vault)
     finally:
