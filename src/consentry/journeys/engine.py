@@ -74,7 +74,6 @@ from consentry.journeys.triggers import (
     ActiveJourney,
     TriggerReport,
     exit_values,
-    people_of,
     read_triggers,
 )
 from consentry.platform.db import Bulk, lock_workspace
@@ -300,7 +299,9 @@ def _one_per_person(
     to one person now (two profiles each enrolled, then merged), the earliest (by entry, then
     id) goes on and the others end now as ``exited``, reason ``merged``, before any of their
     steps runs. Only people with more than one member profile are looked at again."""
-    owner, members = people_of(session, sending.workspace_id, {d.profile_id for d in due})
+    owner, members = profiles_bulk.people_of(
+        session=session, workspace_id=sending.workspace_id, profile_ids={d.profile_id for d in due}
+    )
     suspects = [d for d in due if len(members.get(owner.get(d.profile_id, ""), ())) > 1]
     if not suspects:
         return due

@@ -347,34 +347,6 @@ def exit_values(now: datetime, reason: str) -> dict[str, Any]:
     }
 
 
-def people_of(
-    session: Session, workspace_id: str, profile_ids: Iterable[str]
-) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """Who these profile ids are now: each id -> its unified profile (unknown and erased ids
-    left out), and each of those unified profiles -> every member profile id (itself
-    included). Ids that are unified profiles cost one look-up per chunk; ids merged away
-    since are followed to the profile they were merged into."""
-    ids = sorted(set(profile_ids))
-    members = profiles_bulk.members_many(
-        session=session, workspace_id=workspace_id, canonical_ids=ids
-    )
-    owner = {member: person for person, found in members.items() for member in found}
-    stale = [pid for pid in ids if pid not in owner]
-    if stale:
-        moved = profiles_bulk.canonical_map_many(
-            session=session, workspace_id=workspace_id, profile_ids=stale
-        )
-        more = profiles_bulk.members_many(
-            session=session,
-            workspace_id=workspace_id,
-            canonical_ids=sorted(set(moved.values()) - set(members)),
-        )
-        members.update(more)
-        owner.update({member: person for person, found in more.items() for member in found})
-        owner.update(moved)
-    return owner, members
-
-
 def exit_enrollments(
     session: Session, *, workspace_id: str, exits: Iterable[Exit], now: datetime
 ) -> int:
@@ -385,7 +357,11 @@ def exit_enrollments(
         by_journey[(e.journey_id, e.event)].add(e.profile_id)
     if not by_journey:
         return 0
-    _, members = people_of(session, workspace_id, {p for ps in by_journey.values() for p in ps})
+    _, members = profiles_bulk.people_of(
+        session=session,
+        workspace_id=workspace_id,
+        profile_ids={p for ps in by_journey.values() for p in ps},
+    )
     ended = 0
     for (journey_id, event), people in by_journey.items():
         ids = sorted({m for p in people for m in members.get(p, [p])})
@@ -442,7 +418,9 @@ def enroll(
     in the same batch ends is written as exited. Returns (enrolled, of them exited at once)."""
     if not candidates:
         return 0, 0
-    owner, members = people_of(session, workspace_id, {c.profile_id for c in candidates})
+    owner, members = profiles_bulk.people_of(
+        session=session, workspace_id=workspace_id, profile_ids={c.profile_id for c in candidates}
+    )
     by_journey: dict[str, list[Candidate]] = defaultdict(list)
     for c in candidates:
         person = owner.get(c.profile_id)

@@ -7,7 +7,7 @@ read and filtered in memory.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -208,6 +208,30 @@ def members_many(
             else:
                 found.append(member)
     return out
+
+
+def people_of(
+    *, session: Session, workspace_id: str, profile_ids: Iterable[str]
+) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Who these profile ids are now: each id -> its unified profile (unknown and erased ids
+    left out), and each of those unified profiles -> every member profile id (itself
+    included). Ids that are unified profiles cost one look-up per chunk; ids merged away
+    since are followed to the profile they were merged into."""
+    ids = sorted(set(profile_ids))
+    members = members_many(session=session, workspace_id=workspace_id, canonical_ids=ids)
+    owner = {member: person for person, found in members.items() for member in found}
+    stale = [pid for pid in ids if pid not in owner]
+    if stale:
+        moved = canonical_map_many(session=session, workspace_id=workspace_id, profile_ids=stale)
+        more = members_many(
+            session=session,
+            workspace_id=workspace_id,
+            canonical_ids=sorted(set(moved.values()) - set(members)),
+        )
+        members.update(more)
+        owner.update({member: person for person, found in more.items() for member in found})
+        owner.update(moved)
+    return owner, members
 
 
 # --- whole-workspace reads for decisions over audiences of any size ------------------------------
