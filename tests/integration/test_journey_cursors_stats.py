@@ -105,5 +105,10 @@ def test_statistics_of_many_journeys_take_three_queries(db: Database, workspace:
         ]
     assert len(seen) == 3
     assert [every[jid] for jid in ids] == one
+    with db.read() as session:  # the list page has the journeys already: two queries
+        listed = service.list_journeys(session=session, workspace_id=workspace)
+        with statements(db) as seen_given:
+            given = service.journeys_stats(session=session, workspace_id=workspace, journeys=listed)
+    assert len(seen_given) == 2 and given == every
     assert [s["entered"] for s in one] == [1, 1, 1, 1]
     assert sum(s["sent"] + s["skipped"] for s in one) == 4

@@ -414,25 +414,25 @@ def journey_stats(*, session: Session, workspace_id: str, journey_id: str) -> di
     """Counts of a journey: enrollments by status, and per step what it did (sent, skipped by
     reason, deferred, branched by arm, updated, held out)."""
     row = _row(session, workspace_id, journey_id)
-    return _stats(session, workspace_id, [row])[row.id]
+    return _stats(session, workspace_id, [_view(row)])[row.id]
 
 
 def journeys_stats(
-    *, session: Session, workspace_id: str, journey_ids: Sequence[str] | None = None
+    *, session: Session, workspace_id: str, journeys: Sequence[JourneyView] | None = None
 ) -> dict[str, dict[str, Any]]:
-    """:func:`journey_stats` of many journeys of the workspace (every one when ``journey_ids``
-    is None; ids of other workspaces are left out) in three queries in all, whatever their
+    """:func:`journey_stats` of many journeys of the workspace (``journeys``, as
+    :func:`list_journeys` gave them, or every one when None) in two queries, whatever their
     number: the list page's."""
-    query = select(JourneyRow).where(JourneyRow.workspace_id == workspace_id)
-    if journey_ids is not None:
-        query = query.where(JourneyRow.id.in_(list(journey_ids)))
-    return _stats(session, workspace_id, list(session.scalars(query)))
+    if journeys is None:
+        rows = session.scalars(select(JourneyRow).where(JourneyRow.workspace_id == workspace_id))
+        journeys = [_view(row) for row in rows]
+    return _stats(session, workspace_id, journeys)
 
 
 def _stats(
-    session: Session, workspace_id: str, rows: Sequence[JourneyRow]
+    session: Session, workspace_id: str, rows: Sequence[JourneyView]
 ) -> dict[str, dict[str, Any]]:
-    """:func:`journeys_stats` of these journeys (rows of the workspace)."""
+    """:func:`journeys_stats` of these journeys (of the workspace)."""
     if not rows:
         return {}
     ids = [row.id for row in rows]

@@ -185,9 +185,7 @@ def _list_context(db: Database, principal: Principal) -> dict[str, Any]:
     with db.read() as session:
         journeys = service.list_journeys(session=session, workspace_id=workspace)
         rows: list[dict[str, Any]] = []
-        every = service.journeys_stats(
-            session=session, workspace_id=workspace, journey_ids=[j.id for j in journeys]
-        )
+        every = service.journeys_stats(session=session, workspace_id=workspace, journeys=journeys)
         for journey in journeys:
             stats = every[journey.id]
             rows.append(
