@@ -139,6 +139,7 @@ def test_worker_processes_read_the_same_keys_in_the_same_order(
     assert len(alone) == 390 and alone.ids == sorted(alone.ids)
     assert shared.ids == alone.ids and shared.columns == alone.columns
     assert len(shared_progress) >= 7 and shared_progress == sorted(shared_progress)
+    assert shared_progress[-1] == alone_progress[-1] == 390  # every profile counted
     # a run given a way to open the store reads through workers and finds the same pairs
     report = run(db, workspace, dry_run=True, open_store=opener)
     assert (

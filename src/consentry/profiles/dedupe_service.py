@@ -311,12 +311,17 @@ def _open_worker(open_store: OpenStore) -> None:
 
 def _read_range(
     part: _KeyPart, after: str, upto: str | None
-) -> tuple[list[str], dict[str, list[str | None]], dict[str, float]]:
+) -> tuple[int, list[str], dict[str, list[str | None]], dict[str, float]]:
+    """In a reader process: how many profiles the range holds, and the keys of those not
+    suppressed (ids and columns), with the time spent."""
     assert _worker_store is not None  # set by the pool's initializer
     timer = {"read_traits": 0.0, "keys": 0.0}
+    read = [0]
     with _worker_store.read() as session:
-        keys = part.read(session, after=after, upto=upto, timer=timer)
-    return keys.ids, keys.columns, timer
+        keys = part.read(
+            session, after=after, upto=upto, timer=timer, on_batch=lambda n: read.append(n)
+        )
+    return sum(read), keys.ids, keys.columns, timer
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,6 +345,7 @@ class KeyReaders:
         timer: dict[str, float],
     ) -> dr.KeyColumns:
         out = dr.KeyColumns()
+        done = 0
         context = multiprocessing.get_context("spawn")  # no inherited connections or locks
         with ProcessPoolExecutor(
             max_workers=min(self.workers, len(bounds)),
@@ -349,14 +355,15 @@ class KeyReaders:
         ) as pool:
             futures = [pool.submit(_read_range, part, after, upto) for after, upto in bounds]
             for future in futures:  # in id order
-                ids, columns, spent = future.result()
+                read, ids, columns, spent = future.result()
                 out.ids.extend(ids)
                 for name, column in columns.items():
                     out.columns[name].extend(column)
                 for name, value in spent.items():
                     timer[name] += value
+                done += read
                 if progress:
-                    progress("read", min(len(out), total), max(total, len(out)))
+                    progress("read", done, max(total, done))
         return out
 
 
@@ -525,7 +532,6 @@ def run(
         review_threshold=settings.review_threshold,
     )
     clock = time.perf_counter()
-    workers = settings.reader_processes()
     # the latest run: its id, start, trait history mark and model
     previous: tuple[str, datetime, int, dict[str, Any]] | None = None
     with db.read() as session:
@@ -543,7 +549,9 @@ def run(
             default_region=default_region,
             progress=progress,
             seconds=report.reading,
-            readers=None if open_store is None else KeyReaders(open_store, workers),
+            readers=(
+                None if open_store is None else KeyReaders(open_store, settings.reader_processes())
+            ),
         )
         changed: set[str] | None = None
         if previous is not None and mode == "incremental":
