@@ -102,7 +102,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support.postgres import ThrowawayPostgres, find_bindir  # noqa: E402
+from tests.support.postgres import started_postgres  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache"
 RESULTS = ROOT / "bench" / "results"
@@ -1310,11 +1310,7 @@ def main() -> None:
         f"subjects; {store}; {os.cpu_count()} cores"
     )
     if args.postgresql:
-        bindir = find_bindir()
-        if bindir is None:
-            sys.exit("PostgreSQL binaries not found (make bench installs them)")
-        server = ThrowawayPostgres(bindir)
-        server.start()
+        server = started_postgres()
         try:
             url = server.create_database()
             meta = build(url, args.profiles, args.events, subjects)

@@ -39,7 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support.postgres import ThrowawayPostgres, find_bindir  # noqa: E402
+from tests.support.postgres import started_postgres  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache"
 RESULTS = ROOT / "bench" / "results"
@@ -326,11 +326,7 @@ def main() -> None:
     stores = args.stores.split(",")
     print(f"scale: {args.customers:,} customers, {args.orders:,} orders; stores {stores}")
     if "postgresql" in stores:
-        bindir = find_bindir()
-        if bindir is None:
-            sys.exit("PostgreSQL binaries not found (make bench installs them)")
-        server = ThrowawayPostgres(bindir)
-        server.start()
+        server = started_postgres()
         try:
             t = time.perf_counter()
             url = build_postgresql(server.create_database(), args.customers, args.orders)

@@ -330,13 +330,9 @@ def main() -> None:
     url = f"sqlite:///{path}"
     postgres = None
     if args.backend == "postgresql":
-        from tests.support.postgres import ThrowawayPostgres, find_bindir
+        from tests.support.postgres import started_postgres
 
-        bindir = find_bindir()
-        if bindir is None:
-            raise SystemExit("PostgreSQL binaries not found (make check-postgres)")
-        postgres = ThrowawayPostgres(bindir)
-        postgres.start()
+        postgres = started_postgres()
         url = postgres.create_database()
         upgrade(url)
         started = time.perf_counter()

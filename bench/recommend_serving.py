@@ -55,7 +55,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
 from tests.recommend.test_service import COUNTRIES, catalogue, shop_messages  # noqa: E402
-from tests.support.postgres import ThrowawayPostgres, find_bindir  # noqa: E402
+from tests.support.postgres import started_postgres  # noqa: E402
 from tests.support.server import LiveServer  # noqa: E402
 
 from consentry.analytics import service as analytics  # noqa: E402
@@ -221,11 +221,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="consentry-bench-") as tmp:
         postgres = None
         if args.backend == "postgresql":
-            bindir = find_bindir()
-            if bindir is None:
-                raise SystemExit("PostgreSQL binaries not found (make check-postgres)")
-            postgres = ThrowawayPostgres(bindir)
-            postgres.start()
+            postgres = started_postgres()
             url = postgres.create_database()
         else:
             url = f"sqlite:///{tmp}/bench.db"

@@ -115,6 +115,17 @@ class ThrowawayPostgres:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def started_postgres() -> ThrowawayPostgres:
+    """A throwaway server, started, for a benchmark; exits with a message when PostgreSQL is
+    not installed (``make check-postgres`` installs it). The caller stops it."""
+    bindir = find_bindir()
+    if bindir is None:
+        raise SystemExit("PostgreSQL binaries not found (make check-postgres installs them)")
+    server = ThrowawayPostgres(bindir)
+    server.start()
+    return server
+
+
 def wait_for(predicate: object, timeout: float = 10.0) -> None:
     """Poll ``predicate()`` until it is truthy or the timeout passes."""
     deadline = time.monotonic() + timeout
