@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_DB ?= var/demo.db
 PYTEST_ARGS ?=
+TEST_WORKERS ?= 2
 
 .PHONY: demo test install lint check-postgres check-chromium bench serve clean
 
@@ -20,9 +21,10 @@ install: $(STAMP)
 demo: install
 	$(BIN)/consentry demo --database-url sqlite:///$(DEMO_DB)
 
-## make test: lint, types, then the whole suite on SQLite and a throwaway PostgreSQL
+## make test: lint, types, then the whole suite on SQLite and a throwaway PostgreSQL, in
+## TEST_WORKERS processes (each with its own stores)
 test: install check-postgres check-chromium lint
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

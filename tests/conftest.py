@@ -23,6 +23,11 @@ from consentry.platform.db import Database
 from consentry.stores import close_database, open_database
 from tests.support.postgres import ThrowawayPostgres, find_bindir
 
+# pytest-xdist's workers start with COLUMNS=80 and LINES=24 in their environment; a rich
+# Console made at import (the CLI's) would keep that width, whatever a test's CliRunner sets.
+for _size in ("COLUMNS", "LINES"):
+    os.environ.pop(_size, None)
+
 BACKENDS = [
     b for b in os.environ.get("CONSENTRY_TEST_BACKENDS", "sqlite,postgresql").split(",") if b
 ]
