@@ -4,7 +4,8 @@ master-key rotation (also through ``consentry keys``), isolation between workspa
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import inspect
@@ -38,6 +39,36 @@ def store(database_url: str, keystore_url: str) -> Iterator[KeyStore]:
     opened = open_keystore(data_url=database_url, keystore_url=keystore_url, keyring=ring("k1"))
     yield opened
     opened.dispose()
+
+
+def test_two_processes_making_keys_for_the_same_subjects_agree(
+    store: KeyStore, keystore_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two server processes meet a new visitor at once: each looks for keys, finds none, and
+    makes keys for its batch; the batches overlap, and both must seal with the key stored."""
+    other = KeyStore.open(keystore_url, ring("k1"))  # another process: its own cache
+    meanwhile: list[Callable[[], object]] = []
+    create = other._create
+
+    def create_after_the_other_process(workspace_id: str, subject_ids: list[str]) -> Any:
+        while meanwhile:  # what the first process commits between this one's look and make
+            meanwhile.pop(0)()
+        return create(workspace_id, subject_ids)
+
+    monkeypatch.setattr(other, "_create", create_after_the_other_process)
+    try:
+        first: dict[str, bytes] = {}
+        meanwhile.append(lambda: first.update(store.data_keys("ws", ["s1", "s2"], create=True)))
+        second = other.data_keys("ws", ["s2", "s3"], create=True)
+        assert set(second) == {"s2", "s3"}
+        assert second["s2"] == first["s2"]  # the stored key, not the one it made
+        assert store.data_keys("ws", ["s3"]) == {"s3": second["s3"]}
+        meanwhile.append(lambda: store.shred("ws", ["s4"]))
+        with pytest.raises(ShreddedKey):  # shredded meanwhile: never given a key
+            other.data_keys("ws", ["s4", "s5"], create=True)
+        assert other.data_key("ws", "s4") is None
+    finally:
+        other.dispose()
 
 
 def test_the_key_store_lives_apart_from_the_data(

@@ -36,8 +36,9 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.dml import Insert
 
 from consentry.platform.crypto import CryptoError, Keyring, WrappedKey, new_key
 from consentry.platform.db import Database, UTCDateTime, create_db_engine, utcnow
@@ -58,6 +59,15 @@ subject_keys = Table(
 CACHE_SIZE = 50_000  # unwrapped keys kept in memory
 CACHE_SECONDS = 60.0  # how long another process's shredding may take to reach this one's cache
 CHUNK = 500
+
+
+def _insert_missing(dialect: str) -> Insert:
+    """INSERT of key rows that skips a subject which has a row already (made by another
+    process, or a tombstone)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(subject_keys).on_conflict_do_nothing(
+        index_elements=[subject_keys.c.workspace_id, subject_keys.c.subject_id]
+    )
 
 
 class ShreddedKey(CryptoError):
@@ -193,6 +203,10 @@ class KeyStore:
         return found
 
     def _create(self, workspace_id: str, subject_ids: list[str]) -> dict[str, bytes]:
+        """Make and store keys for subjects that had none. Another process may make some of
+        them at the same time: rows that already exist are left as they are, and the keys
+        stored are read back, so every process seals a subject's data with the one stored key
+        (and a subject shredded meanwhile raises ShreddedKey)."""
         made = {s: new_key() for s in subject_ids}
         now = utcnow()
         rows = []
@@ -208,15 +222,20 @@ class KeyStore:
                     "shredded_at": None,
                 }
             )
-        try:
-            with self.db.write() as session:
-                session.execute(subject_keys.insert(), rows)
-        except IntegrityError:  # another writer made some of them first: read theirs
-            again = self._rows(workspace_id, subject_ids)
-            if any(row is None for row in again.values()):
-                raise ShreddedKey("a subject was erased while its key was being made") from None
-            return {s: self.keyring.unwrap(workspace_id, s, row) for s, row in again.items() if row}
-        return made
+        with self.db.write() as session:
+            session.execute(_insert_missing(self.db.dialect), rows)
+        ours = {row["subject_id"]: row["wrapped"] for row in rows}
+        stored = self._rows(workspace_id, subject_ids)
+        out: dict[str, bytes] = {}
+        for subject_id in subject_ids:
+            row = stored.get(subject_id)
+            if row is None:  # a tombstone (or no row at all): shredded while being made
+                raise ShreddedKey("a subject was erased while its key was being made")
+            if row.wrapped == ours[subject_id]:
+                out[subject_id] = made[subject_id]
+            else:  # another process stored its key first: use that one
+                out[subject_id] = self.keyring.unwrap(workspace_id, subject_id, row)
+        return out
 
     # --- erasure ---------------------------------------------------------------------------
 
