@@ -101,3 +101,17 @@ def test_processing_is_not_starved_by_a_steady_stream(
             assert ingest.pending_count(session=session, workspace_id=workspace) < sent
     finally:
         writer.close()
+
+
+def test_processing_chunks_are_sized_to_their_time_budget(settings: Settings, db: Database) -> None:
+    """A chunk under load must fit its budget, or requests wait for the difference: once the
+    cost of an event is known, a chunk is as many events as fit, within min and max."""
+    writer = IngestWriter(db, settings, chunk=200, min_chunk=50, max_chunk=2000)
+    assert writer._chunk_size(0.05) == 200  # nothing measured yet: the first chunk
+    writer._learn(200, 0.070)  # 350 µs an event, as measured under load
+    assert writer._chunk_size(0.05) == 142  # not the 200 of the first chunk
+    assert writer._chunk_size(0.2) == 571
+    writer._learn(10, 5.0)  # very slow events: the smallest chunk still makes progress
+    assert writer._chunk_size(0.05) == 50
+    writer._per_event = 1e-6
+    assert writer._chunk_size(0.2) == 2000

@@ -497,6 +497,36 @@ def test_late_and_replayed_events_do_not_bring_the_person_back(
     assert person_view(db, bob)["traits"]["first_name"] == "Bob"
 
 
+def test_a_batch_sealed_before_an_erasure_is_screened_again_when_stored(
+    store: tuple[str, Database],
+) -> None:
+    """The ingest writer seals a group of requests before its write transaction; a person
+    erased in between must not be stored under the key that was just shredded."""
+    _, db = store
+    ada, _ = seed(db)
+    late = envelopes(
+        track("Product Viewed", userId=f"user-{M}", messageId=f"late-{M}", properties={"n": M}),
+        track("Product Viewed", userId="user-bob", messageId="late-bob"),
+    )
+    with db.read() as session:
+        (sealed,) = ingest.seal_batches(session=session, batches=[(WS, late)])
+    assert sealed is not None  # nobody in it was erased yet: sealed ahead
+    with db.write() as session:
+        erasure_service.erase(
+            session=session, workspace_id=WS, profile_id=ada, actor="test:dpo", reason="request"
+        )
+    with db.write() as session:
+        result = ingest.store(session=session, workspace_id=WS, envelopes=late, sealed=sealed)
+    assert (result.accepted, result.suppressed) == (1, 1)
+    with db.read() as session:
+        assert ingest.get_event(session=session, workspace_id=WS, message_id=f"late-{M}") is None
+        kept = ingest.get_event(session=session, workspace_id=WS, message_id="late-bob")
+        assert kept is not None and kept.payload["userId"] == "user-bob"
+        # a batch that carries the erased person's ids is left to be screened in its transaction
+        assert ingest.seal_batches(session=session, batches=[(WS, late[:1])]) == [None]
+    assert not hits(db, (f"late-{M}",))
+
+
 def test_an_operator_can_lift_a_suppression(store: tuple[str, Database]) -> None:
     _, db = store
     ada, _ = seed(db)

@@ -23,6 +23,7 @@ from consentry.config import IdentitySettings
 from consentry.consent import service as consent
 from consentry.ingest.models import Envelope, returns_explicitly
 from consentry.ingest.tables import EventRow, IngestCursorRow
+from consentry.platform.crypto import CryptoError
 from consentry.platform.db import Bulk, lock_workspace, utcnow
 from consentry.platform.vault import Vault, is_token, token_subject, vault_of
 from consentry.profiles import service as profiles
@@ -60,17 +61,103 @@ class EventView:
     payload: dict[str, Any]
 
 
-def store(*, session: Session, workspace_id: str, envelopes: Sequence[Envelope]) -> IngestResult:
-    """Write each message that is new; a retried ``messageId`` is stored once."""
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """A batch made ready to store before its write transaction (:func:`seal_batches`): the
+    row of each of its distinct messages, the payload sealed, none carrying an identity of an
+    erased person when it was made."""
+
+    workspace_id: str
+    rows: dict[str, dict[str, Any]]  # by messageId, in the batch's order
+    identities: list[profiles.Identity]  # the userIds and anonymousIds, to check again
+
+
+def store(
+    *,
+    session: Session,
+    workspace_id: str,
+    envelopes: Sequence[Envelope],
+    sealed: Sealed | None = None,
+) -> IngestResult:
+    """Write each message that is new; a retried ``messageId`` is stored once.
+
+    ``sealed`` (from :func:`seal_batches`, for these envelopes) saves the sealing inside the
+    transaction; it is used only while none of its identities has been erased since it was
+    made, else the batch is sealed again here.
+    """
     lock_workspace(session, workspace_id)
     fresh = _new_messages(session, workspace_id, envelopes)
     result = IngestResult(duplicates=len(envelopes) - len(fresh))
-    if fresh:  # Core executemany: no ORM bookkeeping on the hot path
+    if not fresh:
+        return result
+    if sealed is not None and _still_clear(session, sealed):
+        rows = [sealed.rows[env.message_id] for env in fresh]
+    else:
         rows = _rows(session, vault_of(session), workspace_id, fresh)
-        _INSERT_EVENTS.run(session.connection(), rows)
-        result.accepted = len(rows)
-        result.suppressed = len(fresh) - len(rows)
+    _INSERT_EVENTS.run(session.connection(), rows)  # Core executemany: no ORM bookkeeping
+    result.accepted = len(rows)
+    result.suppressed = len(fresh) - len(rows)
     return result
+
+
+def seal_batches(
+    *, session: Session, batches: Sequence[tuple[str, Sequence[Envelope]]]
+) -> list[Sealed | None]:
+    """Seal batches ahead of their write transaction (``session`` may be a read), so that
+    the work that costs CPU is done outside the store's one writer: their data keys are made
+    in one commit of the key store per workspace, and each batch's rows are built and sealed.
+
+    A batch that carries an identity of an erased person, or meets an erasure while its keys
+    are made, gets None: :func:`store` then screens and seals it in its transaction, which
+    decides whether it is a return (see :func:`_screen`)."""
+    vault = vault_of(session)
+    plans: list[tuple[str, list[tuple[Envelope, _Ids]], list[profiles.Identity]] | None] = []
+    subjects: dict[str, list[str]] = {}
+    with_erasures: dict[str, bool] = {}  # one look per workspace, however many batches
+    for workspace_id, envelopes in batches:
+        pairs = [(env, _ids(vault, workspace_id, env)) for env in _distinct(envelopes)]
+        identities = [ident for _, ids in pairs for ident in ids.identities]
+        if workspace_id not in with_erasures:
+            with_erasures[workspace_id] = profiles.has_suppressions(
+                session=session, workspace_id=workspace_id
+            )
+        if with_erasures[workspace_id] and _any_erased(session, workspace_id, identities):
+            plans.append(None)
+            continue
+        plans.append((workspace_id, pairs, identities))
+        subjects.setdefault(workspace_id, []).extend(ids.subject for _, ids in pairs)
+    refused: set[str] = set()
+    for workspace_id, wanted in subjects.items():
+        try:
+            vault.keystore.data_keys(workspace_id, wanted, create=True)
+        except CryptoError:  # an erasure raced these batches: store() decides, one at a time
+            refused.add(workspace_id)
+    out: list[Sealed | None] = []
+    for entry in plans:
+        if entry is None or entry[0] in refused:
+            out.append(None)
+            continue
+        workspace_id, pairs, identities = entry
+        rows = _sealed_rows(vault, workspace_id, pairs)
+        out.append(Sealed(workspace_id, {r["message_id"]: r for r in rows}, identities))
+    return out
+
+
+def _any_erased(
+    session: Session, workspace_id: str, identities: Sequence[profiles.Identity]
+) -> bool:
+    """Whether any of these identities is on the workspace's suppression list."""
+    return bool(
+        profiles.suppressed(session=session, workspace_id=workspace_id, identities=identities)
+    )
+
+
+def _still_clear(session: Session, sealed: Sealed) -> bool:
+    """Whether no identity of a sealed batch has been erased since it was sealed."""
+    ws = sealed.workspace_id
+    return not profiles.has_suppressions(session=session, workspace_id=ws) or not _any_erased(
+        session, ws, sealed.identities
+    )
 
 
 def process_pending(
@@ -247,10 +334,15 @@ def _link_events(session: Session, ids: Sequence[int], envelopes: Sequence[Envel
     _LINK_EVENT.run(session.connection(), params)
 
 
+def _distinct(envelopes: Sequence[Envelope]) -> list[Envelope]:
+    """The first message of each messageId, in order (a batch may repeat one)."""
+    return list({env.message_id: env for env in reversed(envelopes)}.values())[::-1]
+
+
 def _new_messages(
     session: Session, workspace_id: str, envelopes: Sequence[Envelope]
 ) -> list[Envelope]:
-    unique = list({env.message_id: env for env in reversed(envelopes)}.values())[::-1]
+    unique = _distinct(envelopes)
     ids = [env.message_id for env in unique]
     seen: set[str] = set()
     events = _events_table()
@@ -316,9 +408,16 @@ def _text(value: Any) -> str | None:
 def identity_index(vault: Vault, workspace_id: str, kind: str, raw: Any) -> str | None:
     """The blind index of a userId or anonymousId as the events table stores it: the same as
     the identifier's when the id is usable, else of its text (a junk id such as "null")."""
+    return _indexed(vault, workspace_id, kind, raw)[0]
+
+
+def _indexed(vault: Vault, workspace_id: str, kind: str, raw: Any) -> tuple[str | None, bool]:
+    """:func:`identity_index` of ``raw``, and whether the id is usable (then the index is also
+    the identity's, which :func:`event_subject` keys by)."""
     if raw is None:
-        return None
-    return vault.index(workspace_id, kind, normalize_id(raw) or str(raw))
+        return None, False
+    usable = normalize_id(raw)
+    return vault.index(workspace_id, kind, usable or str(raw)), usable is not None
 
 
 def event_subject(
@@ -333,11 +432,23 @@ def event_subject(
     erasure of the person reaches it); a message with only junk ids gets a key of its own.
     ``generations`` (by blind index) names the fresh key of an identity that came back after
     an erasure."""
-    for kind, raw in ((USER_ID, user_id), (ANONYMOUS_ID, anonymous_id)):
-        usable = normalize_id(raw)
-        if usable is not None:
-            index = vault.index(workspace_id, kind, usable)
-            return subject_of_index(index, (generations or {}).get(index, 0))
+    user = _indexed(vault, workspace_id, USER_ID, user_id)
+    anonymous = _indexed(vault, workspace_id, ANONYMOUS_ID, anonymous_id)
+    return _subject(vault, workspace_id, user, anonymous, message_id, generations or {})
+
+
+def _subject(
+    vault: Vault,
+    workspace_id: str,
+    user: tuple[str | None, bool],
+    anonymous: tuple[str | None, bool],
+    message_id: str,
+    generations: Mapping[str, int],
+) -> str:
+    """:func:`event_subject` of ids already indexed by :func:`_indexed`."""
+    for index, usable in (user, anonymous):
+        if usable and index is not None:
+            return subject_of_index(index, generations.get(index, 0))
     return message_subject(vault, workspace_id, message_id)
 
 
@@ -354,44 +465,75 @@ def subject_of_index(index: str, generation: int = 0) -> str:
     return f"i{generation}-{index[:30]}"
 
 
+@dataclass(frozen=True, slots=True)
+class _Ids:
+    """A message's userId and anonymousId as stored (blind indexes), and the subject whose key
+    seals it while neither identity was erased (generation 0)."""
+
+    user: str | None
+    anonymous: str | None
+    subject: str
+    identities: tuple[profiles.Identity, ...]
+
+
+def _ids(
+    vault: Vault, workspace_id: str, env: Envelope, generations: Mapping[str, int] | None = None
+) -> _Ids:
+    user = _indexed(vault, workspace_id, USER_ID, env.user_id)
+    anonymous = _indexed(vault, workspace_id, ANONYMOUS_ID, env.anonymous_id)
+    subject = _subject(vault, workspace_id, user, anonymous, env.message_id, generations or {})
+    identities = tuple(
+        profiles.Identity(kind, index)
+        for kind, (index, _) in ((USER_ID, user), (ANONYMOUS_ID, anonymous))
+        if index is not None
+    )
+    return _Ids(user[0], anonymous[0], subject, identities)
+
+
+def _row(workspace_id: str, env: Envelope, ids: _Ids) -> dict[str, Any]:
+    """The event row of a message, but its payload."""
+    return {
+        "workspace_id": workspace_id,
+        "message_id": env.message_id,
+        "type": env.type,
+        "event": env.name,
+        "user_id": ids.user,
+        "anonymous_id": ids.anonymous,
+        "profile_id": env.profile_id,
+        "original_timestamp": env.original_timestamp,
+        "sent_at": env.sent_at,
+        "received_at": env.received_at,
+        "timestamp": env.timestamp,
+    }
+
+
 def _rows(
     session: Session, vault: Vault, workspace_id: str, envelopes: Sequence[Envelope]
 ) -> list[dict[str, Any]]:
     """Event rows as stored: ids as blind indexes, the payload sealed under the identity's key.
     A message of an erased person is left out (see :func:`_screen_stored`)."""
-    indexes = [
-        (
-            identity_index(vault, workspace_id, USER_ID, env.user_id),
-            identity_index(vault, workspace_id, ANONYMOUS_ID, env.anonymous_id),
-        )
-        for env in envelopes
-    ]
-    kept, generations = _screen_stored(session, workspace_id, envelopes, indexes)
-    rows: list[dict[str, Any]] = []
-    seals: list[tuple[str, str, Any]] = []
+    plan = [_ids(vault, workspace_id, env) for env in envelopes]
+    kept, generations = _screen_stored(session, workspace_id, envelopes, plan)
+    pairs = []
     for i in kept:
-        env = envelopes[i]
-        user, anonymous = indexes[i]
-        subject = event_subject(
-            vault, workspace_id, env.user_id, env.anonymous_id, env.message_id, generations
-        )
-        seals.append((subject, PAYLOAD, env.payload))
-        rows.append(
-            {
-                "workspace_id": workspace_id,
-                "message_id": env.message_id,
-                "type": env.type,
-                "event": env.name,
-                "user_id": user,
-                "anonymous_id": anonymous,
-                "profile_id": env.profile_id,
-                "original_timestamp": env.original_timestamp,
-                "sent_at": env.sent_at,
-                "received_at": env.received_at,
-                "timestamp": env.timestamp,
-            }
-        )
-    for row, token in zip(rows, vault.seal_many(workspace_id, seals), strict=True):
+        env, ids = envelopes[i], plan[i]
+        if any(ident.index in generations for ident in ids.identities):  # it came back after
+            # an erasure: its fresh key seals
+            ids = _ids(vault, workspace_id, env, generations)
+        pairs.append((env, ids))
+    return _sealed_rows(vault, workspace_id, pairs)
+
+
+def _sealed_rows(
+    vault: Vault, workspace_id: str, pairs: Sequence[tuple[Envelope, _Ids]]
+) -> list[dict[str, Any]]:
+    """The event row of each message, its payload sealed under its subject's key (made if
+    missing)."""
+    rows = [_row(workspace_id, env, ids) for env, ids in pairs]
+    tokens = vault.seal_many(
+        workspace_id, [(ids.subject, PAYLOAD, env.payload) for env, ids in pairs]
+    )
+    for row, token in zip(rows, tokens, strict=True):
         row["payload"] = token
     return rows
 
@@ -440,24 +582,13 @@ def _screen(
 
 
 def _screen_stored(
-    session: Session,
-    workspace_id: str,
-    envelopes: Sequence[Envelope],
-    indexes: Sequence[tuple[str | None, str | None]],
+    session: Session, workspace_id: str, envelopes: Sequence[Envelope], plan: Sequence[_Ids]
 ) -> tuple[list[int], dict[str, int]]:
     """:func:`_screen` by the userId and anonymousId, before a message is stored (its key would
     be a shredded one)."""
     if not profiles.has_suppressions(session=session, workspace_id=workspace_id):
         return list(range(len(envelopes))), {}
-    identities = [
-        [
-            profiles.Identity(kind, index)
-            for kind, index in ((USER_ID, user), (ANONYMOUS_ID, anonymous))
-            if index is not None
-        ]
-        for user, anonymous in indexes
-    ]
-    return _screen(session, workspace_id, envelopes, identities)
+    return _screen(session, workspace_id, envelopes, [ids.identities for ids in plan])
 
 
 def _screen_identified(

@@ -170,7 +170,8 @@ class Keyring:
         if blind_index_key in master_keys.values():
             raise CryptoError("the blind-index key must differ from every master key")
         self._masters = dict(master_keys)
-        self._blind = blind_index_key
+        # the HMAC keyed once; each index copies it (keying costs as much as hashing a value)
+        self._blind = hmac.new(blind_index_key, digestmod=hashlib.sha256)
         self.current_id = next(iter(self._masters))
 
     @property
@@ -211,8 +212,9 @@ class Keyring:
     def blind_index(self, workspace_id: str, kind: str, normalized: str) -> str:
         """The look-up token of a normalised value of ``kind`` (email, phone, user_id, ...) in a
         workspace: 64 hex digits of HMAC-SHA256 under the blind-index key."""
-        message = f"consentry/blind/v1|{workspace_id}|{kind}|{normalized}".encode()
-        return hmac.new(self._blind, message, hashlib.sha256).hexdigest()
+        mac = self._blind.copy()
+        mac.update(f"consentry/blind/v1|{workspace_id}|{kind}|{normalized}".encode())
+        return mac.hexdigest()
 
 
 DEV_MASTER_KEY_ID = "dev"
