@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from consentry.analytics import kpi_service, rfm, service
+from consentry.analytics import kpi_service, periods, rfm, service
 from consentry.analytics.tables import CustomerScoreRow
 from consentry.config import AnalyticsSettings
 from consentry.platform.db import Database
@@ -153,7 +153,7 @@ def test_kpis_and_cohorts_equal_an_independent_count(
 ) -> None:
     workspace, shop = shop_db
     orders = [o for o in shop.orders if o.cents > 0]  # type: ignore[attr-defined]
-    window = kpi_service.Range.of(START, AS_OF, "month")
+    window = periods.Range.of(START, AS_OF, "month")
     found = kpi_service.kpis(db, workspace, AnalyticsSettings(), window)
     first_month: dict[str, str] = {}
     for o in sorted(orders, key=lambda o: o.at):
@@ -210,7 +210,7 @@ def test_sessions_and_carts_feed_conversion_and_abandonment(db: Database) -> Non
         track("Product Added", userId="s2", timestamp=at(30),
               properties={"cart_id": "c-1", "product_id": "p1", "price": 5, "quantity": 1}),
     )  # fmt: skip
-    window = kpi_service.Range.of(START, START + timedelta(days=20), "month")
+    window = periods.Range.of(START, START + timedelta(days=20), "month")
     found = kpi_service.kpis(db, workspace, AnalyticsSettings(), window)
     totals = found["totals"]
     assert totals["sessions"] == 4  # s1 twice (a 3-hour gap), anon-9, s2
@@ -222,10 +222,10 @@ def test_ranges_are_checked(db: Database) -> None:
     from consentry.errors import Invalid
 
     with pytest.raises(Invalid) as reversed_range:
-        kpi_service.Range.of(AS_OF, START, "month")
+        periods.Range.of(AS_OF, START, "month")
     assert reversed_range.value.errors[0].field == "since"
     with pytest.raises(Invalid) as too_fine:
-        kpi_service.Range.of(START, START + timedelta(days=900), "day")
+        periods.Range.of(START, START + timedelta(days=900), "day")
     assert too_fine.value.errors[0].field == "interval"
 
 

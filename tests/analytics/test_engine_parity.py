@@ -13,7 +13,7 @@ import pytest
 from consentry.analytics import metrics
 from consentry.analytics.engine import DuckDBEngine, SparkEngine
 from consentry.analytics.extract import CARTS, EVENTS, ORDERS
-from consentry.analytics.service import day_of
+from consentry.analytics.periods import day_of
 from tests.analytics.shop import AS_OF, START, buyer, generate
 
 pytestmark = [

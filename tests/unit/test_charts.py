@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consentry.analytics.kpi_service import Range
+from consentry.analytics.periods import Range
 from consentry.web.analytics_page import ends_mid_period, tiles
 from consentry.web.charts import HEAT_STEPS, bar_chart, heat, rate_chart, sparkline
 

@@ -14,8 +14,8 @@ from typing import Annotated, cast
 import typer
 from rich.table import Table
 
-from consentry.analytics import kpi_service, service, spend, spend_service
-from consentry.analytics.metrics import Interval
+from consentry.analytics import service, spend, spend_service
+from consentry.analytics.periods import Interval, Range
 from consentry.cli_options import (
     DatabaseOpt,
     JsonOpt,
@@ -112,7 +112,9 @@ def kpis(
     if interval not in ("day", "week", "month"):
         raise fail("--interval must be day, week or month")
     with workspace_store(database_url, workspace) as (settings, db):
-        window = kpi_service.Range.default(since, until, cast(Interval, interval))
+        window = Range.default(since, until, cast(Interval, interval))
+        from consentry.analytics import kpi_service  # the engine: loaded on first use
+
         found = kpi_service.kpis(db, workspace, settings.analytics, window, channel=channel)
     if as_json:
         echo_json(found)
@@ -165,8 +167,10 @@ def cohorts(
     from consentry.cli import console
 
     with workspace_store(database_url, workspace) as (settings, db):
+        from consentry.analytics import kpi_service  # the engine: loaded on first use
+
         found = kpi_service.cohorts(
-            db, workspace, settings.analytics, kpi_service.Range.default(since, until, "month")
+            db, workspace, settings.analytics, Range.default(since, until, "month")
         )
     if as_json:
         echo_json(found)

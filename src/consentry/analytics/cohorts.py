@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
+if TYPE_CHECKING:  # the table's type only: the run and the KPIs load pyarrow
+    import pyarrow as pa
 
 EPOCH = date(1970, 1, 1)
 

@@ -22,14 +22,12 @@ weeks start on Monday.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import ibis
 from ibis import _
 from ibis.expr.types import IntegerColumn, Table, TimestampColumn
 
-Interval = Literal["day", "week", "month"]
-INTERVALS: tuple[Interval, ...] = ("day", "week", "month")
+from consentry.analytics.periods import Interval
+
 SESSION_GAP_SECONDS = 30 * 60
 SECONDS_PER_DAY = 86_400
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from consentry.analytics import kpi_service, service, spend, spend_service
+from consentry.analytics import periods, service, spend, spend_service
 from consentry.deps import AnalyticsRead, AnalyticsWrite, DbDep, SettingsDep
 from consentry.errors import FieldError, Invalid, NotFound
 from consentry.platform.db import Database
@@ -70,11 +70,13 @@ def kpis(
     """Orders, revenue, AOV, customers (new, returning), retention and churn rate, repeat
     purchase rate, conversion rate, cart abandonment, acquisition cost and consent rate, per
     period and over the range."""
+    from consentry.analytics import kpi_service  # the engine: loaded on first use
+
     return kpi_service.kpis(
         db,
         principal.workspace_id,
         settings.analytics,
-        kpi_service.Range.default(since, until, interval),
+        periods.Range.default(since, until, interval),
         channel=channel,
     )
 
@@ -89,11 +91,13 @@ def cohorts(
     channel: Channel = None,
 ) -> dict[str, Any]:
     """Retention by first-order month for the cohorts that started in the range."""
+    from consentry.analytics import kpi_service  # the engine: loaded on first use
+
     return kpi_service.cohorts(
         db,
         principal.workspace_id,
         settings.analytics,
-        kpi_service.Range.default(since, until, "month"),
+        periods.Range.default(since, until, "month"),
         channel=channel,
     )
 

@@ -16,7 +16,9 @@ What counts (docs/journeys.md, "Attribution"):
   too, but a step is reached through waits and branches, so it is descriptive, not a test.
 - Uplift: the difference of the conversion rates with Newcombe's hybrid score interval (95 %,
   from Wilson intervals), the relative uplift with the Katz log interval of the rate ratio,
-  and the two-sided p-value of the pooled two-proportion z-test (scipy).
+  and the two-sided p-value of the pooled two-proportion z-test (the normal distribution of the
+  standard library: `statistics.NormalDist` and `math.erfc`, the same figures as scipy.stats to
+  1e-13 without loading scipy in the server).
 """
 
 from __future__ import annotations
@@ -27,9 +29,9 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from statistics import NormalDist
 from typing import Any
 
-from scipy.stats import norm
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
@@ -50,7 +52,7 @@ HELD_OUT_OUTCOME = "held_out"
 
 
 def _z(confidence: float = CONFIDENCE) -> float:
-    return float(norm.ppf(0.5 + confidence / 2))
+    return NormalDist().inv_cdf(0.5 + confidence / 2)
 
 
 def wilson(converted: int, total: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
@@ -62,7 +64,10 @@ def wilson(converted: int, total: int, confidence: float = CONFIDENCE) -> tuple[
     denominator = 1 + z * z / total
     centre = (p + z * z / (2 * total)) / denominator
     half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # at 0 (or all) converted a bound is exactly 0 (or 1): say so rather than leave rounding
+    low = 0.0 if converted <= 0 else max(0.0, centre - half)
+    high = 1.0 if converted >= total else min(1.0, centre + half)
+    return low, high
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +124,8 @@ def uplift(
         relative_high = ratio * math.exp(z * se) - 1
     pooled = (converted + base_converted) / (total + base_total)
     se0 = math.sqrt(pooled * (1 - pooled) * (1 / total + 1 / base_total))
-    p_value = 1.0 if se0 == 0 else float(2 * norm.sf(abs(difference) / se0))
+    # two-sided: 2 * P(Z > |d| / se0) = erfc(|d| / (se0 * sqrt 2)), exact in the far tail too
+    p_value = 1.0 if se0 == 0 else math.erfc(abs(difference) / se0 / math.sqrt(2))
     return Uplift(
         absolute=difference,
         absolute_low=max(-1.0, low),

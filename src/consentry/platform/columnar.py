@@ -25,17 +25,17 @@ import itertools
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-import numpy.typing as npt
 import psycopg
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pa_csv
 from sqlalchemy import Select, Table
 from sqlalchemy.orm import Session
 
 from consentry.platform.db import Database
+
+if TYPE_CHECKING:  # pyarrow is loaded by the first columnar read or write, not to start
+    import numpy.typing as npt
+    import pyarrow as pa
 
 FETCH_BATCH = 100_000
 RAW_BATCH = 20_000  # rows a raw_batches scan fetches at a time
@@ -62,6 +62,8 @@ def read_arrow(db: Database, statement: Select[*tuple[Any, ...]], schema: pa.Sch
 def _copy_out(
     raw: psycopg.Connection[Any], sql: str, params: dict[str, Any], schema: pa.Schema
 ) -> pa.Table:
+    import pyarrow.csv as pa_csv
+
     buffer = io.BytesIO()
     with (
         raw.cursor() as cursor,
@@ -91,6 +93,8 @@ def _fetch(
     objects alive at a time, not tens of millions); the cyclic garbage collector is paused
     meanwhile, since tuples of plain values never form cycles and it would otherwise scan
     every one of them again and again."""
+    import pyarrow as pa
+
     batches: list[pa.RecordBatch] = []
     cursor = raw.cursor()
     collecting = gc.isenabled()
@@ -115,6 +119,9 @@ _POSTGRESQL_FORMAT = "%Y-%m-%d %H:%M:%S+00"
 def day_timestamps(db_dialect: str, days: npt.NDArray[Any]) -> pa.Array:
     """Midnight UTC of each day number (days since 1970-01-01) as text the store reads as a
     timestamp: SQLite's naive UTC text (``platform.db``), PostgreSQL's text with its zone."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     stamps = pa.array(days.astype("datetime64[D]").astype("datetime64[s]"), pa.timestamp("s"))
     return pc.strftime(stamps, format=_timestamp_format(db_dialect))
 
@@ -136,6 +143,8 @@ def copy_table(session: Session, table: Table, data: pa.Table) -> None:
     text timestamps from :func:`day_timestamps`, nulls as nulls) to ``table`` inside the
     session's transaction. PostgreSQL takes them as CSV written by Arrow (``COPY ... FROM
     STDIN``); SQLite by ``executemany``."""
+    import pyarrow.csv as pa_csv
+
     connection = session.connection()
     raw = connection.connection.dbapi_connection
     if raw is None:

@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import numpy as np
-import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
 IntArray = NDArray[np.int64]
@@ -72,6 +71,8 @@ def empty_top_n(rows: int, n: int) -> TopN:
 
 def csr(rows: ArrayLike, cols: ArrayLike, values: ArrayLike, shape: tuple[int, int]) -> CsrMatrix:
     """A CSR matrix from coordinates, duplicates summed, indices sorted."""
+    import scipy.sparse as sp  # loaded with the first model, not to start
+
     matrix = sp.csr_matrix(
         (np.asarray(values, dtype=np.float64), (np.asarray(rows), np.asarray(cols))),
         shape=shape,
@@ -88,6 +89,8 @@ def exclusion_matrix(
     Accepts a sparse matrix (any stored entry excludes its item) or one sequence of item indices
     per row.
     """
+    import scipy.sparse as sp  # loaded with the first model, not to start
+
     if exclude is None:
         return None
     if sp.issparse(exclude):
@@ -120,6 +123,8 @@ def coo_keys(matrix: CsrMatrix) -> IntArray:
 
 def drop_entries(scores: CsrMatrix, exclude: CsrMatrix | None) -> CsrMatrix:
     """``scores`` without the entries stored in ``exclude`` (same shape)."""
+    import scipy.sparse as sp  # loaded with the first model, not to start
+
     if exclude is None or exclude.nnz == 0 or scores.nnz == 0:
         return scores
     scores = sp.csr_matrix(scores)
@@ -139,6 +144,8 @@ def descending_float_key(values: NDArray[Any]) -> IntArray:
 
 def top_n_sparse(scores: CsrMatrix, n: int) -> TopN:
     """Per row, the ``n`` best stored entries of a sparse score matrix."""
+    import scipy.sparse as sp  # loaded with the first model, not to start
+
     rows_total = scores.shape[0]
     out = empty_top_n(rows_total, n)
     if n <= 0 or scores.nnz == 0:

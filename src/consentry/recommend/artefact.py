@@ -27,7 +27,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -38,9 +38,11 @@ from consentry.recommend._arrays import (
     TopN,
     exclusion_matrix,
 )
-from consentry.recommend.itemknn import ItemItem
-from consentry.recommend.popular import MostPopular
 from consentry.recommend.rules import BusinessRules
+
+if TYPE_CHECKING:  # types only: the models (scipy.sparse) load with training
+    from consentry.recommend.itemknn import ItemItem
+    from consentry.recommend.popular import MostPopular
 
 FORMAT = "consentry.recommend.artefact/1"
 ARRAYS_FILE = "arrays.npz"

@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
 from consentry.recommend._arrays import (
@@ -63,6 +62,8 @@ class BusinessRules:
         self.replenishable: BoolArray | None = self._flags(replenishable, "replenishable")
         self.purchased_keys: IntArray | None = None
         if purchased is not None:
+            import scipy.sparse as sp  # only rules built from a purchase matrix need it
+
             matrix = sp.csr_matrix(purchased)
             matrix.eliminate_zeros()
             matrix.sort_indices()

@@ -27,10 +27,9 @@ import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
-import pyarrow as pa
 from numpy.typing import NDArray
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session, defer
@@ -43,11 +42,7 @@ from consentry.platform.timing import StepClock, StepProgress
 from consentry.recommend import container, feed
 from consentry.recommend._arrays import csr
 from consentry.recommend.artefact import ArtefactError, ModelArtefact, neighbour_arrays
-from consentry.recommend.hybrid import Hybrid
 from consentry.recommend.interactions import InteractionWeights, last_order_split
-from consentry.recommend.itemknn import ItemItem
-from consentry.recommend.metrics import evaluate
-from consentry.recommend.popular import MostPopular
 from consentry.recommend.serving import (
     CONTEXTS,
     ITEM_KINDS,
@@ -68,6 +63,9 @@ from consentry.recommend.tables import (
     stored_arrays,
     stored_members,
 )
+
+if TYPE_CHECKING:  # types only: the models (scipy.sparse) load when a model is trained
+    from consentry.recommend.hybrid import Hybrid
 
 __all__ = [
     "CONTEXTS",
@@ -128,12 +126,17 @@ class TrainReport:
 
 
 def _hybrid(settings: RecommendSettings) -> Hybrid:
+    from consentry.recommend.hybrid import Hybrid
+
     return Hybrid(neighbours=settings.neighbours, half_life_days=settings.half_life_days)
 
 
 def _offline_metrics(data: feed.ShopData, settings: RecommendSettings) -> dict[str, float]:
     """Recall@10 and NDCG@10 of each customer's last order, the models fitted on what came
     before it (browsing too), beside the most-popular baseline."""
+    from consentry.recommend.metrics import evaluate
+    from consentry.recommend.popular import MostPopular
+
     past, last = last_order_split(data.purchases)
     if len(past) == 0 or len(last) == 0:
         return {}
@@ -175,6 +178,8 @@ def _build(
     """Fit, precompute, and pack: the manifest (JSON) and the artefact's members
     (``container.pack``: zlib members, the per-customer arrays in blocks of rows; a fresh
     ``artefact_id``)."""
+    from consentry.recommend.itemknn import ItemItem
+
     hybrid = _hybrid(settings).fit(
         data.purchases, browsing=data.browsing or None, segments=data.segments
     )
@@ -367,6 +372,8 @@ def _index(
 ) -> None:
     """The look-up entries of an artefact: each profile it holds (blanked rows left out) and
     its row, in bulk (COPY on PostgreSQL, executemany on SQLite)."""
+    import pyarrow as pa  # loaded by the first training, not to start
+
     ids = np.asarray(profile_ids, dtype=np.str_)
     rows = np.nonzero(ids != "")[0]
     if rows.size == 0:

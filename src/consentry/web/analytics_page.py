@@ -17,9 +17,15 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from consentry.analytics import kpi_service, service
-from consentry.analytics.metrics import INTERVALS, Interval
-from consentry.analytics.service import day_of
+from consentry.analytics import service
+from consentry.analytics.periods import (
+    INTERVALS,
+    Interval,
+    Range,
+    day_of,
+    period_of_day,
+    period_start,
+)
 from consentry.deps import AnalyticsRead, AnalyticsWrite, DbDep, ReadAudit, SettingsDep
 from consentry.errors import FieldError, Invalid
 from consentry.web.charts import bar_chart, heat, rate_chart, sparkline
@@ -93,14 +99,12 @@ def _change(now: float | None, before: float | None, kind: str) -> tuple[str | N
     return f"{ratio * 100:+.1f}%", ratio > 0 if ratio else None
 
 
-def ends_mid_period(window: kpi_service.Range) -> bool:
+def ends_mid_period(window: Range) -> bool:
     """Whether the range stops inside its last period (the default range ends now): that
     period is then incomplete and the tiles compare the two periods before it instead."""
     until = window.until
     day = day_of(until)
-    start = kpi_service.period_start(
-        kpi_service.period_of_day(day, window.interval), window.interval
-    )
+    start = period_start(period_of_day(day, window.interval), window.interval)
     return until != datetime(start.year, start.month, start.day, tzinfo=UTC)
 
 
@@ -159,11 +163,13 @@ def analytics_page(
             "interval must be day, week or month", [FieldError("interval", ", ".join(INTERVALS))]
         )
     step: Interval = next(i for i in INTERVALS if i == interval)
-    window = kpi_service.Range.default(_when(since, "since"), _when(until, "until"), step)
+    window = Range.default(_when(since, "since"), _when(until, "until"), step)
     sales_channel = channel.strip() or None
     if sales_channel is not None and len(sales_channel) > 50:
         raise Invalid("channel is too long", [FieldError("channel", "at most 50 characters")])
     workspace, options = principal.workspace_id, settings.analytics
+    from consentry.analytics import kpi_service  # the engine: loaded on first use
+
     kpis, cohorts = kpi_service.dashboard(db, workspace, options, window, channel=sales_channel)
     with db.read() as session:
         run = service.latest_run(session=session, workspace_id=workspace)
