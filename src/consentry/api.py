@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 from collections.abc import AsyncIterator, Callable, Coroutine
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from dataclasses import asdict
 from datetime import timedelta
@@ -79,7 +81,7 @@ from consentry.quality import service as quality
 from consentry.quality.routes import router as quality_router
 from consentry.recommend import service as recommend
 from consentry.recommend.routes import router as recommend_router
-from consentry.stores import open_database
+from consentry.stores import close_database, open_database
 
 STATUS: list[tuple[type[ConsentryError], int]] = [
     (Invalid, 400),  # LimitExceeded included: the ingestion contract answers 400
@@ -220,7 +222,7 @@ def _background_jobs(store: Database, settings: Settings) -> list[Coroutine[Any,
     audit is ``quality.interval_hours`` old), recommendations retrained (when scheduled: five
     minutes after start, then every ``recommend.interval_hours``), the outbox delivered (when
     scheduled: every ``delivery.interval_seconds``) and its settled messages pruned (every six
-    hours)."""
+    hours). Analytics runs and training run in a child process each (:func:`_in_child`)."""
     webhooks = settings.erasure.webhook_interval_seconds
     jobs = [
         _every(
@@ -236,14 +238,13 @@ def _background_jobs(store: Database, settings: Settings) -> list[Coroutine[Any,
         jobs.append(
             _every(hours, partial(_retention_round, store, settings), "retention", first=hours)
         )
-    if settings.analytics.scheduled:
+    if settings.analytics.scheduled:  # in a child process, as is training (see _in_child)
         hours = settings.analytics.interval_hours * 3600
-        jobs.append(
-            _every(hours, partial(_analytics_round, store, settings), "analytics", first=60)
-        )
+        analytics_round = _in_child(_analytics_round, settings)
+        jobs.append(_every(hours, analytics_round, "analytics", first=60))
     if settings.recommend.scheduled:  # after the first analytics run: its RFM segments
         hours = settings.recommend.interval_hours * 3600
-        recommend_round = partial(_recommend_round, store, settings)
+        recommend_round = _in_child(_recommend_round, settings)
         jobs.append(_every(hours, recommend_round, "recommendations", first=RECOMMEND_FIRST))
     if settings.dedupe.scheduled:  # incremental runs, for workspaces that had a batch run
         hours = settings.dedupe.interval_hours * 3600
@@ -300,6 +301,37 @@ def _each_workspace(
         else:
             if said is not None:
                 log.info("%s %s: %s", what, name, said)
+
+
+Round = Callable[[Database, Settings], None]  # a scheduled round over every workspace
+
+
+def _in_child(round_: Round, settings: Settings) -> Callable[[], None]:
+    """A scheduled round that runs in a child process of its own, on its own connections.
+
+    Analytics runs and model training load DuckDB, pyarrow and scipy and compute for minutes
+    on a large shop: in the server's process they would hold its GIL against ingestion and the
+    API the whole time, and leave it hundreds of megabytes larger afterwards. A child process
+    uses the other core and gives its memory back when it ends (spawned, so it inherits no
+    connections). ``round_`` must be a module-level function (it is pickled by name)."""
+
+    def job() -> None:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            pool.submit(_child_round, round_, settings).result()
+
+    return job
+
+
+def _child_round(round_: Round, settings: Settings) -> None:
+    """The child's side of :func:`_in_child`: its logs go to standard error, as the server's."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s:%(name)s:%(message)s")
+    store = open_database(settings)
+    try:
+        round_(store, settings)
+    finally:
+        close_database(store)
 
 
 def _analytics_round(store: Database, settings: Settings) -> None:
