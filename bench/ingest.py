@@ -7,6 +7,12 @@ Prints events/s, p50/p99 batch latency, peak server RSS, the ratio to the raw st
 machine's core count; writes bench/results/ingest.json. Medians over ``--repeat`` runs.
 
     .venv/bin/python bench/ingest.py [--events 200000] [--clients 4] [--repeat 3] [--no-postgres]
+
+The server runs without its schedule (analytics, audiences, journeys, ...): it measures
+ingestion, storing and applying events, and nothing else. ``CONSENTRY_BENCH_WORKERS=N``
+serves with ``consentry serve --workers N`` (default 1). On SQLite two processes acknowledged
+less than one, with a p99 of seconds, when this was last tried (docs/ARCHITECTURE.md,
+"Ingestion").
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.support.postgres import ThrowawayPostgres, find_bindir, free_port  # noqa: E402
+from tests.support.server import SWEEPING_SCHEDULES  # noqa: E402
 
 from consentry.config import Settings  # noqa: E402
 from consentry.migrations import upgrade  # noqa: E402
@@ -141,8 +148,13 @@ def _wait_applied(port: int, token: str, timeout: float = 1800) -> None:
     raise RuntimeError("events were not applied in time")
 
 
+# The server's scheduled work, switched off: a fresh server runs analytics one minute after it
+# starts (then every few hours), which would land inside the load and measure DuckDB instead.
+UNSCHEDULED = {f"CONSENTRY_{name.upper()}__SCHEDULED": "false" for name in SWEEPING_SCHEDULES}
+
+
 def _serve(url: str, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "CONSENTRY_DATABASE_URL": url}
+    env = {**os.environ, "CONSENTRY_DATABASE_URL": url, **UNSCHEDULED}
     proc = subprocess.Popen(
         [
             str(ROOT / ".venv/bin/consentry"),

@@ -16,12 +16,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from consentry.api import create_app
-from consentry.config import AudienceSettings, DeliverySettings, JourneySettings, Settings
+from consentry.config import Settings
 from consentry.migrations import upgrade
 from consentry.platform import tenancy
 from consentry.platform.db import Database
 from consentry.stores import close_database, open_database
 from tests.support.postgres import ThrowawayPostgres, find_bindir
+from tests.support.server import SWEEPING_SCHEDULES
 
 # pytest-xdist's workers start with COLUMNS=80 and LINES=24 in their environment; a rich
 # Console made at import (the CLI's) would keep that width, whatever a test's CliRunner sets.
@@ -65,16 +66,15 @@ def db(database_url: str) -> Iterator[Database]:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    """The app's settings in tests. The schedules that act on every workspace every few
-    seconds (segment catch-ups, journey rounds, outbox delivery) are off: the store is shared
-    by the whole session, so they would work on other tests' data while a test runs; tests run
-    those rounds themselves."""
+    """The app's settings in tests. Every schedule that sweeps all workspaces is off: the store
+    is shared by the whole session, so a round would work on other tests' data while a test
+    runs (segment catch-ups, journeys and delivery come every few seconds; analytics comes a
+    minute after start, in a child process, and a test app as long-lived as the schemathesis
+    run's would start it on a slow machine). Tests run those rounds themselves."""
     return Settings(
         environment="test",
         database_url=database_url,
-        audiences=AudienceSettings(scheduled=False),
-        journeys=JourneySettings(scheduled=False),
-        delivery=DeliverySettings(scheduled=False),
+        **{name: {"scheduled": False} for name in SWEEPING_SCHEDULES},
     )
 
 

@@ -36,9 +36,19 @@ def consentry_command() -> list[str]:
     return [sys.executable, "-c", "from consentry.cli import main; main()"]
 
 
+# The server's schedules that sweep every workspace of a store (see api._background_jobs). The
+# tests' store is shared by the whole session, so test apps and servers run with them off.
+SWEEPING_SCHEDULES = (
+    *("analytics", "recommend", "dedupe", "quality", "retention"),
+    *("audiences", "journeys", "delivery"),
+)
+
+
 def _child_env() -> dict[str, str]:
-    """The test's environment without CONSENTRY_* variables, so only our flags configure it."""
+    """The test's environment without CONSENTRY_* variables, so only our flags configure it,
+    and with the sweeping schedules off."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONSENTRY_")}
+    env.update({f"CONSENTRY_{name.upper()}__SCHEDULED": "false" for name in SWEEPING_SCHEDULES})
     env["CONSENTRY_ENVIRONMENT"] = "test"
     env["PYTHONUNBUFFERED"] = "1"
     return env
