@@ -22,7 +22,7 @@ from consentry.platform import tenancy
 from consentry.platform.db import Database
 from consentry.stores import close_database, open_database
 from tests.support.postgres import ThrowawayPostgres, find_bindir
-from tests.support.server import SWEEPING_SCHEDULES
+from tests.support.server import TEST_APP
 
 # pytest-xdist's workers start with COLUMNS=80 and LINES=24 in their environment; a rich
 # Console made at import (the CLI's) would keep that width, whatever a test's CliRunner sets.
@@ -70,11 +70,13 @@ def settings(database_url: str) -> Settings:
     is shared by the whole session, so a round would work on other tests' data while a test
     runs (segment catch-ups, journeys and delivery come every few seconds; analytics comes a
     minute after start, in a child process, and a test app as long-lived as the schemathesis
-    run's would start it on a slow machine). Tests run those rounds themselves."""
+    run's would start it on a slow machine). Tests run those rounds themselves. Acknowledged
+    events are applied in the app's writer thread, not an ingest worker process, so a test
+    can settle them."""
     return Settings(
         environment="test",
         database_url=database_url,
-        **{name: {"scheduled": False} for name in SWEEPING_SCHEDULES},
+        **TEST_APP,
     )
 
 

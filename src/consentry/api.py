@@ -57,6 +57,7 @@ from consentry.errors import (
 )
 from consentry.ingest import service as ingest
 from consentry.ingest.routes import router as ingest_router
+from consentry.ingest.worker import start_worker
 from consentry.ingest.writer import IngestWriter
 from consentry.journeys import service as journeys
 from consentry.journeys.preset_routes import attribution_router as journey_attribution_router
@@ -138,11 +139,14 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     """Build the application around a store; nothing connects before the first request."""
     settings = settings or get_settings()
     store = db or open_database(settings)
-    writer = IngestWriter(store, settings)
+    in_worker = settings.ingest.worker_process  # else the writer thread expands and applies
+    writer = IngestWriter(store, settings, apply=not in_worker)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        writer.start()  # applies events a previous run stored but did not process
+        writer.start()  # expands what a previous run acknowledged before the first answer
+        worker = start_worker(settings) if in_worker else None
+        _app.state.ingest_worker = worker  # None: the writer thread applies
         jobs = [asyncio.create_task(job) for job in _background_jobs(store, settings)]
         yield
         for job in jobs:
@@ -150,6 +154,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
             with suppress(asyncio.CancelledError):
                 await job
         writer.close()
+        if worker is not None:
+            await run_in_threadpool(worker.stop)
 
     app = FastAPI(
         lifespan=lifespan,

@@ -25,6 +25,18 @@ class IngestSettings(BaseModel):
     max_message_bytes: int = Field(32 * 1024, description="Largest single message, in bytes.")
     max_batch_bytes: int = Field(500 * 1024, description="Largest request body after gunzip.")
     max_batch_messages: int = Field(2500, description="Most messages in one batch.")
+    worker_process: bool = Field(
+        True,
+        description="Expand and apply acknowledged events in an ingest worker process of "
+        "their own, which the server starts (its second core); false: in the server's own "
+        "ingest writer thread, between requests.",
+    )
+    spool_url: str | None = Field(
+        None,
+        description="Where acknowledged requests wait to be expanded into events: default "
+        "the file <db>.spool.db beside an SQLite store, the database <name>_spool on "
+        "PostgreSQL.",
+    )
 
 
 class IdentitySettings(BaseModel):

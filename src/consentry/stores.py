@@ -1,11 +1,14 @@
 """Opening the stores of a deployment from its settings: the data store with its vault, and the
-key store apart from it. Adapters (API, CLI, benchmarks) open stores here."""
+key store and the spool of acknowledged requests apart from it. Adapters (API, CLI, benchmarks)
+open stores here."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from consentry.config import Settings
+from consentry.ingest.spool import Spool
+from consentry.ingest.spool import default_url as spool_url
 from consentry.platform.crypto import Keyring, build_keyring
 from consentry.platform.db import Database
 from consentry.platform.keystore import KeyStore, open_keystore
@@ -36,11 +39,18 @@ def vault_for(settings: Settings) -> Vault:
     return Vault(keyring_for(settings), open_keys(settings))
 
 
+def open_spool(settings: Settings) -> Spool:
+    """The spool of acknowledged requests beside the settings' data store."""
+    return Spool.open(settings.ingest.spool_url or spool_url(settings.database_url))
+
+
 def open_database(settings: Settings, **kwargs: Any) -> Database:
-    """The data store of the settings, with its vault."""
-    return Database.from_url(settings.database_url, vault=vault_for(settings), **kwargs)
+    """The data store of the settings, with its vault and its spool."""
+    return Database.from_url(
+        settings.database_url, vault=vault_for(settings), spool=open_spool(settings), **kwargs
+    )
 
 
 def close_database(db: Database) -> None:
-    """Close the data store and its key store."""
+    """Close the data store, its key store and its spool."""
     db.dispose()

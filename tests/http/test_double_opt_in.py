@@ -27,6 +27,7 @@ from consentry.consent import doi, links
 from consentry.consent import service as consent
 from consentry.platform.db import Database, utcnow
 from tests.support.segment import basic, bearer, identify
+from tests.support.server import TEST_APP
 
 EMAIL = "marketing.communications.email"
 PUBLIC_URL = "https://consent.shop.example"
@@ -108,6 +109,7 @@ def app_settings(database_url: str, port: int, ttl_hours: int = 48) -> Settings:
             from_name="The Shop",
         ),
         double_opt_in=DoubleOptInSettings(link_ttl_hours=ttl_hours),
+        **TEST_APP,
     )
 
 

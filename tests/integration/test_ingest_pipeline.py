@@ -4,8 +4,10 @@ also when the process stopped between the two steps."""
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from consentry.api import create_app
 from consentry.config import IdentitySettings, Settings
@@ -13,6 +15,8 @@ from consentry.ingest import service as ingest
 from consentry.ingest.models import Envelope, parse_message
 from consentry.ingest.writer import IngestWriter
 from consentry.platform.db import Database, utcnow
+from consentry.platform.keystore import subject_keys
+from consentry.platform.vault import token_subject
 from tests.support.segment import bearer, identify, track
 from tests.support.store import maybe_profile
 
@@ -113,5 +117,79 @@ def test_processing_chunks_are_sized_to_their_time_budget(settings: Settings, db
     assert writer._chunk_size(0.2) == 571
     writer._learn(10, 5.0)  # very slow events: the smallest chunk still makes progress
     assert writer._chunk_size(0.05) == 50
-    writer._per_event = 1e-6
+    writer._costs["process"] = 1e-6
     assert writer._chunk_size(0.2) == 2000
+
+
+def test_a_request_is_acknowledged_as_one_stage_then_expanded_into_events(
+    settings: Settings, db: Database, workspace: str
+) -> None:
+    """The answer waits for one sealed row per request; the writer expands it into events and
+    applies them, deletes the stage and discards its key. A retry of a staged message is
+    dropped when its stage is expanded; one of a stored message is a duplicate at once."""
+    writer = IngestWriter(db, settings, quiet=30.0, max_lag=30.0)  # nothing applied meanwhile
+    keystore = db.vault.keystore  # type: ignore[attr-defined]
+    far = utcnow() + timedelta(days=1)
+    batch = _envelopes(
+        identify(userId="st-1", traits={"plan": "gold"}, messageId="st-m1"),
+        track("Tick", userId="st-1", messageId="st-m2"),
+        track("Tick", userId="st-1", messageId="st-m2"),  # the same message twice in a batch
+    )
+    try:
+        first = writer.submit(workspace, batch).result(10)
+        again = writer.submit(workspace, batch[:1]).result(10)  # retried while staged
+        assert (first.accepted, first.duplicates, again.accepted) == (2, 1, 1)
+        with db.read() as session:
+            assert workspace in ingest.workspaces_with_stages(session=session)
+            assert ingest.pending_count(session=session, workspace_id=workspace) == 3
+            assert not ingest.get_event(session=session, workspace_id=workspace, message_id="st-m1")
+        made = {s for w, s in keystore.subjects(ingest.STAGE_SUBJECT, far) if w == workspace}
+        spent = {token_subject(body) for body in db.spool.bodies()} & made  # type: ignore[attr-defined]
+        assert len(spent) == 2  # one key per stage, from the keys the writer made ahead
+        writer.settle()
+        with db.read() as session:
+            assert ingest.pending_count(session=session, workspace_id=workspace) == 0
+            stored = ingest.get_event(session=session, workspace_id=workspace, message_id="st-m1")
+            assert stored is not None and stored.profile_id is not None
+            assert ingest.events_of(
+                session=session, workspace_id=workspace, profile_ids=[stored.profile_id]
+            )[0].message_id in {"st-m1", "st-m2"}
+        left = {s for w, s in keystore.subjects(ingest.STAGE_SUBJECT, far) if w == workspace}
+        assert left == made - spent  # made ahead, not used yet
+        assert all(keystore.data_key(workspace, s) is None for s in spent)
+        retry = writer.submit(workspace, batch).result(10)
+        assert (retry.accepted, retry.duplicates) == (0, 3)
+    finally:
+        writer.close()
+    with db.read() as session:
+        (profile_id,) = maybe_profile(db, workspace, user_id="st-1")
+        events = ingest.events_of(session=session, workspace_id=workspace, profile_ids=[profile_id])
+    assert sorted(e.message_id for e in events) == ["st-m1", "st-m2"]
+
+
+def test_spent_stage_keys_are_discarded_and_live_ones_kept(db: Database, workspace: str) -> None:
+    """Keys of stages that are gone (a crash after an expansion committed) are discarded;
+    the key of a stage still waiting is kept, and so is a key younger than SPENT_AFTER, which
+    another process may be about to write its stage for."""
+    batch = _envelopes(track("Tick", anonymousId="k-1"))
+    with db.read() as session:
+        live, orphan, young = ingest.seal_stages(session=session, batches=[(workspace, batch)] * 3)
+    ingest.stage(spool=db.spool, staged=[live])  # type: ignore[arg-type]
+    keystore = db.vault.keystore  # type: ignore[attr-defined]
+    subject = {
+        name: token_subject(staged.row["body"])  # type: ignore[index]
+        for name, staged in (("live", live), ("orphan", orphan), ("young", young))
+    }
+    with keystore.db.write() as session:  # made two hours ago
+        session.execute(
+            update(subject_keys)
+            .where(subject_keys.c.subject_id.in_([subject["live"], subject["orphan"]]))
+            .values(created_at=utcnow() - timedelta(hours=2))
+        )
+    with db.read() as session:
+        assert ingest.discard_spent_stage_keys(session=session) >= 1
+    assert keystore.data_key(workspace, subject["orphan"]) is None
+    assert keystore.data_key(workspace, subject["live"]) is not None
+    assert keystore.data_key(workspace, subject["young"]) is not None
+    with db.write() as session:  # leave nothing staged for the session's other tests
+        assert ingest.expand_stages(session=session, workspace_id=workspace).stages == 1

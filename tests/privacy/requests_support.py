@@ -22,6 +22,7 @@ from consentry.privacy import request_service as service
 from consentry.privacy import requests as rq
 from tests.http.test_double_opt_in import SmtpServer, free_port
 from tests.support.segment import bearer
+from tests.support.server import TEST_APP
 
 PUBLIC_URL = "https://privacy.shop.example"
 SECRET = "dsr-test-secret"
@@ -42,6 +43,7 @@ def app_settings(database_url: str, port: int, **privacy: Any) -> Settings:
             from_name="The Shop",
         ),
         privacy=PrivacySettings(**privacy),
+        **TEST_APP,
     )
 
 

@@ -28,7 +28,7 @@ from consentry.migrations import upgrade
 from consentry.platform import audit, tenancy
 from consentry.platform.db import Base, Database, utcnow
 from consentry.platform.keystore import default_url
-from consentry.platform.vault import Vault, is_token
+from consentry.platform.vault import Vault, is_token, token_subject
 from consentry.privacy import erasure_service
 from consentry.profiles import service as profiles
 from consentry.profiles.tables import IdentifierRow, TraitHistoryRow
@@ -497,33 +497,33 @@ def test_late_and_replayed_events_do_not_bring_the_person_back(
     assert person_view(db, bob)["traits"]["first_name"] == "Bob"
 
 
-def test_a_batch_sealed_before_an_erasure_is_screened_again_when_stored(
+def test_a_request_acknowledged_after_an_erasure_is_screened_when_expanded(
     store: tuple[str, Database],
 ) -> None:
-    """The ingest writer seals a group of requests before its write transaction; a person
-    erased in between must not be stored under the key that was just shredded."""
+    """Acknowledging does not look for erased people (a request becomes one sealed stage);
+    expanding the stage does, as any storing does: the erased person's message is dropped."""
     _, db = store
     ada, _ = seed(db)
+    with db.write() as session:
+        erasure_service.erase(
+            session=session, workspace_id=WS, profile_id=ada, actor="test:dpo", reason="request"
+        )
     late = envelopes(
         track("Product Viewed", userId=f"user-{M}", messageId=f"late-{M}", properties={"n": M}),
         track("Product Viewed", userId="user-bob", messageId="late-bob"),
     )
     with db.read() as session:
-        (sealed,) = ingest.seal_batches(session=session, batches=[(WS, late)])
-    assert sealed is not None  # nobody in it was erased yet: sealed ahead
+        staged = ingest.seal_stages(session=session, batches=[(WS, late)])
+    assert staged[0].result.accepted == 2  # acknowledged: staged, not screened yet
+    ingest.stage(spool=db.spool, staged=staged)  # type: ignore[arg-type]
     with db.write() as session:
-        erasure_service.erase(
-            session=session, workspace_id=WS, profile_id=ada, actor="test:dpo", reason="request"
-        )
-    with db.write() as session:
-        result = ingest.store(session=session, workspace_id=WS, envelopes=late, sealed=sealed)
-    assert (result.accepted, result.suppressed) == (1, 1)
+        expanded = ingest.expand_stages(session=session, workspace_id=WS)
+    assert (expanded.stored.accepted, expanded.stored.suppressed) == (1, 1)
     with db.read() as session:
         assert ingest.get_event(session=session, workspace_id=WS, message_id=f"late-{M}") is None
         kept = ingest.get_event(session=session, workspace_id=WS, message_id="late-bob")
-        assert kept is not None and kept.payload["userId"] == "user-bob"
-        # a batch that carries the erased person's ids is left to be screened in its transaction
-        assert ingest.seal_batches(session=session, batches=[(WS, late[:1])]) == [None]
+        assert ingest.workspaces_with_stages(session=session) == []
+    assert kept is not None and kept.payload["userId"] == "user-bob"
     assert not hits(db, (f"late-{M}",))
 
 
@@ -579,4 +579,39 @@ def test_stored_but_unapplied_events_of_the_person_are_erased_too(
             == 0
         )
     assert done.certificate["erased"]["events"] == len(ada_messages()) + 1
+    assert hits(db, marks()) == []
+
+
+def test_staged_requests_of_the_person_are_expanded_and_erased_with_their_keys(
+    store: tuple[str, Database],
+) -> None:
+    """A request is acknowledged as one stage, expanded into events later; an erasure meanwhile
+    expands the workspace's stages first, so the person's staged events go like any other, and
+    the stage's key is discarded once the erasure commits. Bob's staged event stays."""
+    _, db = store
+    ada, _ = seed(db)
+    late = envelopes(
+        track("Late", userId=f"user-{M}", messageId=f"staged-{M}", properties={"n": M}),
+        track("Late", userId="user-bob", messageId="staged-bob"),
+    )
+    with db.read() as session:
+        staged = ingest.seal_stages(session=session, batches=[(WS, late)])
+    ingest.stage(spool=db.spool, staged=staged)  # type: ignore[arg-type]
+    (row,) = [s.row for s in staged]
+    assert row is not None and M not in row["body"]  # sealed as one value
+    subject = token_subject(row["body"])
+    assert subject.startswith(ingest.STAGE_SUBJECT)
+    keystore = db.vault.keystore  # type: ignore[attr-defined]
+    assert keystore.data_key(WS, subject) is not None
+    with db.write() as session:
+        done = erasure_service.erase(
+            session=session, workspace_id=WS, profile_id=ada, actor="test:dpo", reason="request"
+        )
+        assert keystore.data_key(WS, subject) is not None  # not before the commit
+    assert keystore.data_key(WS, subject) is None
+    assert done.certificate["erased"]["events"] == len(ada_messages()) + 1
+    with db.read() as session:
+        assert ingest.workspaces_with_stages(session=session) == []
+        kept = ingest.get_event(session=session, workspace_id=WS, message_id="staged-bob")
+    assert kept is not None and kept.payload["userId"] == "user-bob"
     assert hits(db, marks()) == []

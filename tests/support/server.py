@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 
@@ -42,6 +43,15 @@ SWEEPING_SCHEDULES = (
     *("analytics", "recommend", "dedupe", "quality", "retention"),
     *("audiences", "journeys", "delivery"),
 )
+
+
+# The Settings(...) keywords of every test app: the sweeping schedules off, and acknowledged
+# events expanded and applied in the app's own writer thread, where a test can settle() them
+# (live servers keep the default: an ingest worker process).
+TEST_APP: dict[str, Any] = {
+    **{name: {"scheduled": False} for name in SWEEPING_SCHEDULES},
+    "ingest": {"worker_process": False},
+}
 
 
 def _child_env() -> dict[str, str]:

@@ -1,18 +1,23 @@
 """Use cases of ingestion: store a validated batch once, then apply it to profiles and commerce.
 
-Ingestion has two steps. :func:`store` writes the messages that are new (one row per
-``messageId``) and is all a client waits for: once its transaction commits, the events are
-durable. :func:`process_pending` then applies stored events in id order (identity resolution,
-traits, e-commerce) and moves the workspace's cursor in the same transaction, so every event is
-applied exactly once, also after a crash. :func:`ingest` does both in one unit of work, for
+Ingestion over HTTP has three steps. :func:`seal_stages` and :func:`stage` write each request
+as one row of the spool (``ingest.spool``), its new messages sealed as one value under a key of
+its own: that is all a client waits for, and once that commits the messages are durable.
+:func:`expand_stages` then writes the messages of the oldest stages as events (one row per
+``messageId``, through :func:`store`); once that commits the stages are deleted and their keys
+discarded. And
+:func:`process_pending` applies stored events in id order (identity resolution, traits,
+e-commerce) and moves the workspace's cursor in the same transaction, so every event is applied
+exactly once, also after a crash. :func:`ingest` stores and applies in one unit of work, for
 imports and the demo. Writers of one workspace are serialised, so ids commit in order.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, and_, bindparam, delete, func, insert, or_, select, update
@@ -22,9 +27,10 @@ from consentry.commerce import service as commerce
 from consentry.config import IdentitySettings
 from consentry.consent import service as consent
 from consentry.ingest.models import Envelope, returns_explicitly
+from consentry.ingest.spool import Spool, spool_of
 from consentry.ingest.tables import EventRow, IngestCursorRow
 from consentry.platform.crypto import CryptoError
-from consentry.platform.db import Bulk, lock_workspace, utcnow
+from consentry.platform.db import Bulk, after_commit, lock_workspace, utcnow
 from consentry.platform.vault import Vault, is_token, token_subject, vault_of
 from consentry.profiles import service as profiles
 from consentry.profiles.models import (
@@ -61,103 +67,216 @@ class EventView:
     payload: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class Sealed:
-    """A batch made ready to store before its write transaction (:func:`seal_batches`): the
-    row of each of its distinct messages, the payload sealed, none carrying an identity of an
-    erased person when it was made."""
-
-    workspace_id: str
-    rows: dict[str, dict[str, Any]]  # by messageId, in the batch's order
-    identities: list[profiles.Identity]  # the userIds and anonymousIds, to check again
-
-
 def store(
     *,
     session: Session,
     workspace_id: str,
     envelopes: Sequence[Envelope],
-    sealed: Sealed | None = None,
 ) -> IngestResult:
-    """Write each message that is new; a retried ``messageId`` is stored once.
-
-    ``sealed`` (from :func:`seal_batches`, for these envelopes) saves the sealing inside the
-    transaction; it is used only while none of its identities has been erased since it was
-    made, else the batch is sealed again here.
-    """
+    """Write each message that is new as an event; a retried ``messageId`` is stored once, and
+    a message of an erased person is screened (see :func:`_screen`)."""
     lock_workspace(session, workspace_id)
     fresh = _new_messages(session, workspace_id, envelopes)
     result = IngestResult(duplicates=len(envelopes) - len(fresh))
     if not fresh:
         return result
-    if sealed is not None and _still_clear(session, sealed):
-        rows = [sealed.rows[env.message_id] for env in fresh]
-    else:
-        rows = _rows(session, vault_of(session), workspace_id, fresh)
+    rows = _rows(session, vault_of(session), workspace_id, fresh)
     _INSERT_EVENTS.run(session.connection(), rows)  # Core executemany: no ORM bookkeeping
     result.accepted = len(rows)
     result.suppressed = len(fresh) - len(rows)
     return result
 
 
-def seal_batches(
-    *, session: Session, batches: Sequence[tuple[str, Sequence[Envelope]]]
-) -> list[Sealed | None]:
-    """Seal batches ahead of their write transaction (``session`` may be a read), so that
-    the work that costs CPU is done outside the store's one writer: their data keys are made
-    in one commit of the key store per workspace, and each batch's rows are built and sealed.
+# --- stages: a request acknowledged as one row --------------------------------------------------
 
-    A batch that carries an identity of an erased person, or meets an erasure while its keys
-    are made, gets None: :func:`store` then screens and seals it in its transaction, which
-    decides whether it is a return (see :func:`_screen`)."""
-    vault = vault_of(session)
-    plans: list[tuple[str, list[tuple[Envelope, _Ids]], list[profiles.Identity]] | None] = []
-    subjects: dict[str, list[str]] = {}
-    with_erasures: dict[str, bool] = {}  # one look per workspace, however many batches
+STAGE = "ingest.stage"  # the field a stage's sealed messages are bound to
+STAGE_SUBJECT = "st-"  # the key-store subjects of stages: "st-" and a random hex id
+
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """A request made ready to acknowledge (:func:`seal_stages`): what its answer says, and its
+    stage row (None when every message of it is stored already)."""
+
+    workspace_id: str
+    result: IngestResult
+    row: dict[str, Any] | None
+
+
+class StageKeys:
+    """Data keys for stages, made ahead: ``batch`` of a workspace in one commit of the key
+    store, so that acknowledging a request seldom waits for one (it cost a fifth of the
+    server's time). A key made but never used is discarded by
+    :func:`discard_spent_stage_keys` once it is :data:`SPENT_AFTER` old. One per writer."""
+
+    def __init__(self, batch: int = 64) -> None:
+        self._batch = batch
+        self._ready: dict[str, list[str]] = {}
+
+    def take(self, vault: Vault, workspace_id: str) -> str:
+        """The subject of a stage key of the workspace that exists in the key store."""
+        ready = self._ready.setdefault(workspace_id, [])
+        if not ready:
+            made = [STAGE_SUBJECT + uuid.uuid4().hex for _ in range(self._batch)]
+            vault.keystore.data_keys(workspace_id, made, create=True)
+            ready.extend(reversed(made))
+        return ready.pop()
+
+
+def seal_stages(
+    *,
+    session: Session,
+    batches: Sequence[tuple[str, Sequence[Envelope]]],
+    keys: StageKeys | None = None,
+) -> list[Staged]:
+    """Each batch as the stage row that acknowledges it: its distinct messages whose
+    ``messageId`` is not stored yet, sealed as one value under a data key of the stage's own
+    (taken from ``keys``, made ahead; without, the keys of all the batches are made in one
+    commit of the key store per workspace). ``session`` may be a read. A retry of a message
+    that is itself still staged is not seen here: it is dropped as a duplicate when its stage
+    is expanded."""
+    plans = []
     for workspace_id, envelopes in batches:
-        pairs = [(env, _ids(vault, workspace_id, env)) for env in _distinct(envelopes)]
-        identities = [ident for _, ids in pairs for ident in ids.identities]
-        if workspace_id not in with_erasures:
-            with_erasures[workspace_id] = profiles.has_suppressions(
-                session=session, workspace_id=workspace_id
-            )
-        if with_erasures[workspace_id] and _any_erased(session, workspace_id, identities):
-            plans.append(None)
-            continue
-        plans.append((workspace_id, pairs, identities))
-        subjects.setdefault(workspace_id, []).extend(ids.subject for _, ids in pairs)
-    refused: set[str] = set()
-    for workspace_id, wanted in subjects.items():
-        try:
-            vault.keystore.data_keys(workspace_id, wanted, create=True)
-        except CryptoError:  # an erasure raced these batches: store() decides, one at a time
-            refused.add(workspace_id)
-    out: list[Sealed | None] = []
-    for entry in plans:
-        if entry is None or entry[0] in refused:
-            out.append(None)
-            continue
-        workspace_id, pairs, identities = entry
-        rows = _sealed_rows(vault, workspace_id, pairs)
-        out.append(Sealed(workspace_id, {r["message_id"]: r for r in rows}, identities))
+        fresh = _new_messages(session, workspace_id, envelopes)
+        result = IngestResult(accepted=len(fresh), duplicates=len(envelopes) - len(fresh))
+        plans.append((workspace_id, fresh, result))
+    vault = vault_of(session)
+    items: dict[str, list[tuple[str, str, Any]]] = {}
+    for workspace_id, fresh, _ in plans:
+        if fresh:
+            if keys is None:
+                subject = STAGE_SUBJECT + uuid.uuid4().hex
+            else:
+                subject = keys.take(vault, workspace_id)
+            items.setdefault(workspace_id, []).append((subject, STAGE, _pack(fresh)))
+    tokens = {ws: iter(vault.seal_many(ws, wanted)) for ws, wanted in items.items()}
+    now = utcnow()
+    out = []
+    for workspace_id, fresh, result in plans:
+        row = None
+        if fresh:
+            row = {
+                "workspace_id": workspace_id,
+                "messages": len(fresh),
+                "received_at": now,
+                "body": next(tokens[workspace_id]),
+            }
+        out.append(Staged(workspace_id, result, row))
     return out
 
 
-def _any_erased(
-    session: Session, workspace_id: str, identities: Sequence[profiles.Identity]
-) -> bool:
-    """Whether any of these identities is on the workspace's suppression list."""
-    return bool(
-        profiles.suppressed(session=session, workspace_id=workspace_id, identities=identities)
-    )
+def stage(*, spool: Spool, staged: Sequence[Staged]) -> None:
+    """Write the stage rows of sealed requests to the spool (one durable commit)."""
+    spool.write([s.row for s in staged if s.row is not None])
 
 
-def _still_clear(session: Session, sealed: Sealed) -> bool:
-    """Whether no identity of a sealed batch has been erased since it was sealed."""
-    ws = sealed.workspace_id
-    return not profiles.has_suppressions(session=session, workspace_id=ws) or not _any_erased(
-        session, ws, sealed.identities
-    )
+@dataclass(slots=True)
+class Expansion:
+    """What :func:`expand_stages` did: stages and messages expanded, and how storing went."""
+
+    stages: int = 0
+    messages: int = 0
+    stored: IngestResult = field(default_factory=IngestResult)
+
+
+def expand_stages(
+    *, session: Session, workspace_id: str, max_messages: int | None = None
+) -> Expansion:
+    """Store the messages of the workspace's oldest stages as events (:func:`store`: a
+    duplicate ``messageId`` dropped, a message of an erased person screened). Once the
+    transaction commits, the stages are deleted from the spool and their keys discarded (a
+    crash in between expands them again, and :func:`store` drops what is stored). At least one
+    stage, then as many as fit ``max_messages`` (None: every stage)."""
+    lock_workspace(session, workspace_id)
+    spool = spool_of(session)
+    chosen = spool.oldest(workspace_id, max_messages)
+    if not chosen:
+        return Expansion()
+    vault = vault_of(session)
+    tokens = [body for _, _, body in chosen]
+    envelopes: list[Envelope] = []
+    for packed in vault.open_many(workspace_id, [(STAGE, t) for t in tokens]):
+        if packed is None:  # its key was discarded while the stage stayed: never expected
+            raise CryptoError(f"an ingest stage of {workspace_id} cannot be opened")
+        envelopes.extend(_unpack(packed, start=len(envelopes)))
+    stored = store(session=session, workspace_id=workspace_id, envelopes=envelopes)
+    ids = [stage_id for stage_id, _, _ in chosen]
+    spent = [token_subject(t) for t in tokens]
+
+    def done() -> None:
+        spool.delete(workspace_id, ids)
+        vault.keystore.discard(workspace_id, spent)
+
+    after_commit(session, done)
+    return Expansion(stages=len(ids), messages=sum(n for _, n, _ in chosen), stored=stored)
+
+
+def workspaces_with_stages(*, session: Session) -> list[str]:
+    """Workspaces that have stages not expanded yet."""
+    return spool_of(session).workspaces()
+
+
+# A stage is written right after its key is made; a key this old with no stage is spent.
+SPENT_AFTER = timedelta(hours=1)
+
+
+def discard_spent_stage_keys(*, session: Session) -> int:
+    """Discard the keys of stages that are gone (a crash between the commit of an expansion
+    and the discarding of its keys, or a request whose stage was never written); returns how
+    many. Only keys older than :data:`SPENT_AFTER` are looked at, as another process may be
+    between making a stage's key and writing the stage."""
+    vault = vault_of(session)
+    live = {token_subject(body) for body in spool_of(session).bodies()}
+    spent: dict[str, list[str]] = {}
+    for workspace_id, subject in vault.keystore.subjects(STAGE_SUBJECT, utcnow() - SPENT_AFTER):
+        if subject not in live:
+            spent.setdefault(workspace_id, []).append(subject)
+    for workspace_id, subjects in spent.items():
+        vault.keystore.discard(workspace_id, subjects)
+    return sum(len(subjects) for subjects in spent.values())
+
+
+def _pack(envelopes: Sequence[Envelope]) -> list[tuple[Any, ...]]:
+    """Messages as JSON values, for a stage (the JSON encoder writes datetimes in ISO 8601)."""
+    return [
+        (
+            env.message_id,
+            env.type,
+            env.user_id,
+            env.anonymous_id,
+            env.event,
+            env.original_timestamp,
+            env.sent_at,
+            env.received_at,
+            env.timestamp,
+            env.payload,
+        )
+        for env in envelopes
+    ]
+
+
+def _unpack(packed: Sequence[Sequence[Any]], start: int = 0) -> list[Envelope]:
+    """The messages of a stage again (:func:`_pack`), numbered from ``start``."""
+    return [
+        Envelope(
+            index=start + i,
+            message_id=m[0],
+            type=m[1],
+            user_id=m[2],
+            anonymous_id=m[3],
+            event=m[4],
+            original_timestamp=_datetime(m[5]),
+            sent_at=_datetime(m[6]),
+            received_at=datetime.fromisoformat(m[7]),
+            timestamp=datetime.fromisoformat(m[8]),
+            payload=m[9],
+        )
+        for i, m in enumerate(packed)
+    ]
+
+
+def _datetime(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
 
 
 def process_pending(
@@ -240,7 +359,8 @@ def ingest(
 
 
 def pending_count(*, session: Session, workspace_id: str) -> int:
-    """How many stored events the processor has not applied yet."""
+    """How many acknowledged messages the processor has not applied yet: stored events after
+    the cursor, and the messages of stages not expanded yet."""
     cursor = session.get(IngestCursorRow, workspace_id)
     after = cursor.last_event_id if cursor is not None else 0
     total = session.scalar(
@@ -248,11 +368,12 @@ def pending_count(*, session: Session, workspace_id: str) -> int:
         .select_from(EventRow)
         .where(EventRow.workspace_id == workspace_id, EventRow.id > after)
     )
-    return int(total or 0)
+    return int(total or 0) + spool_of(session).messages(workspace_id)
 
 
 def workspaces_with_pending(*, session: Session) -> list[str]:
-    """Workspaces that have stored events the processor has not applied (after a restart)."""
+    """Workspaces that have stored events the processor has not applied, or stages (after a
+    restart)."""
     last = (
         select(EventRow.workspace_id, func.max(EventRow.id).label("last"))
         .group_by(EventRow.workspace_id)
@@ -267,7 +388,8 @@ def workspaces_with_pending(*, session: Session) -> list[str]:
             )
         )
     )
-    return [w for (w,) in rows]
+    found = [w for (w,) in rows]
+    return found + [w for w in workspaces_with_stages(session=session) if w not in found]
 
 
 def _cursor(session: Session, workspace_id: str) -> IngestCursorRow:

@@ -1,27 +1,31 @@
-"""The ingest writer: one thread per process that stores requests with group commit and, when no
-request is waiting, applies stored events to profiles and commerce.
+"""The ingest writer: one thread per process that acknowledges requests with group commit and,
+when no request is waiting (and no ingest worker process does it), expands acknowledged
+requests into events and applies them to profiles and commerce.
 
-Storing: every request waiting is written in one transaction, each in its own savepoint, so a
-single commit (one fsync) makes many requests durable at once; a request that fails is rolled
-back alone and its caller gets the error. A caller is answered only after the commit that holds
-its events. Before that transaction the group is sealed (``service.seal_batches``): the data
-keys of its new people are made in one commit of the key store, and its rows are built and
-sealed, so the transaction itself only checks for duplicates (and for erasures since) and
-inserts.
+Acknowledging: every request waiting is sealed as one stage row (``service.seal_stages``: its
+new messages as one value under a key of its own; the group's keys made in one commit of the
+key store) and the group's stages are written to the spool (``ingest.spool``) in one
+transaction, so a single commit (one fsync) makes many requests durable at once. A caller is
+answered only after the commit that holds its stage. If a group fails, its requests are tried
+one at a time, so only a request that fails by itself gets the error.
 
-Processing: between groups, the thread applies pending events in chunks (each chunk one
-transaction that also moves the workspace's cursor), and goes back to storing as soon as a
-request arrives. Under load, acknowledgement comes first and processing catches up in the
-slack; at rest, events are applied milliseconds after they were acknowledged. One thread does
-both, so SQLite's single writer never waits on itself.
+Background work, in chunks: expanding a workspace's oldest stages into events (``service.
+expand_stages``, durable, as the stages' keys are discarded after it), and applying its stored
+events (each chunk one transaction that also moves the workspace's cursor); the two take turns,
+so neither waits for the other under a steady stream. With ``apply=False`` the writer only
+acknowledges, and an ingest worker process does the background work with the same code
+(``ingest.worker``, which ``consentry serve`` starts); else the thread does it between groups
+and goes back to acknowledging as soon as a request arrives: under load acknowledgement comes
+first and the rest catches up in the slack, and at rest events are applied milliseconds after
+they were acknowledged.
 
 Chunks are sized to a time budget, because a request that arrives while a chunk runs waits for
 it: ``chunk_seconds`` when requests keep coming (the ``max_lag`` rule), ``idle_chunk_seconds``
 when the queue was quiet. The first chunk holds ``chunk`` events; each full chunk (there was a
-backlog) measures how long an event takes, and the next is sized to its budget, between
-``min_chunk`` and ``max_chunk`` events (under load, 200 events took about 70 ms against a
-budget of 50, and requests waited for the difference). A chunk has a fixed cost (its look-ups
-and its commit), so under a backlog bigger chunks apply more events per second.
+backlog) measures how long an event takes to expand or to apply, and the next is sized to its
+budget, between ``min_chunk`` and ``max_chunk`` events (under load, 200 events took about 70 ms
+to apply against a budget of 50, and requests waited for the difference). A chunk has a fixed
+cost (its look-ups and its commit), so under a backlog bigger chunks do more per second.
 """
 
 from __future__ import annotations
@@ -35,15 +39,16 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from sqlalchemy.orm import Session
-
 from consentry.config import Settings
 from consentry.ingest import service
 from consentry.ingest.models import Envelope
 from consentry.ingest.service import IngestResult
+from consentry.ingest.spool import spool_of
 from consentry.platform.db import Database
 
 log = logging.getLogger(__name__)
+
+SETTLE_SECONDS = 60.0  # how long settle() waits for an ingest worker to catch up
 
 
 @dataclass(slots=True)
@@ -69,6 +74,8 @@ class IngestWriter:
         min_chunk: int = 50,
         chunk_seconds: float = 0.05,
         idle_chunk_seconds: float = 0.2,
+        *,
+        apply: bool = True,
     ) -> None:
         self._db = db
         self._settings = settings
@@ -78,7 +85,8 @@ class IngestWriter:
         self._min_chunk = max(1, min(chunk, min_chunk))  # once the cost of an event is known
         self._chunk_seconds = chunk_seconds
         self._idle_chunk_seconds = idle_chunk_seconds
-        self._per_event: float | None = None  # seconds per event, from recent full chunks
+        self._costs: dict[str, float] = {}  # seconds per event to expand, to process
+        self._expand_first = False  # chunks take turns: expand stages, apply events
         self._quiet = quiet
         self._max_lag = max_lag
         self._last_chunk = time.monotonic()
@@ -86,6 +94,9 @@ class IngestWriter:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._dirty: set[str] = set()
+        self._apply = apply  # False: an ingest worker process expands and applies
+        self._staged: set[str] = set()  # workspaces this writer acknowledged requests of
+        self._stage_keys = service.StageKeys()
 
     def start(self) -> None:
         """Start the thread (idempotent); leftovers of an earlier run are processed first."""
@@ -126,7 +137,7 @@ class IngestWriter:
     # --- the thread -------------------------------------------------------------------------
 
     def _run(self) -> None:
-        self._recover()
+        self.recover()
         while True:
             job = self._next_job()
             if job is None:
@@ -136,18 +147,36 @@ class IngestWriter:
             if stop:
                 return
 
-    def _recover(self) -> None:
+    def recover(self) -> None:
+        """Before the first request: discard the keys of stages that are gone, and expand
+        every stage left by an earlier run, so that a client's retry of an acknowledged
+        request is answered as a duplicate."""
         try:
             with self._db.read() as session:
+                service.discard_spent_stage_keys(session=session)
                 self._dirty.update(service.workspaces_with_pending(session=session))
+            for workspace_id in list(self._dirty):
+                while self._expand_chunk(workspace_id, self._idle_chunk_seconds):
+                    pass
         except Exception:  # noqa: BLE001 - the store may not be migrated yet; retried later
-            log.warning("could not list pending workspaces at start")
+            log.warning("could not recover pending ingestion at start")
+
+    def work_once(self) -> bool:
+        """One chunk of background work (an ingest worker's loop); False when there is none."""
+        return self._process_one_chunk(self._chunk_seconds)
+
+    def mark_dirty(self, workspace_ids: Sequence[str]) -> None:
+        """Workspaces that have background work (an ingest worker found their stages)."""
+        self._dirty.update(workspace_ids)
 
     def _next_job(self) -> _Job | None:
         """The next request. Pending events are processed a chunk at a time when the queue has
         been empty for ``quiet`` seconds, and at least every ``max_lag`` seconds under load, so
         acknowledgement comes first but processing is never starved. Once the queue was quiet,
-        chunks follow each other without waiting again, as long as no request is waiting."""
+        chunks follow each other without waiting again, as long as no request is waiting.
+        Without ``apply``, only requests."""
+        if not self._apply:
+            return self._queue.get()
         catching_up = False
         while True:
             if self._dirty and time.monotonic() - self._last_chunk > self._max_lag:
@@ -180,86 +209,114 @@ class IngestWriter:
         if group:
             self._store_group(group)
         for barrier in (j for j in jobs if j.barrier):
-            while self._process_one_chunk(self._idle_chunk_seconds):
-                pass
+            if self._apply:
+                while self._process_one_chunk(self._idle_chunk_seconds):
+                    pass
+            elif not self._wait_applied(SETTLE_SECONDS):
+                barrier.future.set_exception(TimeoutError("the ingest worker did not catch up"))
+                continue
             barrier.future.set_result(IngestResult())
 
-    def _store_group(self, group: list[_Job]) -> None:
-        sealed = self._seal(group)
-        results: list[tuple[_Job, IngestResult]] = []
-        try:
-            with self._db.write() as session:
-                for job, ready in zip(group, sealed, strict=True):
-                    try:
-                        with session.begin_nested():
-                            results.append((job, self._store_one(session, job, ready)))
-                    except Exception as exc:  # noqa: BLE001 - handed to that request's caller
-                        job.future.set_exception(exc)
-        except Exception as exc:  # noqa: BLE001 - the commit failed: nothing was stored
-            log.exception("ingest group commit failed")
-            for job, _ in results:
-                job.future.set_exception(exc)
-            return
-        for job, result in results:
-            self._dirty.add(job.workspace_id)
-            job.future.set_result(result)
+    def _wait_applied(self, timeout: float) -> bool:
+        """Without ``apply``: wait until the ingest worker has expanded and applied everything
+        this writer acknowledged; False if it did not within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._db.read() as session:
+                left = [
+                    w
+                    for w in self._staged
+                    if service.pending_count(session=session, workspace_id=w)
+                ]
+            if not left or time.monotonic() > deadline:
+                return not left
+            time.sleep(0.01)
 
-    def _seal(self, group: list[_Job]) -> list[service.Sealed | None]:
-        """Seal the group's batches before its write transaction: its new data keys are made
-        in one commit of the key store (not one per request), and the write transaction, which
-        holds the store's single writer, only writes."""
+    def _store_group(self, group: list[_Job]) -> None:
+        """Acknowledge a group: each request becomes one stage row, sealed first (its keys
+        made in one commit of the key store), all written to the spool in one commit. If the
+        group fails, its requests are tried one at a time, so only a request that fails by
+        itself gets the error."""
         try:
             with self._db.read() as session:
-                return service.seal_batches(
-                    session=session, batches=[(j.workspace_id, j.envelopes) for j in group]
+                staged = service.seal_stages(
+                    session=session,
+                    batches=[(j.workspace_id, j.envelopes) for j in group],
+                    keys=self._stage_keys,
                 )
-        except Exception:  # noqa: BLE001 - only a head start: each job is sealed as it is stored
-            log.warning("sealing a group ahead of its transaction failed; it is sealed within")
-            return [None] * len(group)
+                service.stage(spool=spool_of(session), staged=staged)
+        except Exception as exc:  # noqa: BLE001 - handed to the callers
+            if len(group) > 1:
+                for job in group:
+                    self._store_group([job])
+                return
+            log.exception("acknowledging an ingest request failed")
+            group[0].future.set_exception(exc)
+            return
+        for job, ready in zip(group, staged, strict=True):
+            if ready.row is not None:
+                self._staged.add(job.workspace_id)
+                if self._apply:
+                    self._dirty.add(job.workspace_id)
+            job.future.set_result(ready.result)
 
-    def _store_one(
-        self, session: Session, job: _Job, sealed: service.Sealed | None
-    ) -> IngestResult:
-        return service.store(
-            session=session, workspace_id=job.workspace_id, envelopes=job.envelopes, sealed=sealed
-        )
-
-    def _chunk_size(self, budget: float) -> int:
-        """Events in the next chunk: as many as fit the time budget, within the bounds."""
-        if self._per_event is None:
+    def _chunk_size(self, budget: float, kind: str = "process") -> int:
+        """Events in the next chunk of ``kind`` (expand or process): as many as fit the time
+        budget, within the bounds."""
+        cost = self._costs.get(kind)
+        if cost is None:
             return self._chunk
-        fits = int(budget / self._per_event)
+        fits = int(budget / cost)
         return max(self._min_chunk, min(self._max_chunk, fits))
 
-    def _learn(self, events: int, seconds: float) -> None:
+    def _learn(self, events: int, seconds: float, kind: str = "process") -> None:
         per_event = max(seconds, 1e-6) / events
-        previous = self._per_event
-        self._per_event = per_event if previous is None else (previous + per_event) / 2
+        previous = self._costs.get(kind)
+        self._costs[kind] = per_event if previous is None else (previous + per_event) / 2
 
     def _process_one_chunk(self, budget: float) -> bool:
-        """Apply one chunk of one dirty workspace, sized to take about ``budget`` seconds; False
-        when nothing is pending."""
+        """Expand or apply one chunk of one dirty workspace, sized to take about ``budget``
+        seconds: its oldest stages or its next stored events, in turns, so that neither
+        waits for the other under a steady stream. False when nothing is pending."""
         self._last_chunk = time.monotonic()
         while self._dirty:
             workspace_id = next(iter(self._dirty))
-            limit = self._chunk_size(budget)
-            started = time.monotonic()
+            steps = (self._expand_chunk, self._apply_chunk)
+            self._expand_first = not self._expand_first
             try:
-                with self._db.write(durable=False) as session:  # redone if lost
-                    done = service.process_pending(
-                        session=session,
-                        workspace_id=workspace_id,
-                        identity=self._settings.identity,
-                        default_region=self._settings.default_phone_region,
-                        limit=limit,
-                    ).processed
+                first, then = steps if self._expand_first else steps[::-1]
+                if first(workspace_id, budget) or then(workspace_id, budget):
+                    return True
             except Exception:  # noqa: BLE001 - kept pending; retried when new events arrive
-                log.exception("processing stored events failed; they stay pending")
-                self._dirty.discard(workspace_id)
-                continue
-            if done == limit:  # a full chunk: more is waiting, and it measured the cost
-                self._learn(done, time.monotonic() - started)
-            if done:
-                return True
+                log.exception("expanding or applying acknowledged events failed; they stay pending")
             self._dirty.discard(workspace_id)
         return False
+
+    def _expand_chunk(self, workspace_id: str, budget: float) -> int:
+        """Expand the workspace's oldest stages into events; how many messages. Durable: the
+        stages' keys are discarded once it commits."""
+        limit = self._chunk_size(budget, "expand")
+        started = time.monotonic()
+        with self._db.write() as session:
+            done = service.expand_stages(
+                session=session, workspace_id=workspace_id, max_messages=limit
+            ).messages
+        if done >= limit:  # a full chunk: it measured the cost
+            self._learn(done, time.monotonic() - started, "expand")
+        return done
+
+    def _apply_chunk(self, workspace_id: str, budget: float) -> int:
+        """Apply the workspace's next stored events; how many."""
+        limit = self._chunk_size(budget)
+        started = time.monotonic()
+        with self._db.write(durable=False) as session:  # redone if lost
+            done = service.process_pending(
+                session=session,
+                workspace_id=workspace_id,
+                identity=self._settings.identity,
+                default_region=self._settings.default_phone_region,
+                limit=limit,
+            ).processed
+        if done == limit:  # a full chunk: more is waiting, and it measured the cost
+            self._learn(done, time.monotonic() - started)
+        return done

@@ -221,16 +221,26 @@ def create_db_engine(url: str, *, sqlite_synchronous: str = "FULL", echo: bool =
 class Database:
     """One store: an engine and the factory of its sessions."""
 
-    def __init__(self, engine: Engine, vault: object | None = None) -> None:
+    def __init__(
+        self, engine: Engine, vault: object | None = None, spool: object | None = None
+    ) -> None:
         self.engine = engine
-        # the sealing of personal values (platform.vault); its sessions carry it in ``info``
+        # the sealing of personal values (platform.vault) and the acknowledged requests not
+        # expanded yet (ingest.spool); its sessions carry both in ``info``
         self.vault = vault
+        self.spool = spool
         self._sessions = sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
 
     @classmethod
-    def from_url(cls, url: str, *, vault: object | None = None, **kwargs: Any) -> Database:
+    def from_url(
+        cls, url: str, *, vault: object | None = None, spool: object | None = None, **kwargs: Any
+    ) -> Database:
         """Open the store at ``url``."""
-        return cls(create_db_engine(url, **kwargs), vault)
+        return cls(create_db_engine(url, **kwargs), vault, spool)
+
+    def _info(self) -> dict[str, object]:
+        """What a session carries: the vault and the spool (see ``__init__``)."""
+        return {"vault": self.vault, "spool": self.spool}
 
     @property
     def dialect(self) -> str:
@@ -249,7 +259,10 @@ class Database:
         """
         token, durable_token = _immediate.set(True), _durable.set(durable)
         try:
-            with self._sessions(info={"vault": self.vault}) as session, session.begin():
+            with (
+                self._sessions(info={"vault": self.vault, "spool": self.spool}) as session,
+                session.begin(),
+            ):
                 if not durable and self.dialect == "postgresql":
                     session.execute(text("SET LOCAL synchronous_commit = off"))
                 yield session
@@ -260,7 +273,7 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A read-only unit of work; it is rolled back at the end."""
-        with self._sessions(info={"vault": self.vault}) as session:
+        with self._sessions(info=self._info()) as session:
             try:
                 yield session
             finally:
@@ -308,10 +321,10 @@ class Database:
             self._sqlite_outside_transactions("PRAGMA analysis_limit=400", "ANALYZE")
 
     def dispose(self) -> None:
-        """Close every pooled connection (and the vault's key store, if it has one)."""
-        close = getattr(self.vault, "close", None)
-        if callable(close):
-            close()
+        """Close every pooled connection (and the vault's key store and the spool, if any)."""
+        for closing in (getattr(self.vault, "close", None), getattr(self.spool, "dispose", None)):
+            if callable(closing):
+                closing()
         self.engine.dispose()
 
 
@@ -322,6 +335,13 @@ def lock_workspace(session: Session, workspace_id: str, scope: str | None = None
     if session.get_bind().dialect.name == "postgresql":
         key = workspace_id if scope is None else f"{scope}:{workspace_id}"
         session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:w))"), {"w": key})
+
+
+def after_commit(session: Session, action: Callable[[], object]) -> None:
+    """Run ``action`` once the session's transaction has committed (never if it rolls back):
+    for work outside the store that must only follow a durable change, such as discarding
+    keys whose data the transaction moved."""
+    event.listen(session, "after_commit", lambda _session: action(), once=True)
 
 
 @dataclass(frozen=True, slots=True)

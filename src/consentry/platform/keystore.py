@@ -23,6 +23,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import (
@@ -96,8 +97,9 @@ def default_url(data_url: str) -> str:
     return url.set(database=url.database + "_keys").render_as_string(hide_password=False)
 
 
-def _ensure_postgres_database(url: str) -> None:
-    """Create the key store's PostgreSQL database when it does not exist yet."""
+def ensure_postgres_database(url: str) -> None:
+    """Create the PostgreSQL database at ``url`` (a key store's, a spool's) when it does not
+    exist yet."""
     parsed = make_url(url)
     name = parsed.database or ""
     admin = create_db_engine(parsed.set(database="postgres").render_as_string(hide_password=False))
@@ -127,7 +129,7 @@ class KeyStore:
     def open(cls, url: str, keyring: Keyring) -> KeyStore:
         """The key store at ``url``, its database and table created when missing."""
         if make_url(url).get_backend_name() == "postgresql":
-            _ensure_postgres_database(url)
+            ensure_postgres_database(url)
         store = cls(Database.from_url(url), keyring)
         store.ensure_schema()
         return store
@@ -284,6 +286,34 @@ class KeyStore:
             for subject_id in ids:
                 self._cache.pop((workspace_id, subject_id), None)
         return destroyed
+
+    def discard(self, workspace_id: str, subject_ids: Iterable[str]) -> None:
+        """Delete the keys of subjects that are spent: their data was moved under other keys
+        and their names are never used again (an expanded ingest stage), so, unlike
+        :meth:`shred`, no tombstone is kept."""
+        ids = list(dict.fromkeys(subject_ids))
+        t = subject_keys
+        with self.db.write() as session:
+            for start in range(0, len(ids), CHUNK):
+                part = ids[start : start + CHUNK]
+                session.execute(
+                    delete(t).where(t.c.workspace_id == workspace_id, t.c.subject_id.in_(part))
+                )
+        with self._lock:
+            for subject_id in ids:
+                self._cache.pop((workspace_id, subject_id), None)
+
+    def subjects(self, prefix: str, made_before: datetime) -> list[tuple[str, str]]:
+        """The ``(workspace, subject)`` of every key or tombstone made before ``made_before``
+        whose subject starts with ``prefix``."""
+        t = subject_keys
+        with self.db.read() as session:
+            rows = session.execute(
+                select(t.c.workspace_id, t.c.subject_id).where(
+                    t.c.subject_id.startswith(prefix), t.c.created_at < made_before
+                )
+            )
+            return [(w, s) for w, s in rows]
 
     def forget_workspace(self, workspace_id: str) -> None:
         """Delete every key and tombstone of a workspace (the workspace itself is deleted)."""

@@ -5,7 +5,8 @@
 - profiles: the unified profile and every member (identifiers, trait history, current traits,
   merges, blocks, warnings), and the identifiers' blind indexes go on the suppression list;
 - ingest: the events of those profiles, and stored events not applied yet that carry one of
-  the person's userIds or anonymous ids;
+  the person's userIds or anonymous ids (acknowledged requests still staged are expanded into
+  events first, and their stages' keys discarded once the erasure commits);
 - commerce: carts; orders within the legal hold are kept pseudonymised, older ones go;
 - consent: current states go; ledger records keep a proof that does not identify the person;
 - analytics and recommendations: the computed traits go, and the person is removed from
@@ -136,6 +137,9 @@ def erase(
     at = now or utcnow()
     lock_workspace(session, workspace_id)  # no event of the person is applied meanwhile
     person = profiles.person_of(session=session, workspace_id=workspace_id, profile_id=profile_id)
+    # acknowledged requests not expanded yet may hold the person's events: expanded first,
+    # so they are erased below like any stored event (their stages' keys go after the commit)
+    ingest.expand_stages(session=session, workspace_id=workspace_id)
     vault = vault_of(session)
 
     recipients = [
