@@ -44,7 +44,7 @@ from consentry.delivery import outbox
 from consentry.delivery.routes import router as delivery_router
 from consentry.delivery.smtp import SmtpMailer
 from consentry.delivery.webhook import send as post_webhook
-from consentry.deps import AnyToken, CommerceRead, DbDep, ReadAudit
+from consentry.deps import AnyToken, CommerceRead, DbDep, ReadAudit, WriteKeys
 from consentry.errors import (
     Conflict,
     ConsentryError,
@@ -167,6 +167,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.settings = settings
     app.state.db = store
     app.state.ingest_writer = writer
+    app.state.write_keys = WriteKeys()  # ingestion's write keys, remembered for a second
     app.state.mailer = SmtpMailer(settings.smtp)  # consent.doi_routes sends through it
     app.add_middleware(NulGuard)
     app.add_exception_handler(ConsentryError, _on_consentry_error)

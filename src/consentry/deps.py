@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Annotated
@@ -58,6 +59,35 @@ def authenticate_write_key(db: Database, secret: str | None) -> Principal:
         raise Unauthorized("a write key is required: HTTP Basic user name or writeKey in the body")
     with db.read() as session:
         return tenancy.authenticate(session=session, secret=secret, kind="write")
+
+
+class WriteKeys:
+    """Write keys that authenticated in the last ``seconds``, by the hash of the key (never
+    the key): ingestion asks the store once a second per key instead of once per request (6%
+    of the server's time under load). The price: a revoked write key is refused at most
+    ``seconds`` later. Unknown keys are never remembered; at most ``size`` keys are."""
+
+    def __init__(self, seconds: float = 1.0, size: int = 4096) -> None:
+        self._seconds = seconds
+        self._size = size
+        self._known: dict[str, tuple[float, Principal]] = {}
+
+    def recent(self, secret: str | None) -> Principal | None:
+        """The principal of a key that authenticated less than ``seconds`` ago, else None."""
+        if not secret:
+            return None
+        found = self._known.get(tenancy.key_digest(secret))
+        if found is None or time.monotonic() - found[0] > self._seconds:
+            return None
+        return found[1]
+
+    def authenticate(self, db: Database, secret: str | None) -> Principal:
+        """:func:`authenticate_write_key`, remembered for ``seconds``."""
+        principal = authenticate_write_key(db, secret)
+        if len(self._known) >= self._size:
+            self._known.clear()
+        self._known[tenancy.key_digest(secret or "")] = (time.monotonic(), principal)
+        return principal
 
 
 def get_principal(

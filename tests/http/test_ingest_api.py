@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 
+from consentry.deps import WriteKeys
+from consentry.errors import Unauthorized
 from consentry.ingest import service as ingest
+from consentry.platform import tenancy
 from consentry.platform.db import Database
 from tests.conftest import new_workspace
 from tests.support.segment import basic, bearer, identify, msg, track
@@ -257,3 +262,38 @@ def test_ecommerce_events_fill_products_carts_and_orders(
     assert full["open_carts"] == []  # the cart converted into the order
     counts = client.get("/v1/workspace", headers=bearer(admin_token)).json()["counts"]
     assert counts["products"] == 1 and counts["orders"] == 1 and counts["events"] == 5
+
+
+def test_a_revoked_write_key_is_refused_within_a_second(
+    client: TestClient, db: Database, workspace: str
+) -> None:
+    """Ingestion remembers a write key that authenticated for a second (deps.WriteKeys), so a
+    revocation takes at most that long; a key never seen is looked up every time."""
+    with db.write() as session:
+        key = tenancy.issue_key(session=session, workspace_id=workspace, kind="write", name="r")
+    body = {"batch": [track("Tick", anonymousId="rv-1")]}
+    assert client.post("/v1/batch", json=body, headers=basic(key.secret)).status_code == 200
+    with db.write() as session:
+        tenancy.revoke_key(session=session, workspace_id=workspace, key_id=key.id)
+    time.sleep(1.1)
+    refused = client.post("/v1/batch", json=body, headers=basic(key.secret))
+    assert refused.status_code == 401, refused.text
+    assert client.post("/v1/batch", json=body, headers=basic(key.secret + "x")).status_code == 401
+
+
+def test_recent_write_keys_are_remembered_by_hash_for_their_time(
+    db: Database, workspace: str
+) -> None:
+    with db.write() as session:
+        key = tenancy.issue_key(session=session, workspace_id=workspace, kind="write", name="k")
+    keys = WriteKeys(seconds=0.2, size=2)
+    assert keys.recent(key.secret) is None  # never seen: the store decides
+    principal = keys.authenticate(db, key.secret)
+    assert keys.recent(key.secret) == principal and principal.workspace_id == workspace
+    assert key.secret not in repr(keys.__dict__)  # the hash is kept, never the key
+    with db.write() as session:
+        tenancy.revoke_key(session=session, workspace_id=workspace, key_id=key.id)
+    time.sleep(0.25)
+    assert keys.recent(key.secret) is None
+    with pytest.raises(Unauthorized):
+        keys.authenticate(db, key.secret)

@@ -300,7 +300,9 @@ def _envelope(msg: Message, raw: dict[str, Any], index: int, shared: _Shared) ->
 
 
 def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if value.tzinfo is not UTC:  # most are UTC already (see _aware): no conversion
+        value = value.astimezone(UTC)
+    return value.isoformat().replace("+00:00", "Z")
 
 
 def parse_batch(

@@ -10,11 +10,12 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
 from consentry.config import Settings
-from consentry.deps import DbDep, SettingsDep, authenticate_write_key, basic_username
+from consentry.deps import DbDep, SettingsDep, WriteKeys, basic_username
 from consentry.errors import FieldError, Invalid, LimitExceeded
 from consentry.ingest.models import Batch, Envelope, Message, parse_batch, parse_message
 from consentry.ingest.writer import IngestWriter
 from consentry.platform.db import Database, utcnow
+from consentry.platform.tenancy import Principal
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
@@ -84,6 +85,16 @@ def _write_key(request: Request, body: Any) -> str | None:
     return key if isinstance(key, str) else None
 
 
+async def _principal(request: Request, db: Database, secret: str | None) -> Principal:
+    """The workspace of the write key: from the app's recent keys (deps.WriteKeys), else
+    looked up in the store on a worker thread."""
+    keys: WriteKeys = request.app.state.write_keys
+    recent = keys.recent(secret)
+    if recent is not None:
+        return recent
+    return await run_in_threadpool(keys.authenticate, db, secret)
+
+
 def _carry_gpc(request: Request, envelopes: list[Envelope]) -> None:
     """``Sec-GPC: 1`` is the browser's Global Privacy Control: carry it on each message as
     ``context.gpc``, where Segment's libraries put such signals, so processing records the
@@ -108,7 +119,7 @@ async def batch(request: Request, db: DbDep, settings: SettingsDep) -> dict[str,
     limits = settings.ingest
     raw = await _read_body(request, limits.max_batch_bytes)
     body = _json(raw)
-    principal = await run_in_threadpool(authenticate_write_key, db, _write_key(request, body))
+    principal = await _principal(request, db, _write_key(request, body))
     envelopes, errors = parse_batch(
         body,
         received_at=utcnow(),
@@ -127,7 +138,7 @@ async def _single(request: Request, db: Database, settings: Settings, kind: str)
     limits = settings.ingest
     raw = await _read_body(request, limits.max_message_bytes)
     body = _json(raw)
-    principal = await run_in_threadpool(authenticate_write_key, db, _write_key(request, body))
+    principal = await _principal(request, db, _write_key(request, body))
     if isinstance(body, dict):
         if body.setdefault("type", kind) != kind:
             raise Invalid(

@@ -194,8 +194,12 @@ class IssuedKey:
     secret: str
 
 
-def _digest(secret: str) -> str:
+def key_digest(secret: str) -> str:
+    """What is stored of a key or token: its SHA-256 (keys are long and random)."""
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+_digest = key_digest
 
 
 def create_workspace(*, session: Session, workspace_id: str, name: str | None = None) -> Workspace:
