@@ -12,22 +12,12 @@ from sqlalchemy import update
 from consentry.api import create_app
 from consentry.config import IdentitySettings, Settings
 from consentry.ingest import service as ingest
-from consentry.ingest.models import Envelope, parse_message
 from consentry.ingest.writer import IngestWriter
 from consentry.platform.db import Database, utcnow
 from consentry.platform.keystore import subject_keys
 from consentry.platform.vault import token_subject
-from tests.support.segment import bearer, identify, track
+from tests.support.segment import bearer, identify, parsed, track
 from tests.support.store import maybe_profile
-
-
-def _envelopes(*messages: dict[str, object]) -> list[Envelope]:
-    out = []
-    for i, raw in enumerate(messages):
-        env = parse_message(raw, index=i, received_at=utcnow())
-        assert not isinstance(env, list)
-        out.append(env)
-    return out
 
 
 def test_stored_events_are_applied_once_in_order(db: Database, workspace: str) -> None:
@@ -35,7 +25,7 @@ def test_stored_events_are_applied_once_in_order(db: Database, workspace: str) -
         ingest.store(
             session=session,
             workspace_id=workspace,
-            envelopes=_envelopes(
+            envelopes=parsed(
                 identify(anonymousId="p-1", traits={"email": "p1@x.test"}),
                 track(
                     "Order Completed",
@@ -74,7 +64,7 @@ def test_a_restarted_server_applies_what_it_had_only_stored(
         ingest.store(
             session=session,
             workspace_id=workspace,
-            envelopes=_envelopes(identify(userId="late", traits={"plan": "gold"})),
+            envelopes=parsed(identify(userId="late", traits={"plan": "gold"})),
         )
     with TestClient(create_app(settings, db)) as client:
         client.app.state.ingest_writer.settle()  # type: ignore[attr-defined]
@@ -95,7 +85,7 @@ def test_processing_is_not_starved_by_a_steady_stream(
     try:
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
-            batch = _envelopes(*[track("Tick", anonymousId=f"s-{sent + i}") for i in range(10)])
+            batch = parsed(*[track("Tick", anonymousId=f"s-{sent + i}") for i in range(10)])
             writer.submit(workspace, batch).result(10)
             sent += 10
             with db.read() as session:
@@ -130,7 +120,7 @@ def test_a_request_is_acknowledged_as_one_stage_then_expanded_into_events(
     writer = IngestWriter(db, settings, quiet=30.0, max_lag=30.0)  # nothing applied meanwhile
     keystore = db.vault.keystore  # type: ignore[attr-defined]
     far = utcnow() + timedelta(days=1)
-    batch = _envelopes(
+    batch = parsed(
         identify(userId="st-1", traits={"plan": "gold"}, messageId="st-m1"),
         track("Tick", userId="st-1", messageId="st-m2"),
         track("Tick", userId="st-1", messageId="st-m2"),  # the same message twice in a batch
@@ -171,7 +161,7 @@ def test_spent_stage_keys_are_discarded_and_live_ones_kept(db: Database, workspa
     """Keys of stages that are gone (a crash after an expansion committed) are discarded;
     the key of a stage still waiting is kept, and so is a key younger than SPENT_AFTER, which
     another process may be about to write its stage for."""
-    batch = _envelopes(track("Tick", anonymousId="k-1"))
+    batch = parsed(track("Tick", anonymousId="k-1"))
     with db.read() as session:
         live, orphan, young = ingest.seal_stages(session=session, batches=[(workspace, batch)] * 3)
     ingest.stage(spool=db.spool, staged=[live])  # type: ignore[arg-type]

@@ -10,21 +10,11 @@ from fastapi.testclient import TestClient
 from consentry.api import create_app
 from consentry.config import Settings
 from consentry.ingest import service as ingest
-from consentry.ingest.models import Envelope, parse_message
 from consentry.ingest.worker import run_worker
 from consentry.ingest.writer import IngestWriter
-from consentry.platform.db import Database, utcnow
-from tests.support.segment import basic, bearer, identify, track
+from consentry.platform.db import Database
+from tests.support.segment import basic, bearer, identify, parsed, track
 from tests.support.store import maybe_profile
-
-
-def _envelopes(*messages: dict[str, object]) -> list[Envelope]:
-    out = []
-    for i, raw in enumerate(messages):
-        env = parse_message(raw, index=i, received_at=utcnow())
-        assert not isinstance(env, list)
-        out.append(env)
-    return out
 
 
 def _pending(db: Database, workspace: str) -> int:
@@ -36,7 +26,7 @@ def test_a_writer_without_apply_only_acknowledges_and_the_worker_does_the_rest(
     settings: Settings, db: Database, workspace: str
 ) -> None:
     writer = IngestWriter(db, settings, apply=False, quiet=0.0)
-    batch = _envelopes(identify(userId="w-1", traits={"plan": "gold"}), track("Tick", userId="w-1"))
+    batch = parsed(identify(userId="w-1", traits={"plan": "gold"}), track("Tick", userId="w-1"))
     stop = threading.Event()
     worker = threading.Thread(target=run_worker, args=(settings, stop), kwargs={"poll": 0.01})
     try:
@@ -49,7 +39,7 @@ def test_a_writer_without_apply_only_acknowledges_and_the_worker_does_the_rest(
         (profile_id,) = maybe_profile(db, workspace, user_id="w-1")
         assert profile_id
         # a new request while the worker runs: found by its look for new stages
-        assert writer.submit(workspace, _envelopes(track("Tock", userId="w-1"))).result(10)
+        assert writer.submit(workspace, parsed(track("Tock", userId="w-1"))).result(10)
         writer.settle(30)
         assert _pending(db, workspace) == 0
     finally:

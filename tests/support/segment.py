@@ -6,6 +6,9 @@ import base64
 import uuid
 from typing import Any
 
+from consentry.ingest.models import Envelope, parse_message
+from consentry.platform.db import utcnow
+
 
 def basic(write_key: str) -> dict[str, str]:
     """HTTP Basic header with the write key as user name, as Segment's SDKs send it."""
@@ -30,3 +33,13 @@ def track(event: str, **fields: Any) -> dict[str, Any]:
 
 def identify(**fields: Any) -> dict[str, Any]:
     return msg("identify", **fields)
+
+
+def parsed(*messages: dict[str, Any]) -> list[Envelope]:
+    """Messages validated as the ingestion API does, received now (for the service layer)."""
+    out = []
+    for i, raw in enumerate(messages):
+        env = parse_message(raw, index=i, received_at=utcnow())
+        assert not isinstance(env, list), env
+        out.append(env)
+    return out

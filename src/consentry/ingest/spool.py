@@ -22,7 +22,6 @@ Its one table is created by :meth:`Spool.ensure_schema`, as the key store's is.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -43,7 +42,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from consentry.errors import ConsentryError
-from consentry.platform.db import Bulk, Database, UTCDateTime
+from consentry.platform.db import Bulk, Database, UTCDateTime, companion_url
 from consentry.platform.keystore import ensure_postgres_database
 
 metadata = MetaData()
@@ -68,16 +67,10 @@ class SpoolError(ConsentryError):
 
 def default_url(data_url: str) -> str:
     """The spool's URL beside the data store at ``data_url`` (see the module's text)."""
-    url = make_url(data_url)
-    if url.get_backend_name() == "sqlite":
-        database = url.database or ""
-        if not database or database == ":memory:":
-            raise SpoolError("an in-memory data store needs CONSENTRY_INGEST__SPOOL_URL")
-        path = Path(database)
-        return str(url.set(database=str(path.with_name(path.stem + ".spool" + path.suffix))))
-    if not url.database:
-        raise SpoolError("the data store's URL names no database; set the spool's URL")
-    return url.set(database=url.database + "_spool").render_as_string(hide_password=False)
+    try:
+        return companion_url(data_url, "spool")
+    except ValueError as exc:
+        raise SpoolError(f"{exc}: set CONSENTRY_INGEST__SPOOL_URL") from exc
 
 
 class Spool:

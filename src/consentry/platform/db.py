@@ -337,6 +337,23 @@ def lock_workspace(session: Session, workspace_id: str, scope: str | None = None
         session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:w))"), {"w": key})
 
 
+def companion_url(data_url: str, name: str) -> str:
+    """The URL of a store kept beside the data store at ``data_url`` (the key store, the
+    spool): the SQLite file ``<stem>.<name><suffix>`` next to it, or the PostgreSQL database
+    ``<database>_<name>`` on the same server. ValueError when ``data_url`` names no file or
+    database to put it beside."""
+    url = make_url(data_url)
+    if url.get_backend_name() == "sqlite":
+        database = url.database or ""
+        if not database or database == ":memory:":
+            raise ValueError("an in-memory data store")
+        path = Path(database)
+        return str(url.set(database=str(path.with_name(f"{path.stem}.{name}{path.suffix}"))))
+    if not url.database:
+        raise ValueError("the data store's URL names no database")
+    return url.set(database=f"{url.database}_{name}").render_as_string(hide_password=False)
+
+
 def after_commit(session: Session, action: Callable[[], object]) -> None:
     """Run ``action`` once the session's transaction has committed (never if it rolls back):
     for work outside the store that must only follow a durable change, such as discarding

@@ -24,7 +24,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 from sqlalchemy import (
     Column,
@@ -42,7 +41,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.sql.dml import Insert
 
 from consentry.platform.crypto import CryptoError, Keyring, WrappedKey, new_key
-from consentry.platform.db import Database, UTCDateTime, create_db_engine, utcnow
+from consentry.platform.db import (
+    Database,
+    UTCDateTime,
+    companion_url,
+    create_db_engine,
+    utcnow,
+)
 
 metadata = MetaData()
 
@@ -85,16 +90,10 @@ class KeyStatus:
 
 def default_url(data_url: str) -> str:
     """The key store's URL beside the data store at ``data_url`` (see the module's text)."""
-    url = make_url(data_url)
-    if url.get_backend_name() == "sqlite":
-        database = url.database or ""
-        if not database or database == ":memory:":
-            raise CryptoError("an in-memory data store needs CONSENTRY_CRYPTO__KEYSTORE_URL")
-        path = Path(database)
-        return str(url.set(database=str(path.with_name(path.stem + ".keys" + path.suffix))))
-    if not url.database:
-        raise CryptoError("the data store's URL names no database; set the key store's URL")
-    return url.set(database=url.database + "_keys").render_as_string(hide_password=False)
+    try:
+        return companion_url(data_url, "keys")
+    except ValueError as exc:
+        raise CryptoError(f"{exc}: set CONSENTRY_CRYPTO__KEYSTORE_URL") from exc
 
 
 def ensure_postgres_database(url: str) -> None:
