@@ -297,8 +297,8 @@ def main() -> None:
         raw_runs.append(run_raw_sqlite(bodies, folder))
         sqlite_runs.append(run_http(f"sqlite:///{folder}/run{i}.db", bodies, args.clients))
         print(
-            f"run {i + 1}: consentry {sqlite_runs[-1]['events_per_s']:,.0f} ev/s, "
-            f"raw sqlite3 {raw_runs[-1]:,.0f} rows/s",
+            f"run {i + 1}: consentry {sqlite_runs[-1]['events_per_s']:,.0f} ev/s "
+            f"(p99 {sqlite_runs[-1]['p99_ms']:.1f} ms), raw sqlite3 {raw_runs[-1]:,.0f} rows/s",
             flush=True,
         )
     result: dict[str, Any] = {
@@ -309,6 +309,7 @@ def main() -> None:
         "clients": args.clients,
         "repeat": args.repeat,
         "sqlite": _median(sqlite_runs),
+        "sqlite_runs": sqlite_runs,
         "raw_sqlite_executemany_rows_per_s": statistics.median(raw_runs),
     }
     raw = result["raw_sqlite_executemany_rows_per_s"]

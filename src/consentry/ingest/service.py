@@ -109,7 +109,7 @@ class StageKeys:
     server's time). A key made but never used is discarded by
     :func:`discard_spent_stage_keys` once it is :data:`SPENT_AFTER` old. One per writer."""
 
-    def __init__(self, batch: int = 64) -> None:
+    def __init__(self, batch: int = 256) -> None:
         self._batch = batch
         self._ready: dict[str, list[str]] = {}
 
