@@ -183,3 +183,25 @@ def test_spent_stage_keys_are_discarded_and_live_ones_kept(db: Database, workspa
     assert keystore.data_key(workspace, subject["young"]) is not None
     with db.write() as session:  # leave nothing staged for the session's other tests
         assert ingest.expand_stages(session=session, workspace_id=workspace).stages == 1
+
+
+def test_stage_keys_are_made_ahead_and_handed_out_only_while_young(
+    db: Database, workspace: str
+) -> None:
+    """A key made ahead and left unused an hour is discarded as spent; so the writer hands out
+    a key only while it is young (max_age), and makes a new batch after."""
+    vault = db.vault  # type: ignore[attr-defined]
+    keys = ingest.StageKeys(batch=2, max_age=0.3)
+    far = utcnow() + timedelta(days=1)
+
+    def made() -> set[str]:
+        return {s for w, s in vault.keystore.subjects(ingest.STAGE_SUBJECT, far) if w == workspace}
+
+    taken = [keys.take(vault, workspace), keys.take(vault, workspace)]
+    assert len(made()) == 2 and set(taken) == made()  # one batch, one key-store commit
+    taken.append(keys.take(vault, workspace))  # the batch is used up: the next one
+    assert len(made()) == 4
+    time.sleep(0.35)
+    late = keys.take(vault, workspace)  # its batch-mate is too old now: a new batch
+    assert len(made()) == 6 and late not in taken
+    assert all(vault.keystore.data_key(workspace, s) is not None for s in [*taken, late])

@@ -14,6 +14,7 @@ imports and the demo. Writers of one workspace are serialised, so ids commit in 
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -106,20 +107,25 @@ class Staged:
 class StageKeys:
     """Data keys for stages, made ahead: ``batch`` of a workspace in one commit of the key
     store, so that acknowledging a request seldom waits for one (it cost a fifth of the
-    server's time). A key made but never used is discarded by
-    :func:`discard_spent_stage_keys` once it is :data:`SPENT_AFTER` old. One per writer."""
+    server's time). A key is handed out only while it is younger than ``max_age``, far below
+    :data:`SPENT_AFTER`: :func:`discard_spent_stage_keys` discards keys that old with no stage,
+    and must never take one that a stage is being sealed under. The keys of an older batch
+    are left to it. One per writer."""
 
-    def __init__(self, batch: int = 256) -> None:
+    def __init__(self, batch: int = 256, max_age: float = 900.0) -> None:
         self._batch = batch
-        self._ready: dict[str, list[str]] = {}
+        self._max_age = max_age
+        self._ready: dict[str, tuple[float, list[str]]] = {}
 
     def take(self, vault: Vault, workspace_id: str) -> str:
         """The subject of a stage key of the workspace that exists in the key store."""
-        ready = self._ready.setdefault(workspace_id, [])
-        if not ready:
+        made_at, ready = self._ready.get(workspace_id, (0.0, []))
+        if not ready or time.monotonic() - made_at > self._max_age:
+            made_at = time.monotonic()
             made = [STAGE_SUBJECT + uuid.uuid4().hex for _ in range(self._batch)]
             vault.keystore.data_keys(workspace_id, made, create=True)
-            ready.extend(reversed(made))
+            ready = made[::-1]
+            self._ready[workspace_id] = (made_at, ready)
         return ready.pop()
 
 
