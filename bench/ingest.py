@@ -24,6 +24,7 @@ import json
 import multiprocessing as mp
 import os
 import random
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -292,6 +293,14 @@ def main() -> None:
     args = parser.parse_args()
     bodies = make_batches(args.events)
     folder = Path(tempfile.mkdtemp(prefix="consentry-bench-"))
+    try:
+        result = _measure(args, bodies, folder)
+    finally:  # the stores of a 200k run take about 2 GB
+        shutil.rmtree(folder, ignore_errors=True)
+    _report(result, args)
+
+
+def _measure(args: argparse.Namespace, bodies: list[bytes], folder: Path) -> dict[str, Any]:
     sqlite_runs, raw_runs = [], []
     for i in range(args.repeat):
         raw_runs.append(run_raw_sqlite(bodies, folder))
@@ -321,9 +330,14 @@ def main() -> None:
             result["postgresql"] = run_http(server.create_database(), bodies, args.clients)
         finally:
             server.stop()
+    return result
+
+
+def _report(result: dict[str, Any], args: argparse.Namespace) -> None:
     out = ROOT / "bench/results/ingest.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
+    raw = result["raw_sqlite_executemany_rows_per_s"]
     s = result["sqlite"]
     print(
         f"cores={result['cores']} events={result['events']} clients={args.clients} "

@@ -28,6 +28,7 @@ import argparse
 import gc
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -306,6 +307,7 @@ def main() -> None:
     finally:
         if server is not None:
             server.stop()
+        shutil.rmtree(folder, ignore_errors=True)  # its stores: hundreds of MB a run
 
     result: dict[str, Any] = {
         "benchmark": "ingest_stages",
