@@ -1,8 +1,8 @@
 """The ingest worker: a process of its own that expands acknowledged requests into events and
 applies them, so that the server's process only acknowledges.
 
-One server process acknowledging a request as one stage row spends about 45 µs of CPU per
-event; expanding and applying it costs about three times that. In one process both share one
+One server process acknowledging a request as one stage row spends about 40 µs of CPU per
+event; expanding and applying it costs about six times that. In one process both share one
 core (the GIL), so the server acknowledged about 14k events/s while applying 4k/s. With this
 worker, ``consentry serve`` uses the machine's second core for the background work and its
 first for the answers (docs/ARCHITECTURE.md, "Ingestion").
