@@ -22,7 +22,6 @@ from consentry.consent import service as consent
 from consentry.consent.models import ProofIn
 from consentry.errors import Invalid, NotFound
 from consentry.ingest import service as ingest
-from consentry.ingest.models import Envelope, parse_message
 from consentry.ingest.tables import EventRow
 from consentry.migrations import upgrade
 from consentry.platform import audit, tenancy
@@ -37,6 +36,7 @@ from tests.conftest import BACKENDS
 from tests.privacy.test_encryption_at_rest import _raw_bytes
 from tests.support.postgres import ThrowawayPostgres
 from tests.support.segment import identify, track
+from tests.support.segment import parsed as envelopes
 
 WS = "erasure-shop"
 M = "qz9mark"  # the marker: every field and event of the person carries it
@@ -44,15 +44,6 @@ PHONE = "+1 415 555 0177"
 PHONE_MARKS = ("4155550177", "415 555 0177")
 HOLD = timedelta(days=3650)
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
-
-
-def envelopes(*messages: dict[str, Any]) -> list[Envelope]:
-    out = []
-    for i, raw in enumerate(messages):
-        env = parse_message(raw, index=i, received_at=utcnow())
-        assert not isinstance(env, list), env
-        out.append(env)
-    return out
 
 
 def at(minutes: int) -> str:
