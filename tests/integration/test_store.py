@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from consentry.platform.db import Database
+from consentry.platform import tenancy
+from consentry.platform.db import Database, after_commit
 
 
 def test_errors_never_carry_the_values_that_were_bound(db: Database, workspace: str) -> None:
@@ -56,3 +59,33 @@ def test_optimize_gives_the_planner_statistics(db: Database) -> None:
             names = session.execute(text("SELECT name FROM sqlite_master")).scalars().all()
             assert "sqlite_stat1" in names
             assert session.execute(text("SELECT count(*) FROM sqlite_stat1")).scalar()
+
+
+def test_actions_after_commit_follow_the_outer_commit_only(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """after_commit: not on a savepoint's release, not on a rollback; once the unit of work
+    commits; an action that fails is logged and the commit stands."""
+    ran: list[str] = []
+    with db.write() as session:
+        with session.begin_nested():
+            after_commit(session, lambda: ran.append("outer"))
+        assert ran == []  # a savepoint released: nothing yet
+    assert ran == ["outer"]
+    with pytest.raises(RuntimeError), db.write() as session:
+        after_commit(session, lambda: ran.append("rolled back"))
+        raise RuntimeError("rolled back")
+    assert ran == ["outer"]
+
+    def fails() -> None:
+        raise OSError("the spool is away")
+
+    name = f"ws-{uuid.uuid4().hex[:10]}"
+    with db.write() as session:
+        after_commit(session, fails)
+        after_commit(session, lambda: ran.append("next"))
+        tenancy.create_workspace(session=session, workspace_id=name)
+    assert ran == ["outer", "next"]
+    assert "an action after a commit failed" in caplog.text
+    with db.read() as session:
+        assert name in {w.id for w in tenancy.list_workspaces(session=session)}

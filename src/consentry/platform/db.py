@@ -9,6 +9,7 @@ unit of work with :meth:`Database.write` or :meth:`Database.read` and owns its e
 from __future__ import annotations
 
 import contextvars
+import logging
 import weakref
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -42,6 +43,8 @@ from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 
 from consentry.platform.jsoncodec import json_dumps, json_loads
+
+log = logging.getLogger(__name__)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -259,16 +262,20 @@ class Database:
         """
         token, durable_token = _immediate.set(True), _durable.set(durable)
         try:
-            with (
-                self._sessions(info={"vault": self.vault, "spool": self.spool}) as session,
-                session.begin(),
-            ):
-                if not durable and self.dialect == "postgresql":
-                    session.execute(text("SET LOCAL synchronous_commit = off"))
-                yield session
+            with self._sessions(info=self._info()) as session:
+                with session.begin():
+                    if not durable and self.dialect == "postgresql":
+                        session.execute(text("SET LOCAL synchronous_commit = off"))
+                    yield session
+                actions: list[Callable[[], object]] = session.info.get(_AFTER_COMMIT, [])
         finally:
             _immediate.reset(token)
             _durable.reset(durable_token)
+        for action in actions:  # committed: see after_commit
+            try:
+                action()
+            except Exception:  # noqa: BLE001 - the commit stands; what it left is redone later
+                log.exception("an action after a commit failed")
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -295,6 +302,10 @@ class Database:
         """
         if self.dialect == "sqlite":
             self._sqlite_outside_transactions("PRAGMA wal_checkpoint(TRUNCATE)")
+        for companion in (getattr(self.vault, "keystore", None), self.spool):
+            store = getattr(companion, "db", None)  # the key store, the spool: theirs too
+            if isinstance(store, Database):
+                store.purge_deleted()
 
     def _sqlite_outside_transactions(self, *statements: str) -> None:
         """Run statements on a pooled SQLite connection in autocommit (the driver's own mode
@@ -354,11 +365,16 @@ def companion_url(data_url: str, name: str) -> str:
     return url.set(database=f"{url.database}_{name}").render_as_string(hide_password=False)
 
 
+_AFTER_COMMIT = "after_commit"  # the session.info entry of the actions of after_commit()
+
+
 def after_commit(session: Session, action: Callable[[], object]) -> None:
-    """Run ``action`` once the session's transaction has committed (never if it rolls back):
-    for work outside the store that must only follow a durable change, such as discarding
-    keys whose data the transaction moved."""
-    event.listen(session, "after_commit", lambda _session: action(), once=True)
+    """Run ``action`` once the unit of work of ``session`` (a :meth:`Database.write`) has
+    committed, never if it rolls back, nor when a savepoint inside it is released: for work
+    outside the store that must only follow a durable change, such as discarding keys whose
+    data the transaction moved. An action that fails is logged, as the commit stands; callers
+    make what it leaves undone harmless (it is redone later)."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(action)
 
 
 @dataclass(frozen=True, slots=True)
