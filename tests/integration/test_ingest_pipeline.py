@@ -205,3 +205,20 @@ def test_stage_keys_are_made_ahead_and_handed_out_only_while_young(
     late = keys.take(vault, workspace)  # its batch-mate is too old now: a new batch
     assert len(made()) == 6 and late not in taken
     assert all(vault.keystore.data_key(workspace, s) is not None for s in [*taken, late])
+
+
+def test_a_unit_of_work_expands_a_stage_once(db: Database, workspace: str) -> None:
+    """A stage is deleted only once the unit of work that expanded it commits; until then the
+    same unit does not expand it again (a retention round erases many people in one)."""
+    with db.read() as session:
+        staged = ingest.seal_stages(
+            session=session, batches=[(workspace, parsed(track("Once", anonymousId="o-1")))]
+        )
+    ingest.stage(spool=db.spool, staged=staged)  # type: ignore[arg-type]
+    with db.write() as session:
+        first = ingest.expand_stages(session=session, workspace_id=workspace)
+        again = ingest.expand_stages(session=session, workspace_id=workspace)
+        assert workspace in ingest.workspaces_with_stages(session=session)  # not committed yet
+    assert (first.stages, first.stored.accepted, again.stages) == (1, 1, 0)
+    with db.read() as session:
+        assert workspace not in ingest.workspaces_with_stages(session=session)

@@ -606,3 +606,71 @@ def test_staged_requests_of_the_person_are_expanded_and_erased_with_their_keys(
         kept = ingest.get_event(session=session, workspace_id=WS, message_id="staged-bob")
     assert kept is not None and kept.payload["userId"] == "user-bob"
     assert hits(db, marks()) == []
+
+
+def test_a_replayed_message_keyed_by_itself_of_an_erased_person_is_dropped_when_expanded(
+    store: tuple[str, Database],
+) -> None:
+    """A message with only a junk userId is sealed under a key of its own, shredded with the
+    person's. Replayed after the erasure it is acknowledged (stages are not screened); when
+    expanded it is dropped as the person's, and the stages after it are expanded as usual."""
+    _, db = store
+    ada, _ = seed(db)
+    junk = identify(
+        userId="undefined",  # junk: it never links, so the message is keyed by itself
+        messageId=f"junk-{M}",
+        traits={"email": f"ada.{M}@example.com", "note": M},
+    )
+    feed(db, [junk])
+    with db.write() as session:
+        erasure_service.erase(
+            session=session, workspace_id=WS, profile_id=ada, actor="test:dpo", reason="request"
+        )
+    later = track("Late", userId="user-bob", messageId="after-junk")
+    with db.read() as session:
+        staged = ingest.seal_stages(
+            session=session, batches=[(WS, envelopes(junk)), (WS, envelopes(later))]
+        )
+    ingest.stage(spool=db.spool, staged=staged)  # type: ignore[arg-type]
+    with db.write() as session:
+        expanded = ingest.expand_stages(session=session, workspace_id=WS)
+    assert expanded.stages == 2
+    assert (expanded.stored.accepted, expanded.stored.suppressed) == (1, 1)
+    with db.read() as session:
+        assert ingest.get_event(session=session, workspace_id=WS, message_id=f"junk-{M}") is None
+        assert ingest.get_event(session=session, workspace_id=WS, message_id="after-junk")
+        assert ingest.workspaces_with_stages(session=session) == []
+    assert hits(db, marks()) == []
+
+
+def test_a_stage_that_cannot_be_expanded_is_set_aside_and_the_next_go_on(
+    store: tuple[str, Database],
+) -> None:
+    """One bad request must not hold up its workspace: it is kept in the spool, marked
+    failed (the error's type only), and the stages after it are expanded."""
+    _, db = store
+    seed(db)
+    with db.read() as session:
+        bad, good = ingest.seal_stages(
+            session=session,
+            batches=[
+                (WS, envelopes(track("A", userId="user-bob", messageId="bad-1"))),
+                (WS, envelopes(track("B", userId="user-bob", messageId="good-1"))),
+            ],
+        )
+    assert bad.row is not None
+    bad.row["body"] = bad.row["body"][:-8] + "AAAAAAAA"  # corrupted: it no longer opens
+    ingest.stage(spool=db.spool, staged=[bad, good])  # type: ignore[arg-type]
+    with db.write() as session:
+        expanded = ingest.expand_stages(session=session, workspace_id=WS)
+    assert (expanded.stages, expanded.stored.accepted) == (2, 1)
+    with db.read() as session:
+        assert ingest.get_event(session=session, workspace_id=WS, message_id="good-1")
+        assert ingest.get_event(session=session, workspace_id=WS, message_id="bad-1") is None
+        assert ingest.workspaces_with_stages(session=session) == []
+        # good-1 is stored, not applied yet; the stage set aside is not pending
+        assert ingest.pending_count(session=session, workspace_id=WS) == 1
+    spool = db.spool  # type: ignore[attr-defined]
+    assert spool.messages(WS, failed=True) == 1  # kept for an operator, with its key
+    (body,) = spool.bodies()
+    assert db.vault.keystore.data_key(WS, token_subject(body)) is not None  # type: ignore[attr-defined]

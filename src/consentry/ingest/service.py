@@ -14,6 +14,7 @@ imports and the demo. Writers of one workspace are serialised, so ids commit in 
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -32,6 +33,7 @@ from consentry.ingest.spool import Spool, spool_of
 from consentry.ingest.tables import EventRow, IngestCursorRow
 from consentry.platform.crypto import CryptoError
 from consentry.platform.db import Bulk, after_commit, lock_workspace, utcnow
+from consentry.platform.keystore import ShreddedKey
 from consentry.platform.vault import Vault, is_token, token_subject, vault_of
 from consentry.profiles import service as profiles
 from consentry.profiles.models import (
@@ -41,6 +43,8 @@ from consentry.profiles.models import (
     extract_identifiers,
     normalize_id,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -189,32 +193,69 @@ def expand_stages(
     *, session: Session, workspace_id: str, max_messages: int | None = None
 ) -> Expansion:
     """Store the messages of the workspace's oldest stages as events (:func:`store`: a
-    duplicate ``messageId`` dropped, a message of an erased person screened). Once the
-    transaction commits, the stages are deleted from the spool and their keys discarded (a
-    crash in between expands them again, and :func:`store` drops what is stored). At least one
-    stage, then as many as fit ``max_messages`` (None: every stage)."""
+    duplicate ``messageId`` dropped, a message of an erased person screened). Once the unit of
+    work commits, the stages are deleted from the spool and their keys discarded (a crash in
+    between expands them again, and :func:`store` drops what is stored); until then this unit
+    of work does not expand them again (an erasure per person of a retention round). At least
+    one stage, then as many as fit ``max_messages`` (None: every stage).
+
+    If storing them together fails, each is stored in a savepoint of its own, and a stage that
+    fails by itself is set aside in the spool (:meth:`Spool.fail`, logged), so that one bad
+    request never holds up its workspace's others, nor its erasures."""
     lock_workspace(session, workspace_id)
     spool = spool_of(session)
-    chosen = spool.oldest(workspace_id, max_messages)
+    expanded: set[int] = session.info.setdefault(_EXPANDED, set())
+    chosen = spool.oldest(workspace_id, max_messages, skip=expanded)
     if not chosen:
         return Expansion()
     vault = vault_of(session)
+    try:
+        with session.begin_nested():
+            stored = _store_stages(session, vault, workspace_id, chosen)
+        done = chosen
+    except Exception:  # noqa: BLE001 - one stage at a time finds the one that fails
+        stored, done = IngestResult(), []
+        for one in chosen:
+            try:
+                with session.begin_nested():
+                    step = _store_stages(session, vault, workspace_id, [one])
+            except Exception as exc:  # noqa: BLE001 - set aside, not lost
+                log.exception(
+                    "ingest stage %s of %s set aside: it cannot be expanded", one[0], workspace_id
+                )
+                spool.fail(workspace_id, one[0], type(exc).__name__)
+                continue
+            done.append(one)
+            stored.accepted += step.accepted
+            stored.duplicates += step.duplicates
+            stored.suppressed += step.suppressed
+    ids = [stage_id for stage_id, _, _ in done]
+    spent = [token_subject(body) for _, _, body in done]
+    expanded.update(ids)
+
+    def finished() -> None:
+        spool.delete(workspace_id, ids)
+        vault.keystore.discard(workspace_id, spent)
+
+    if ids:
+        after_commit(session, finished)
+    return Expansion(stages=len(chosen), messages=sum(n for _, n, _ in chosen), stored=stored)
+
+
+_EXPANDED = "ingest.expanded_stages"  # session.info: stages expanded by this unit of work
+
+
+def _store_stages(
+    session: Session, vault: Vault, workspace_id: str, chosen: Sequence[tuple[int, int, str]]
+) -> IngestResult:
+    """Open stages and store their messages, in order."""
     tokens = [body for _, _, body in chosen]
     envelopes: list[Envelope] = []
     for packed in vault.open_many(workspace_id, [(STAGE, t) for t in tokens]):
         if packed is None:  # its key was discarded while the stage stayed: never expected
             raise CryptoError(f"an ingest stage of {workspace_id} cannot be opened")
         envelopes.extend(_unpack(packed, start=len(envelopes)))
-    stored = store(session=session, workspace_id=workspace_id, envelopes=envelopes)
-    ids = [stage_id for stage_id, _, _ in chosen]
-    spent = [token_subject(t) for t in tokens]
-
-    def done() -> None:
-        spool.delete(workspace_id, ids)
-        vault.keystore.discard(workspace_id, spent)
-
-    after_commit(session, done)
-    return Expansion(stages=len(ids), messages=sum(n for _, n, _ in chosen), stored=stored)
+    return store(session=session, workspace_id=workspace_id, envelopes=envelopes)
 
 
 def workspaces_with_stages(*, session: Session) -> list[str]:
@@ -649,7 +690,12 @@ def _rows(
             # an erasure: its fresh key seals
             ids = _ids(vault, workspace_id, env, generations)
         pairs.append((env, ids))
-    return _sealed_rows(vault, workspace_id, pairs)
+    try:
+        return _sealed_rows(vault, workspace_id, pairs)
+    except ShreddedKey:  # a message keyed by itself (no usable id) of a person erased since:
+        # its key was shredded with the person's, so it is the person's, and dropped
+        gone = vault.keystore.shredded(workspace_id, [ids.subject for _, ids in pairs])
+        return _sealed_rows(vault, workspace_id, [p for p in pairs if p[1].subject not in gone])
 
 
 def _sealed_rows(

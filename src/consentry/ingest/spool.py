@@ -21,7 +21,7 @@ Its one table is created by :meth:`Spool.ensure_schema`, as the key store's is.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -37,12 +37,13 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    update,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from consentry.errors import ConsentryError
-from consentry.platform.db import Bulk, Database, UTCDateTime, companion_url
+from consentry.platform.db import Bulk, Database, UTCDateTime, companion_url, utcnow
 from consentry.platform.keystore import ensure_postgres_database
 
 metadata = MetaData()
@@ -55,6 +56,9 @@ stages = Table(
     Column("messages", Integer, nullable=False),
     Column("received_at", UTCDateTime(), nullable=False),
     Column("body", Text, nullable=False),  # a pv1: token, sealed under the stage's own key
+    # a stage that could not be expanded by itself: kept, with its key, for an operator
+    Column("failed_at", UTCDateTime(), nullable=True),
+    Column("failure", String(200), nullable=True),  # the error's type: never a value
     Index("ix_ingest_stages_ws_id", "workspace_id", "id"),
 )
 
@@ -98,13 +102,18 @@ class Spool:
             with self.db.write() as session:
                 _INSERT.run(session.connection(), rows)
 
-    def oldest(self, workspace_id: str, max_messages: int | None) -> list[tuple[int, int, str]]:
-        """``(id, messages, body)`` of the workspace's oldest stages: at least one, then as
-        many as fit ``max_messages`` (None: all)."""
+    def oldest(
+        self, workspace_id: str, max_messages: int | None, skip: Collection[int] = ()
+    ) -> list[tuple[int, int, str]]:
+        """``(id, messages, body)`` of the workspace's oldest stages that did not fail, but
+        ``skip``: at least one, then as many as fit ``max_messages`` (None: all)."""
+        where = [stages.c.workspace_id == workspace_id, stages.c.failed_at.is_(None)]
+        if skip:
+            where.append(stages.c.id.not_in(list(skip)))
         with self.db.read() as session:
             listed = session.execute(
                 select(stages.c.id, stages.c.messages)
-                .where(stages.c.workspace_id == workspace_id)
+                .where(*where)
                 .order_by(stages.c.id)
                 .limit(None if max_messages is None else max(1, max_messages))
             )
@@ -131,17 +140,33 @@ class Spool:
                 delete(stages).where(stages.c.workspace_id == workspace_id, stages.c.id.in_(ids))
             )
 
-    def workspaces(self) -> list[str]:
-        """Workspaces that have stages."""
-        with self.db.read() as session:
-            return list(session.scalars(select(stages.c.workspace_id).distinct()))
+    def fail(self, workspace_id: str, stage_id: int, failure: str) -> None:
+        """Set a stage aside that cannot be expanded by itself (kept, never expanded again
+        until an operator clears ``failed_at``), so it does not hold up the stages after it."""
+        with self.db.write() as session:
+            session.execute(
+                update(stages)
+                .where(stages.c.workspace_id == workspace_id, stages.c.id == stage_id)
+                .values(failed_at=utcnow(), failure=failure[:200])
+            )
 
-    def messages(self, workspace_id: str) -> int:
-        """How many messages the workspace's stages hold."""
+    def workspaces(self) -> list[str]:
+        """Workspaces that have stages waiting (not failed)."""
+        with self.db.read() as session:
+            return list(
+                session.scalars(
+                    select(stages.c.workspace_id).where(stages.c.failed_at.is_(None)).distinct()
+                )
+            )
+
+    def messages(self, workspace_id: str, *, failed: bool = False) -> int:
+        """How many messages the workspace's waiting stages hold (``failed``: its failed
+        stages)."""
+        state = stages.c.failed_at.is_not(None) if failed else stages.c.failed_at.is_(None)
         with self.db.read() as session:
             total = session.scalar(
                 select(func.coalesce(func.sum(stages.c.messages), 0)).where(
-                    stages.c.workspace_id == workspace_id
+                    stages.c.workspace_id == workspace_id, state
                 )
             )
             return int(total or 0)

@@ -169,6 +169,11 @@ class KeyStore:
                     self._cache.popitem(last=False)
         return found
 
+    def shredded(self, workspace_id: str, subject_ids: Iterable[str]) -> set[str]:
+        """Which of these subjects were shredded (they have a tombstone)."""
+        rows = self._rows(workspace_id, list(dict.fromkeys(subject_ids)))
+        return {s for s, row in rows.items() if row is None}
+
     def data_key(self, workspace_id: str, subject_id: str, *, create: bool = False) -> bytes | None:
         """The data key of one subject (see :meth:`data_keys`)."""
         return self.data_keys(workspace_id, [subject_id], create=create).get(subject_id)
