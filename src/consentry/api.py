@@ -145,15 +145,20 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         writer.start()  # expands what a previous run acknowledged before the first answer
-        worker = start_worker(settings) if in_worker else None
-        _app.state.ingest_worker = worker  # None: the writer thread applies
-        jobs = [asyncio.create_task(job) for job in _background_jobs(store, settings)]
+        # None: the writer thread expands and applies
+        _app.state.ingest_worker = start_worker(settings) if in_worker else None
+        background = _background_jobs(store, settings)
+        if in_worker:
+            watch = partial(_keep_worker_alive, _app, settings)
+            background.append(_every(WORKER_CHECK_SECONDS, watch, "ingest worker", first=5))
+        jobs = [asyncio.create_task(job) for job in background]
         yield
         for job in jobs:
             job.cancel()
             with suppress(asyncio.CancelledError):
                 await job
         writer.close()
+        worker = _app.state.ingest_worker
         if worker is not None:
             await run_in_threadpool(worker.stop)
 
@@ -207,6 +212,18 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
 
 MAINTENANCE_SECONDS = 6 * 3600
+WORKER_CHECK_SECONDS = 5.0  # how often the server checks that its ingest worker runs
+
+
+def _keep_worker_alive(app: FastAPI, settings: Settings) -> None:
+    """Start a new ingest worker if the server's has died (killed for memory, say): without
+    one, acknowledged requests would wait in the spool."""
+    worker = app.state.ingest_worker
+    if worker is not None and not worker.process.is_alive():
+        log.error(
+            "the ingest worker died (exit code %s); starting another", worker.process.exitcode
+        )
+        app.state.ingest_worker = start_worker(settings)
 
 
 async def _every(seconds: float, job: Callable[[], object], what: str, *, first: float) -> None:

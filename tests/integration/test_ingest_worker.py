@@ -7,6 +7,7 @@ import time
 
 from fastapi.testclient import TestClient
 
+from consentry import api
 from consentry.api import create_app
 from consentry.config import Settings
 from consentry.ingest import service as ingest
@@ -82,4 +83,19 @@ def test_the_server_starts_an_ingest_worker_process_and_stops_it(
             "/v1/profiles", params={"user_id": "srv-1"}, headers=bearer(admin_token)
         ).json()["profiles"]
         assert [p["traits"] for p in found] == [{"plan": "silver"}]
-    assert not worker.process.is_alive()
+        worker.process.kill()  # killed for memory, say: the server starts another
+        worker.process.join(10)
+        api._keep_worker_alive(client.app, with_worker)  # type: ignore[arg-type]
+        again = client.app.state.ingest_worker  # type: ignore[attr-defined]
+        assert again is not worker and again.process.is_alive()
+        answer = client.post(
+            "/v1/batch",
+            json={"batch": [identify(userId="srv-2", traits={"plan": "gold"})]},
+            headers=basic(write_key),
+        )
+        assert answer.status_code == 200, answer.text
+        deadline = time.monotonic() + 30
+        while maybe_profile(db, workspace, user_id="srv-2") == [] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert maybe_profile(db, workspace, user_id="srv-2") != []
+    assert not again.process.is_alive()

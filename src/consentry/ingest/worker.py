@@ -10,9 +10,9 @@ first for the answers (docs/ARCHITECTURE.md, "Ingestion").
 The worker runs the ingest writer's background half (:class:`IngestWriter` with no requests):
 at start it discards spent stage keys and expands what an earlier run left; then it expands
 and applies chunk after chunk while any workspace has work, and looks for new stages every
-``poll`` seconds when there is none (and, every ten minutes, for spent stage keys again). It
-stops when told to, or when the server that started it is gone (checked between chunks), as a
-server killed with SIGKILL cannot tell it.
+``poll`` seconds when there is none (and every ten minutes for spent stage keys and for
+events a failed chunk left unapplied). It stops when told to, or when the server that started
+it is gone (checked between chunks), as a server killed with SIGKILL cannot tell it.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from consentry.ingest.writer import IngestWriter
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.02  # how often an idle worker looks for new stages
-SWEEP_SECONDS = 600.0  # how often an idle worker discards spent stage keys (made ahead, unused)
+SWEEP_SECONDS = 600.0  # how often an idle worker sweeps: spent stage keys, unapplied events
 NICE = 10  # the worker's scheduling priority below the server's: it takes the idle CPU first
 
 
@@ -100,6 +100,8 @@ def run_worker(
                     if time.monotonic() - swept > SWEEP_SECONDS:
                         swept = time.monotonic()
                         service.discard_spent_stage_keys(session=session)
+                        # and events left unapplied by a chunk that failed, in a quiet workspace
+                        writer.mark_dirty(service.workspaces_with_pending(session=session))
             except Exception:  # noqa: BLE001 - the store is away for a moment: look again
                 log.exception("the ingest worker could not look for new stages")
     finally:
