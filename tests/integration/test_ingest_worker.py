@@ -57,6 +57,27 @@ def test_a_worker_whose_server_is_gone_stops(settings: Settings) -> None:
     assert time.monotonic() - started < 30
 
 
+def _send_and_wait_applied(
+    client: TestClient, write_key: str, admin_token: str, user_id: str, plan: str
+) -> list[dict[str, object]]:
+    """Send an identify call, wait until nothing is pending, and return the user's traits."""
+    answer = client.post(
+        "/v1/batch",
+        json={"batch": [identify(userId=user_id, traits={"plan": plan})]},
+        headers=basic(write_key),
+    )
+    assert answer.status_code == 200, answer.text
+    deadline = time.monotonic() + 30
+    status = None
+    while status != {"pending": 0} and time.monotonic() < deadline:
+        time.sleep(0.05)
+        status = client.get("/v1/ingest/status", headers=bearer(admin_token)).json()
+    found = client.get(
+        "/v1/profiles", params={"user_id": user_id}, headers=bearer(admin_token)
+    ).json()["profiles"]
+    return [p["traits"] for p in found]
+
+
 def test_the_server_starts_an_ingest_worker_process_and_stops_it(
     settings: Settings, db: Database, workspace: str, write_key: str, admin_token: str
 ) -> None:
@@ -66,36 +87,13 @@ def test_the_server_starts_an_ingest_worker_process_and_stops_it(
     with TestClient(create_app(with_worker, db)) as client:
         worker = client.app.state.ingest_worker  # type: ignore[attr-defined]
         assert worker is not None and worker.process.is_alive()
-        answer = client.post(
-            "/v1/batch",
-            json={"batch": [identify(userId="srv-1", traits={"plan": "silver"})]},
-            headers=basic(write_key),
-        )
-        assert answer.status_code == 200, answer.text
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            status = client.get("/v1/ingest/status", headers=bearer(admin_token)).json()
-            if status == {"pending": 0}:
-                break
-            time.sleep(0.05)
-        assert status == {"pending": 0}
-        found = client.get(
-            "/v1/profiles", params={"user_id": "srv-1"}, headers=bearer(admin_token)
-        ).json()["profiles"]
-        assert [p["traits"] for p in found] == [{"plan": "silver"}]
+        traits = _send_and_wait_applied(client, write_key, admin_token, "srv-1", "silver")
+        assert traits == [{"plan": "silver"}]
         worker.process.kill()  # killed for memory, say: the server starts another
         worker.process.join(10)
         api._keep_worker_alive(client.app, with_worker)  # type: ignore[arg-type]
         again = client.app.state.ingest_worker  # type: ignore[attr-defined]
         assert again is not worker and again.process.is_alive()
-        answer = client.post(
-            "/v1/batch",
-            json={"batch": [identify(userId="srv-2", traits={"plan": "gold"})]},
-            headers=basic(write_key),
-        )
-        assert answer.status_code == 200, answer.text
-        deadline = time.monotonic() + 30
-        while maybe_profile(db, workspace, user_id="srv-2") == [] and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert maybe_profile(db, workspace, user_id="srv-2") != []
+        traits = _send_and_wait_applied(client, write_key, admin_token, "srv-2", "gold")
+        assert traits == [{"plan": "gold"}]
     assert not again.process.is_alive()
