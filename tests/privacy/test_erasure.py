@@ -504,7 +504,7 @@ def test_a_request_acknowledged_after_an_erasure_is_screened_when_expanded(
         track("Product Viewed", userId="user-bob", messageId="late-bob"),
     )
     with db.read() as session:
-        staged = ingest.seal_stages(session=session, batches=[(WS, late)])
+        staged = ingest.seal_stages(session=session, keys=ingest.StageKeys(), batches=[(WS, late)])
     assert staged[0].result.accepted == 2  # acknowledged: staged, not screened yet
     ingest.stage(spool=db.spool, staged=staged)  # type: ignore[arg-type]
     with db.write() as session:
@@ -586,7 +586,7 @@ def test_staged_requests_of_the_person_are_expanded_and_erased_with_their_keys(
         track("Late", userId="user-bob", messageId="staged-bob"),
     )
     with db.read() as session:
-        staged = ingest.seal_stages(session=session, batches=[(WS, late)])
+        staged = ingest.seal_stages(session=session, keys=ingest.StageKeys(), batches=[(WS, late)])
     ingest.stage(spool=db.spool, staged=staged)  # type: ignore[arg-type]
     (row,) = [s.row for s in staged]
     assert row is not None and M not in row["body"]  # sealed as one value
@@ -629,7 +629,9 @@ def test_a_replayed_message_keyed_by_itself_of_an_erased_person_is_dropped_when_
     later = track("Late", userId="user-bob", messageId="after-junk")
     with db.read() as session:
         staged = ingest.seal_stages(
-            session=session, batches=[(WS, envelopes(junk)), (WS, envelopes(later))]
+            session=session,
+            keys=ingest.StageKeys(),
+            batches=[(WS, envelopes(junk)), (WS, envelopes(later))],
         )
     ingest.stage(spool=db.spool, staged=staged)  # type: ignore[arg-type]
     with db.write() as session:
@@ -653,6 +655,7 @@ def test_a_stage_that_cannot_be_expanded_is_set_aside_and_the_next_go_on(
     with db.read() as session:
         bad, good = ingest.seal_stages(
             session=session,
+            keys=ingest.StageKeys(),
             batches=[
                 (WS, envelopes(track("A", userId="user-bob", messageId="bad-1"))),
                 (WS, envelopes(track("B", userId="user-bob", messageId="good-1"))),
@@ -672,5 +675,5 @@ def test_a_stage_that_cannot_be_expanded_is_set_aside_and_the_next_go_on(
         assert ingest.pending_count(session=session, workspace_id=WS) == 1
     spool = db.spool  # type: ignore[attr-defined]
     assert spool.messages(WS, failed=True) == 1  # kept for an operator, with its key
-    (body,) = spool.bodies()
-    assert db.vault.keystore.data_key(WS, token_subject(body)) is not None  # type: ignore[attr-defined]
+    (subject,) = spool.subjects()
+    assert db.vault.keystore.data_key(WS, subject) is not None  # type: ignore[attr-defined]

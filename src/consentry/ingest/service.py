@@ -103,7 +103,6 @@ class Staged:
     """A request made ready to acknowledge (:func:`seal_stages`): what its answer says, and its
     stage row (None when every message of it is stored already)."""
 
-    workspace_id: str
     result: IngestResult
     row: dict[str, Any] | None
 
@@ -134,44 +133,28 @@ class StageKeys:
 
 
 def seal_stages(
-    *,
-    session: Session,
-    batches: Sequence[tuple[str, Sequence[Envelope]]],
-    keys: StageKeys | None = None,
+    *, session: Session, batches: Sequence[tuple[str, Sequence[Envelope]]], keys: StageKeys
 ) -> list[Staged]:
     """Each batch as the stage row that acknowledges it: its distinct messages whose
-    ``messageId`` is not stored yet, sealed as one value under a data key of the stage's own
-    (taken from ``keys``, made ahead; without, the keys of all the batches are made in one
-    commit of the key store per workspace). ``session`` may be a read. A retry of a message
-    that is itself still staged is not seen here: it is dropped as a duplicate when its stage
-    is expanded."""
-    plans = []
+    ``messageId`` is not stored yet, sealed as one value under a data key of the stage's own,
+    made ahead (``keys``). ``session`` may be a read. A retry of a message that is itself still
+    staged is not seen here: it is dropped as a duplicate when its stage is expanded."""
+    vault = vault_of(session)
+    now = utcnow()
+    out = []
     for workspace_id, envelopes in batches:
         fresh = _new_messages(session, workspace_id, envelopes)
         result = IngestResult(accepted=len(fresh), duplicates=len(envelopes) - len(fresh))
-        plans.append((workspace_id, fresh, result))
-    vault = vault_of(session)
-    items: dict[str, list[tuple[str, str, Any]]] = {}
-    for workspace_id, fresh, _ in plans:
-        if fresh:
-            if keys is None:
-                subject = STAGE_SUBJECT + uuid.uuid4().hex
-            else:
-                subject = keys.take(vault, workspace_id)
-            items.setdefault(workspace_id, []).append((subject, STAGE, _pack(fresh)))
-    tokens = {ws: iter(vault.seal_many(ws, wanted)) for ws, wanted in items.items()}
-    now = utcnow()
-    out = []
-    for workspace_id, fresh, result in plans:
         row = None
         if fresh:
+            subject = keys.take(vault, workspace_id)
             row = {
                 "workspace_id": workspace_id,
                 "messages": len(fresh),
                 "received_at": now,
-                "body": next(tokens[workspace_id]),
+                "body": vault.seal(workspace_id, subject, STAGE, _pack(fresh)),
             }
-        out.append(Staged(workspace_id, result, row))
+        out.append(Staged(result, row))
     return out
 
 
@@ -273,7 +256,7 @@ def discard_spent_stage_keys(*, session: Session) -> int:
     many. Only keys older than :data:`SPENT_AFTER` are looked at, as another process may be
     between making a stage's key and writing the stage."""
     vault = vault_of(session)
-    live = {token_subject(body) for body in spool_of(session).bodies()}
+    live = spool_of(session).subjects()
     spent: dict[str, list[str]] = {}
     for workspace_id, subject in vault.keystore.subjects(STAGE_SUBJECT, utcnow() - SPENT_AFTER):
         if subject not in live:

@@ -16,7 +16,8 @@ Where it lives (``CONSENTRY_INGEST__SPOOL_URL``, else derived from the data stor
 - PostgreSQL ``postgresql+psycopg://.../shop``: the database ``shop_spool`` on the same server,
   created on first use when the role may create databases.
 
-Its one table is created by :meth:`Spool.ensure_schema`, as the key store's is.
+Its one table is created when it is opened (``platform.db.open_companion``), as the key
+store's is.
 """
 
 from __future__ import annotations
@@ -39,12 +40,18 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from consentry.errors import ConsentryError
-from consentry.platform.db import Bulk, Database, UTCDateTime, companion_url, utcnow
-from consentry.platform.keystore import ensure_postgres_database
+from consentry.platform.db import (
+    Bulk,
+    Database,
+    UTCDateTime,
+    companion_url,
+    open_companion,
+    utcnow,
+)
+from consentry.platform.vault import token_subject
 
 metadata = MetaData()
 
@@ -86,11 +93,7 @@ class Spool:
     @classmethod
     def open(cls, url: str) -> Spool:
         """The spool at ``url``, its database and table created when missing."""
-        if make_url(url).get_backend_name() == "postgresql":
-            ensure_postgres_database(url)
-        spool = cls(Database.from_url(url))
-        metadata.create_all(spool.db.engine)
-        return spool
+        return cls(open_companion(url, metadata))
 
     def dispose(self) -> None:
         self.db.dispose()
@@ -171,10 +174,15 @@ class Spool:
             )
             return int(total or 0)
 
-    def bodies(self) -> list[str]:
-        """The sealed body of every stage (to tell which stage keys are still needed)."""
+    def subjects(self) -> set[str]:
+        """The key-store subject of every stage (to tell which stage keys are still needed),
+        read from the head of its sealed body, not the whole body."""
+        head = func.substr(stages.c.body, 1, _TOKEN_HEAD)
         with self.db.read() as session:
-            return list(session.scalars(select(stages.c.body)))
+            return {token_subject(h) for h in session.scalars(select(head))}
+
+
+_TOKEN_HEAD = 64  # "pv1:st-<32 hex>:" and more: the subject of a stage's token is in it
 
 
 def spool_of(session: Session) -> Spool:

@@ -3,8 +3,8 @@ when no request is waiting (and no ingest worker process does it), expands ackno
 requests into events and applies them to profiles and commerce.
 
 Acknowledging: every request waiting is sealed as one stage row (``service.seal_stages``: its
-new messages as one value under a key of its own; the group's keys made in one commit of the
-key store) and the group's stages are written to the spool (``ingest.spool``) in one
+new messages as one value under a key of its own, made ahead by ``service.StageKeys``) and the
+group's stages are written to the spool (``ingest.spool``) in one
 transaction, so a single commit (one fsync) makes many requests durable at once. A caller is
 answered only after the commit that holds its stage. If a group fails, its requests are tried
 one at a time, so only a request that fails by itself gets the error.
@@ -233,8 +233,8 @@ class IngestWriter:
             time.sleep(0.01)
 
     def _store_group(self, group: list[_Job]) -> None:
-        """Acknowledge a group: each request becomes one stage row, sealed first (its keys
-        made in one commit of the key store), all written to the spool in one commit. If the
+        """Acknowledge a group: each request becomes one stage row, sealed first (under a key
+        made ahead), all written to the spool in one commit. If the
         group fails, its requests are tried one at a time, so only a request that fails by
         itself gets the error."""
         try:

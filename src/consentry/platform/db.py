@@ -365,6 +365,34 @@ def companion_url(data_url: str, name: str) -> str:
     return url.set(database=f"{url.database}_{name}").render_as_string(hide_password=False)
 
 
+def ensure_postgres_database(url: str) -> None:
+    """Create the PostgreSQL database at ``url`` when it does not exist yet."""
+    parsed = make_url(url)
+    name = parsed.database or ""
+    admin = create_db_engine(parsed.set(database="postgres").render_as_string(hide_password=False))
+    try:
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+            ).first()
+            if exists is None:
+                quoted = conn.dialect.identifier_preparer.quote(name)
+                conn.execute(text(f"CREATE DATABASE {quoted}"))
+    finally:
+        admin.dispose()
+
+
+def open_companion(url: str, metadata: MetaData) -> Database:
+    """A store kept beside the data store (the key store, the spool; see :func:`companion_url`)
+    at ``url``: its PostgreSQL database created when missing, and its tables (``metadata``,
+    not part of the data store's migrations)."""
+    if make_url(url).get_backend_name() == "postgresql":
+        ensure_postgres_database(url)
+    store = Database.from_url(url)
+    metadata.create_all(store.engine)
+    return store
+
+
 _AFTER_COMMIT = "after_commit"  # the session.info entry of the actions of after_commit()
 
 

@@ -11,9 +11,9 @@ Where it lives (``CONSENTRY_CRYPTO__KEYSTORE_URL``, else derived from the data s
 - PostgreSQL ``postgresql+psycopg://.../shop``: the database ``shop_keys`` on the same server,
   created on first use when the role may create databases.
 
-Its one table is created by :meth:`KeyStore.ensure_schema` (it is not part of the data store's
-migrations). A shredded subject keeps a tombstone (its id, no key) so that no new key is ever
-made for it and old data can never be mistaken for new.
+Its one table is created when it is opened (``platform.db.open_companion``; it is not part of
+the data store's migrations). A shredded subject keeps a tombstone (its id, no key) so that no
+new key is ever made for it and old data can never be mistaken for new.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
 from sqlalchemy.sql.dml import Insert
 
 from consentry.platform.crypto import CryptoError, Keyring, WrappedKey, new_key
@@ -45,7 +44,7 @@ from consentry.platform.db import (
     Database,
     UTCDateTime,
     companion_url,
-    create_db_engine,
+    open_companion,
     utcnow,
 )
 
@@ -96,24 +95,6 @@ def default_url(data_url: str) -> str:
         raise CryptoError(f"{exc}: set CONSENTRY_CRYPTO__KEYSTORE_URL") from exc
 
 
-def ensure_postgres_database(url: str) -> None:
-    """Create the PostgreSQL database at ``url`` (a key store's, a spool's) when it does not
-    exist yet."""
-    parsed = make_url(url)
-    name = parsed.database or ""
-    admin = create_db_engine(parsed.set(database="postgres").render_as_string(hide_password=False))
-    try:
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            exists = conn.execute(
-                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
-            ).first()
-            if exists is None:
-                quoted = conn.dialect.identifier_preparer.quote(name)
-                conn.execute(text(f"CREATE DATABASE {quoted}"))
-    finally:
-        admin.dispose()
-
-
 class KeyStore:
     """Per-subject data keys: made on first use, unwrapped through a small cache, shredded on
     erasure, re-wrapped on master-key rotation."""
@@ -127,14 +108,7 @@ class KeyStore:
     @classmethod
     def open(cls, url: str, keyring: Keyring) -> KeyStore:
         """The key store at ``url``, its database and table created when missing."""
-        if make_url(url).get_backend_name() == "postgresql":
-            ensure_postgres_database(url)
-        store = cls(Database.from_url(url), keyring)
-        store.ensure_schema()
-        return store
-
-    def ensure_schema(self) -> None:
-        metadata.create_all(self.db.engine)
+        return cls(open_companion(url, metadata), keyring)
 
     def dispose(self) -> None:
         self.db.dispose()

@@ -199,9 +199,6 @@ def key_digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-_digest = key_digest
-
-
 def create_workspace(*, session: Session, workspace_id: str, name: str | None = None) -> Workspace:
     """Create a workspace with a slug id such as ``acme-eu``."""
     if not _SLUG.match(workspace_id):
@@ -249,7 +246,7 @@ def issue_key(
         role=role.value if kind == "token" and role else None,
         scopes=scopes,
         display_prefix=secret[:10],
-        secret_hash=_digest(secret),
+        secret_hash=key_digest(secret),
         created_at=utcnow(),
     )
     session.add(row)
@@ -268,11 +265,11 @@ def revoke_key(*, session: Session, workspace_id: str, key_id: str) -> None:
 def authenticate(*, session: Session, secret: str, kind: str) -> Principal:
     """Return the principal of a presented secret, or raise Unauthorized."""
     expected_prefix = WRITE_KEY_PREFIX if kind == "write" else TOKEN_PREFIX
-    digest = _digest(secret)
+    digest = key_digest(secret)
     row = session.scalars(
         select(ApiKeyRow).where(ApiKeyRow.secret_hash == digest, ApiKeyRow.kind == kind)
     ).first()
-    stored = row.secret_hash if row is not None else _digest("")
+    stored = row.secret_hash if row is not None else key_digest("")
     valid = hmac.compare_digest(stored, digest) and secret.startswith(expected_prefix)
     if row is None or not valid or row.revoked_at is not None:
         raise Unauthorized("unknown or revoked credentials")
