@@ -82,7 +82,7 @@ from consentry.quality import service as quality
 from consentry.quality.routes import router as quality_router
 from consentry.recommend import service as recommend
 from consentry.recommend.routes import router as recommend_router
-from consentry.stores import close_database, open_database
+from consentry.stores import child_store, open_database
 
 STATUS: list[tuple[type[ConsentryError], int]] = [
     (Invalid, 400),  # LimitExceeded included: the ingestion contract answers 400
@@ -348,14 +348,9 @@ def _in_child(round_: Round, settings: Settings) -> Callable[[], None]:
 
 
 def _child_round(round_: Round, settings: Settings) -> None:
-    """The child's side of :func:`_in_child`: its logs go to standard error, as the server's."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s:%(name)s:%(message)s")
-    store = open_database(settings)
-    try:
+    """The child's side of :func:`_in_child` (see ``stores.child_store``)."""
+    with child_store(settings) as store:
         round_(store, settings)
-    finally:
-        close_database(store)
 
 
 def _analytics_round(store: Database, settings: Settings) -> None:

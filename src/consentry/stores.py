@@ -4,6 +4,9 @@ open stores here."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from consentry.config import Settings
@@ -54,3 +57,17 @@ def open_database(settings: Settings, **kwargs: Any) -> Database:
 def close_database(db: Database) -> None:
     """Close the data store, its key store and its spool."""
     db.dispose()
+
+
+@contextmanager
+def child_store(settings: Settings) -> Iterator[Database]:
+    """The store of a spawned child process (a scheduled round, the ingest worker): opened on
+    its own connections and closed at the end; the child's logs go to standard error, as the
+    server's do."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s:%(name)s:%(message)s")
+    store = open_database(settings)
+    try:
+        yield store
+    finally:
+        close_database(store)

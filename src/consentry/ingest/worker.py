@@ -81,15 +81,12 @@ def run_worker(
 ) -> None:
     """The worker's loop (see the module's text); returns when ``stop`` is set or the process
     ``parent`` is gone."""
-    from consentry.stores import close_database, open_database
+    from consentry.stores import child_store
 
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s:%(name)s:%(message)s")
-    store = open_database(settings)
-    writer = IngestWriter(store, settings)
-    swept = time.monotonic()
-    try:
+    with child_store(settings) as store:
+        writer = IngestWriter(store, settings)
         writer.recover()  # discards spent stage keys first
+        swept = time.monotonic()
         while not stop.is_set() and (parent is None or os.getppid() == parent):
             if writer.work_once():
                 continue
@@ -104,5 +101,3 @@ def run_worker(
                         writer.mark_dirty(service.workspaces_with_pending(session=session))
             except Exception:  # noqa: BLE001 - the store is away for a moment: look again
                 log.exception("the ingest worker could not look for new stages")
-    finally:
-        close_database(store)
